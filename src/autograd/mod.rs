@@ -1,0 +1,7 @@
+//! Autograd: a define-by-run tape over named parameters.
+
+mod params;
+mod tape;
+
+pub use params::{Grads, ParamId, ParamStore};
+pub use tape::{Backward, LossKind, Padding, Tape, Var};

@@ -1,0 +1,258 @@
+//! Define-by-run autograd. Every op on a tape records a node (its value and what
+//! its backward needs); `backward` walks the nodes in reverse, accumulates the
+//! gradient of a value used several times, and frees each node's gradient as soon
+//! as its parents have received their share.
+
+use super::params::{Grads, ParamId, ParamStore};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::tensor::Tensor;
+
+/// A value recorded on a tape: an index, cheap to copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Var(pub(crate) usize);
+
+/// conv1d padding: `Same` keeps the length (odd kernels pad (k-1)/2 each side,
+/// even kernels pad one more on the right, as Keras), `Valid` pads nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Padding {
+    Same,
+    Valid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum LossKind {
+    Mse,
+    Mae,
+    /// Huber with threshold delta.
+    Huber(f64),
+    /// Pinball loss for quantile q in (0, 1).
+    Quantile(f64),
+}
+
+/// What a node remembers for its backward pass.
+#[derive(Debug)]
+pub(crate) enum Op<T: Float> {
+    /// An input or constant: gradients are kept for it, nothing flows further.
+    Leaf,
+    Param(ParamId),
+    Add(Var, Var),
+    Mul(Var, Var),
+    Scale(Var, T),
+    Reshape(Var),
+}
+
+struct Node<T: Float> {
+    value: Tensor<T>,
+    op: Op<T>,
+}
+
+pub struct Tape<'s, T: Float = f32> {
+    store: &'s ParamStore<T>,
+    nodes: Vec<Node<T>>,
+    /// Inference mode records values only; `backward` is then an error.
+    grad_enabled: bool,
+    /// Dropout is active only in training mode; its Philox key and counter.
+    training: bool,
+    dropout_seed: u64,
+    dropout_counter: u64,
+}
+
+/// Result of `backward`: parameter gradients plus those of the tape's leaves.
+pub struct Backward<T: Float> {
+    pub params: Grads<T>,
+    leaves: Vec<Option<Tensor<T>>>,
+}
+
+impl<T: Float> Backward<T> {
+    /// Gradient of a leaf created with `Tape::input`.
+    pub fn leaf(&self, v: Var) -> Option<&Tensor<T>> {
+        self.leaves.get(v.0).and_then(Option::as_ref)
+    }
+}
+
+impl<'s, T: Float> Tape<'s, T> {
+    pub fn new(store: &'s ParamStore<T>) -> Self {
+        Tape {
+            store,
+            nodes: Vec::new(),
+            grad_enabled: true,
+            training: false,
+            dropout_seed: 0,
+            dropout_counter: 0,
+        }
+    }
+
+    /// Training mode: dropout masks drawn from Philox(seed, counter).
+    pub fn training(mut self, seed: u64) -> Self {
+        self.training = true;
+        self.dropout_seed = seed;
+        self
+    }
+
+    /// Inference mode: nothing is kept for a backward pass.
+    pub fn inference(mut self) -> Self {
+        self.grad_enabled = false;
+        self.training = false;
+        self
+    }
+
+    pub fn is_training(&self) -> bool {
+        self.training
+    }
+
+    pub fn store(&self) -> &'s ParamStore<T> {
+        self.store
+    }
+
+    pub fn value(&self, v: Var) -> &Tensor<T> {
+        &self.nodes[v.0].value
+    }
+
+    pub fn shape(&self, v: Var) -> &[usize] {
+        self.nodes[v.0].value.shape()
+    }
+
+    pub(crate) fn push(&mut self, value: Tensor<T>, op: Op<T>) -> Var {
+        let op = if self.grad_enabled { op } else { Op::Leaf };
+        self.nodes.push(Node { value, op });
+        Var(self.nodes.len() - 1)
+    }
+
+    pub fn input(&mut self, value: Tensor<T>) -> Var {
+        self.push(value, Op::Leaf)
+    }
+
+    pub fn param(&mut self, id: ParamId) -> Var {
+        self.push(self.store.get(id).clone(), Op::Param(id))
+    }
+
+    /// Walks the tape back from a one-element loss.
+    pub fn backward(self, loss: Var) -> Result<Backward<T>> {
+        if !self.grad_enabled {
+            return Err(Error::Invalid(
+                "backward on a tape in inference mode".into(),
+            ));
+        }
+        let loss_shape = self.nodes[loss.0].value.shape().to_vec();
+        if loss_shape.iter().product::<usize>() != 1 {
+            return Err(Error::shape(
+                "backward",
+                &loss_shape,
+                &[1],
+                "the loss must hold a single value",
+            ));
+        }
+        let mut grads: Vec<Option<Tensor<T>>> = (0..self.nodes.len()).map(|_| None).collect();
+        grads[loss.0] = Some(Tensor::full(T::ONE, &loss_shape)?);
+        let mut params = Grads::new(self.store.len());
+        let mut nodes = self.nodes;
+        for i in (0..=loss.0).rev() {
+            let node = &nodes[i];
+            match &node.op {
+                Op::Leaf => continue,
+                Op::Param(id) => {
+                    if let Some(g) = grads[i].take() {
+                        accumulate(&mut params.params[id.0], g)?;
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let Some(g) = grads[i].take() else { continue };
+            for (parent, pg) in backward_op(&nodes, &node.op, &node.value, g)? {
+                accumulate(&mut grads[parent.0], pg)?;
+            }
+            // The value and saved state of node i are not needed any more.
+            nodes[i].op = Op::Leaf;
+        }
+        let leaves = grads
+            .into_iter()
+            .zip(&nodes)
+            .map(|(g, n)| if matches!(n.op, Op::Leaf) { g } else { None })
+            .collect();
+        Ok(Backward { params, leaves })
+    }
+
+    fn same_shape(&self, op: &'static str, a: Var, b: Var) -> Result<()> {
+        let (sa, sb) = (self.shape(a), self.shape(b));
+        if sa != sb {
+            return Err(Error::shape(
+                op,
+                sa,
+                sb,
+                "operands must have the same shape",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.same_shape("add", a, b)?;
+        let value = zip_map(self.value(a), self.value(b), |x, y| x + y)?;
+        Ok(self.push(value, Op::Add(a, b)))
+    }
+
+    pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.same_shape("mul", a, b)?;
+        let value = zip_map(self.value(a), self.value(b), |x, y| x * y)?;
+        Ok(self.push(value, Op::Mul(a, b)))
+    }
+
+    pub fn scale(&mut self, a: Var, s: T) -> Result<Var> {
+        let value = map(self.value(a), |x| x * s)?;
+        Ok(self.push(value, Op::Scale(a, s)))
+    }
+
+    pub fn reshape(&mut self, a: Var, shape: &[usize]) -> Result<Var> {
+        let value = self.value(a).clone().reshape(shape)?;
+        Ok(self.push(value, Op::Reshape(a)))
+    }
+}
+
+fn accumulate<T: Float>(slot: &mut Option<Tensor<T>>, g: Tensor<T>) -> Result<()> {
+    match slot {
+        None => *slot = Some(g),
+        Some(acc) => {
+            let acc = acc.as_mut_slice()?;
+            for (a, b) in acc.iter_mut().zip(g.as_slice()?) {
+                *a += *b;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn map<T: Float>(a: &Tensor<T>, f: impl Fn(T) -> T) -> Result<Tensor<T>> {
+    Tensor::from_vec(a.as_slice()?.iter().map(|&x| f(x)).collect(), a.shape())
+}
+
+fn zip_map<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) -> Result<Tensor<T>> {
+    let v = a
+        .as_slice()?
+        .iter()
+        .zip(b.as_slice()?)
+        .map(|(&x, &y)| f(x, y))
+        .collect();
+    Tensor::from_vec(v, a.shape())
+}
+
+/// The gradients one node sends to its parents, given the gradient of its output.
+fn backward_op<T: Float>(
+    nodes: &[Node<T>],
+    op: &Op<T>,
+    _out: &Tensor<T>,
+    g: Tensor<T>,
+) -> Result<Vec<(Var, Tensor<T>)>> {
+    let val = |v: Var| &nodes[v.0].value;
+    Ok(match op {
+        Op::Leaf | Op::Param(_) => Vec::new(),
+        Op::Add(a, b) => vec![(*a, g.clone()), (*b, g)],
+        Op::Mul(a, b) => vec![
+            (*a, zip_map(&g, val(*b), |g, y| g * y)?),
+            (*b, zip_map(&g, val(*a), |g, x| g * x)?),
+        ],
+        Op::Scale(a, s) => vec![(*a, map(&g, |g| g * *s)?)],
+        Op::Reshape(a) => vec![(*a, g.reshape(val(*a).shape())?)],
+    })
+}

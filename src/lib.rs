@@ -1,0 +1,15 @@
+//! convformer: a CNN+Transformer engine that predicts the peak memory of cloud
+//! workloads, with hand-written CPU kernels (rayon + matrixmultiply), CUDA
+//! kernels loaded through cudarc, a define-by-run autograd tape, and a BOHB tuner.
+
+pub mod autograd;
+pub mod device;
+pub mod error;
+pub mod float;
+pub mod tensor;
+
+pub use autograd::{ParamId, ParamStore, Tape, Var};
+pub use device::Device;
+pub use error::{Error, Result};
+pub use float::Float;
+pub use tensor::Tensor;
