@@ -7,6 +7,7 @@ pub mod device;
 pub mod error;
 pub mod float;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{ParamId, ParamStore, Tape, Var};
 pub use device::Device;

@@ -1,0 +1,64 @@
+//! Seeded initialisation (Glorot uniform as Keras) and the small RNG behind it.
+
+use crate::error::Result;
+use crate::float::Float;
+use crate::tensor::Tensor;
+
+/// SplitMix64: tiny, fast, and its whole state is one `u64`, so a checkpoint
+/// can store it and a resumed run continues the exact same stream.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SeedRng {
+    state: u64,
+}
+
+impl SeedRng {
+    pub fn new(seed: u64) -> Self {
+        SeedRng { state: seed }
+    }
+
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform integer in [0, n) (Lemire's multiply-shift; the bias is < n / 2^64).
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+
+    /// Fisher–Yates shuffle.
+    pub fn shuffle<X>(&mut self, items: &mut [X]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i + 1);
+            items.swap(i, j);
+        }
+    }
+}
+
+/// Glorot (Xavier) uniform: U(-l, l) with l = sqrt(6 / (fan_in + fan_out)),
+/// Keras' default kernel initialiser.
+pub fn glorot_uniform<T: Float>(
+    shape: &[usize],
+    fan_in: usize,
+    fan_out: usize,
+    rng: &mut SeedRng,
+) -> Result<Tensor<T>> {
+    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    let n: usize = shape.iter().product();
+    let data = (0..n)
+        .map(|_| T::from_f64((2.0 * rng.next_f64() - 1.0) * limit))
+        .collect();
+    Tensor::from_vec(data, shape)
+}
