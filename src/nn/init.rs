@@ -16,6 +16,11 @@ impl SeedRng {
         SeedRng { state: seed }
     }
 
+    /// Continues a stream from a saved `state()`.
+    pub fn from_state(state: u64) -> Self {
+        SeedRng { state }
+    }
+
     pub fn state(&self) -> u64 {
         self.state
     }

@@ -57,23 +57,49 @@ fn from_bytes<T: Float>(name: &str, view: &TensorView<'_>) -> Result<Vec<T>> {
     }
 }
 
-/// Serialises tensors (in the element type T: f32 or f64) with string metadata.
-pub fn to_safetensors<T: Float>(
-    tensors: &[NamedTensor<T>],
+/// A tensor already encoded little-endian, for files that mix dtypes.
+pub struct RawTensor {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+impl RawTensor {
+    pub fn encode<T: Float>(t: &NamedTensor<T>) -> Self {
+        RawTensor {
+            name: t.name.clone(),
+            dtype: dtype_of::<T>(),
+            shape: t.shape.clone(),
+            bytes: to_bytes(&t.data),
+        }
+    }
+}
+
+/// Serialises raw tensors with string metadata.
+pub fn serialize_raw(
+    tensors: &[RawTensor],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<Vec<u8>> {
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| to_bytes(&t.data)).collect();
     let views = tensors
         .iter()
-        .zip(&bytes)
-        .map(|(t, b)| {
-            TensorView::new(dtype_of::<T>(), t.shape.clone(), b)
+        .map(|t| {
+            TensorView::new(t.dtype, t.shape.clone(), &t.bytes)
                 .map(|v| (t.name.clone(), v))
                 .map_err(|e| Error::Invalid(format!("tensor '{}': {e}", t.name)))
         })
         .collect::<Result<Vec<_>>>()?;
     safetensors::serialize(views, metadata)
         .map_err(|e| Error::Invalid(format!("safetensors serialisation: {e}")))
+}
+
+/// Serialises tensors (in the element type T: f32 or f64) with string metadata.
+pub fn to_safetensors<T: Float>(
+    tensors: &[NamedTensor<T>],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
+    let raw: Vec<RawTensor> = tensors.iter().map(RawTensor::encode).collect();
+    serialize_raw(&raw, metadata)
 }
 
 /// Reads every tensor (converted to T) and the metadata of a safetensors buffer.

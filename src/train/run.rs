@@ -1,0 +1,316 @@
+//! A training run end to end, as the CLI and the examples drive it: load the
+//! data (or the built-in default trace), split, preprocess, train, evaluate
+//! against the baselines and write the run directory.
+
+use std::path::{Path, PathBuf};
+
+use super::config::RunConfig;
+use super::metrics::{regression_metrics, Metrics};
+use super::prepared::{PreparedData, SplitData};
+use super::ridge::Ridge;
+use super::trainer::{fit, predict, FitOptions, FitOutcome};
+use super::weights::{load_model, save_model};
+use crate::autograd::ParamStore;
+use crate::data::{self, Dataset, Format, LoadOptions, PreprocessOptions, Preprocessor, SplitKind};
+use crate::error::{Error, Result};
+use crate::nn::{ConvFormerNet, ModelConfig};
+
+/// Where the samples come from, recorded in `config.json` so `--resume` and
+/// `eval` rebuild exactly the same splits.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSource {
+    /// None = the built-in generated trace.
+    pub path: Option<PathBuf>,
+    pub format: Format,
+    pub window: usize,
+    pub horizon: usize,
+    /// Seed of the generated trace and of the split.
+    pub seed: u64,
+}
+
+impl DataSource {
+    pub fn load(&self, progress: bool) -> Result<Dataset> {
+        match &self.path {
+            None => Ok(data::synth::default_trace(self.format, self.seed)),
+            Some(path) => {
+                let opts = LoadOptions {
+                    window: self.window,
+                    horizon: self.horizon,
+                    progress,
+                    ..LoadOptions::default()
+                };
+                data::load(path, self.format, &opts).map_err(|e| Error::Invalid(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Train / validation / test shares: series are split chronologically per
+/// instance (the last 20% is the test set), kaggle rows at random.
+pub fn split_for(ds: &Dataset, seed: u64) -> data::Splits {
+    match ds.format {
+        Format::InstanceUsage => data::split(ds, SplitKind::Chronological, (0.72, 0.08, 0.2), seed),
+        Format::Kaggle => data::split(ds, SplitKind::Random, (0.7, 0.1, 0.2), seed),
+    }
+}
+
+/// What `config.json` holds.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunFile {
+    pub model: ModelConfig,
+    pub train: super::config::TrainConfig,
+    pub data: DataSource,
+}
+
+/// Model and baselines on one split, scaled and in trace units.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SplitReport {
+    pub n: usize,
+    pub model_scaled: Metrics,
+    pub model_trace: Metrics,
+    pub naive_scaled: Metrics,
+    pub naive_trace: Metrics,
+    pub ridge_scaled: Metrics,
+    pub ridge_trace: Metrics,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct EvalReport {
+    pub format: Format,
+    pub loss: String,
+    pub ridge_lambda: f64,
+    pub train: Option<SplitReport>,
+    pub val: Option<SplitReport>,
+    pub test: Option<SplitReport>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct MetricsFile {
+    #[serde(flatten)]
+    pub eval: EvalReport,
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    pub history: Vec<super::trainer::EpochLog>,
+}
+
+fn split_report(
+    data: &PreparedData,
+    split: &SplitData,
+    model_pred: &[f32],
+    ridge_pred: &[f32],
+) -> Option<SplitReport> {
+    if split.is_empty() {
+        return None;
+    }
+    let pre = &data.preprocessor;
+    let naive_scaled: Vec<f32> = split.naive.iter().map(|&y| pre.scale_target(y)).collect();
+    Some(SplitReport {
+        n: split.len(),
+        model_scaled: regression_metrics(model_pred, &split.targets),
+        model_trace: regression_metrics(&data.to_trace_units(model_pred), &split.actual),
+        naive_scaled: regression_metrics(&naive_scaled, &split.targets),
+        naive_trace: regression_metrics(&split.naive, &split.actual),
+        ridge_scaled: regression_metrics(ridge_pred, &split.targets),
+        ridge_trace: regression_metrics(&data.to_trace_units(ridge_pred), &split.actual),
+    })
+}
+
+/// Evaluates a model and the baselines (ridge fitted on this data's training
+/// split, λ picked on its validation split) on every split.
+pub fn evaluate(
+    model: &ConvFormerNet,
+    store: &ParamStore<f32>,
+    data: &PreparedData,
+    loss: &str,
+    batch: usize,
+) -> Result<EvalReport> {
+    let d = data.seq_len * data.channels;
+    let ridge = Ridge::fit_select(
+        &data.train.inputs,
+        &data.train.targets,
+        &data.val.inputs,
+        &data.val.targets,
+        d,
+    )?;
+    let report = |split: &SplitData| -> Result<Option<SplitReport>> {
+        if split.is_empty() {
+            return Ok(None);
+        }
+        let m = predict(model, store, &split.inputs, batch)?;
+        let r = ridge.predict(&split.inputs, d)?;
+        Ok(split_report(data, split, &m, &r))
+    };
+    Ok(EvalReport {
+        format: data.format,
+        loss: loss.to_string(),
+        ridge_lambda: ridge.lambda,
+        train: report(&data.train)?,
+        val: report(&data.val)?,
+        test: report(&data.test)?,
+    })
+}
+
+/// Prepares a data set for training: split and preprocessor fitted on train.
+pub fn prepare(ds: &Dataset, seed: u64) -> Result<PreparedData> {
+    let splits = split_for(ds, seed);
+    PreparedData::new(ds, &splits, &PreprocessOptions::default())
+}
+
+/// Trains and writes the run directory: model.safetensors, config.json,
+/// preprocess.json, metrics.json, loss.png, actual_vs_predicted.png (and the
+/// per-epoch checkpoint).
+pub fn train_run(
+    run_dir: &Path,
+    cfg: &RunConfig,
+    source: &DataSource,
+    opts: &FitOptions,
+) -> Result<(FitOutcome, MetricsFile)> {
+    std::fs::create_dir_all(run_dir)
+        .map_err(|e| Error::Invalid(format!("cannot create {}: {e}", run_dir.display())))?;
+    let ds = source.load(opts.progress != super::trainer::Progress::Silent)?;
+    let data = prepare(&ds, source.seed)?;
+    let model_cfg = super::trainer::model_config_for(&cfg.model, &data);
+    let run_file = RunFile {
+        model: model_cfg.clone(),
+        train: cfg.train.clone(),
+        data: source.clone(),
+    };
+    let config_path = run_dir.join("config.json");
+    if opts.resume {
+        let saved = read_run_file(run_dir)?;
+        if saved != run_file {
+            return Err(Error::Invalid(format!(
+                "{}: the run was started with another configuration or data source",
+                config_path.display()
+            )));
+        }
+    } else {
+        write_json(&config_path, &run_file)?;
+    }
+    data.preprocessor
+        .save_json(&run_dir.join("preprocess.json"))
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let fit_opts = FitOptions {
+        checkpoint_dir: Some(run_dir.to_path_buf()),
+        ..opts.clone()
+    };
+    let outcome = fit(&model_cfg, &cfg.train, &data, &fit_opts)?;
+    if !outcome.finished {
+        return Err(Error::Invalid("the run was interrupted before its last epoch".into()));
+    }
+    save_model(&outcome.store, &run_dir.join("model.safetensors"))?;
+    let eval = evaluate(
+        &outcome.model,
+        &outcome.store,
+        &data,
+        &cfg.train.loss.to_string(),
+        cfg.train.eval_batch_size,
+    )?;
+    let metrics = MetricsFile {
+        eval,
+        best_epoch: outcome.best_epoch,
+        epochs_run: outcome.history.len(),
+        history: outcome.history.clone(),
+    };
+    write_json(&run_dir.join("metrics.json"), &metrics)?;
+    super::plots::loss_curve(&run_dir.join("loss.png"), &outcome.history)?;
+    let test = if data.test.is_empty() { &data.val } else { &data.test };
+    let pred = predict(&outcome.model, &outcome.store, &test.inputs, cfg.train.eval_batch_size)?;
+    super::plots::actual_vs_predicted(
+        &run_dir.join("actual_vs_predicted.png"),
+        &test.actual,
+        &data.to_trace_units(&pred),
+    )?;
+    Ok((outcome, metrics))
+}
+
+pub fn read_run_file(run_dir: &Path) -> Result<RunFile> {
+    let path = run_dir.join("config.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::Invalid(format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))
+    })
+}
+
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    super::weights::write_atomic(path, text.as_bytes())
+}
+
+/// A trained run loaded back: network, weights, preprocessor and config.
+pub struct LoadedRun {
+    pub run: RunFile,
+    pub model: ConvFormerNet,
+    pub store: ParamStore<f32>,
+    pub preprocessor: Preprocessor,
+}
+
+impl LoadedRun {
+    pub fn open(run_dir: &Path) -> Result<Self> {
+        let run = read_run_file(run_dir)?;
+        let preprocessor = Preprocessor::load_json(&run_dir.join("preprocess.json"))
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut store = ParamStore::new();
+        let model = ConvFormerNet::new(&mut store, &run.model, run.train.seed)?;
+        load_model(&mut store, &run_dir.join("model.safetensors"))?;
+        Ok(LoadedRun {
+            run,
+            model,
+            store,
+            preprocessor,
+        })
+    }
+
+    /// Refuses data of another format or feature layout, saying what the model expects.
+    pub fn check_compatible(&self, ds: &Dataset) -> Result<()> {
+        let p = &self.preprocessor;
+        if ds.format != p.format {
+            return Err(Error::Invalid(format!(
+                "the model was trained on {} data; this file is {} data",
+                p.format, ds.format
+            )));
+        }
+        if ds.seq_len != p.seq_len || ds.channels != p.channels || ds.feature_names != p.feature_names {
+            return Err(Error::Invalid(format!(
+                "the model expects samples of {} steps × {} channels with features [{}]; \
+                 the data has {} steps × {} channels with features [{}]",
+                p.seq_len,
+                p.channels,
+                p.feature_names.join(", "),
+                ds.seq_len,
+                ds.channels,
+                ds.feature_names.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// The data split as at training time, transformed by the run's preprocessor.
+    pub fn prepare(&self, ds: &Dataset) -> Result<PreparedData> {
+        self.check_compatible(ds)?;
+        let splits = split_for(ds, self.run.data.seed);
+        let pre = &self.preprocessor;
+        Ok(PreparedData {
+            format: ds.format,
+            seq_len: ds.seq_len,
+            channels: pre.out_channels(),
+            train: SplitData::from_dataset(ds, &splits.train, pre),
+            val: SplitData::from_dataset(ds, &splits.val, pre),
+            test: SplitData::from_dataset(ds, &splits.test, pre),
+            preprocessor: pre.clone(),
+        })
+    }
+
+    /// Predictions in trace units for every sample of `ds`, in order.
+    pub fn predict_all(&self, ds: &Dataset) -> Result<Vec<f32>> {
+        self.check_compatible(ds)?;
+        let idx: Vec<usize> = (0..ds.len()).collect();
+        let (inputs, _) = self.preprocessor.transform_inputs(ds, &idx);
+        let scaled = predict(&self.model, &self.store, &inputs, self.run.train.eval_batch_size)?;
+        Ok(scaled.iter().map(|&y| self.preprocessor.inverse_target(y)).collect())
+    }
+}
