@@ -13,3 +13,5 @@ pub use device::Device;
 pub use error::{Error, Result};
 pub use float::Float;
 pub use tensor::Tensor;
+pub mod cli;
+pub mod data;
