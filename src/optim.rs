@@ -172,3 +172,35 @@ impl LrSchedule {
         }
     }
 }
+
+/// AdamW's moments and step count, for checkpoints: `import_state` after
+/// `export_state` continues the exact same trajectory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamState<T> {
+    pub steps: u64,
+    /// One buffer per parameter; empty until its first gradient.
+    pub first_moment: Vec<Vec<T>>,
+    pub second_moment: Vec<Vec<T>>,
+}
+
+impl<T: Float> AdamW<T> {
+    pub fn export_state(&self) -> AdamState<T> {
+        AdamState {
+            steps: self.step,
+            first_moment: self.first_moment.clone(),
+            second_moment: self.second_moment.clone(),
+        }
+    }
+
+    pub fn import_state(&mut self, state: AdamState<T>) -> Result<()> {
+        if state.first_moment.len() != state.second_moment.len() {
+            return Err(Error::Invalid(
+                "AdamW state: first and second moments differ in count".into(),
+            ));
+        }
+        self.step = state.steps;
+        self.first_moment = state.first_moment;
+        self.second_moment = state.second_moment;
+        Ok(())
+    }
+}

@@ -45,7 +45,14 @@ impl MultiHeadAttention {
             q_proj: Linear::new(store, &format!("{name}.q_proj"), d_model, inner, true, rng)?,
             k_proj: Linear::new(store, &format!("{name}.k_proj"), d_model, inner, true, rng)?,
             v_proj: Linear::new(store, &format!("{name}.v_proj"), d_model, inner, true, rng)?,
-            out_proj: Linear::new(store, &format!("{name}.out_proj"), inner, d_model, true, rng)?,
+            out_proj: Linear::new(
+                store,
+                &format!("{name}.out_proj"),
+                inner,
+                d_model,
+                true,
+                rng,
+            )?,
             num_heads,
             key_dim,
         })

@@ -77,7 +77,9 @@ impl ModelConfig {
             }
         }
         if self.key_dim == Some(0) {
-            return Err(Error::Invalid("model config: key_dim must be at least 1".into()));
+            return Err(Error::Invalid(
+                "model config: key_dim must be at least 1".into(),
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout_rate) {
             return Err(Error::Invalid(format!(
@@ -107,7 +109,11 @@ impl ConvFormerNet {
     /// Registers every parameter under PyTorch-style names (`convs.0.weight`,
     /// `blocks.0.attn.q_proj.weight`, `dense.weight`, `out.bias`, ...), drawing
     /// the initial weights from `seed`.
-    pub fn new<T: Float>(store: &mut ParamStore<T>, config: &ModelConfig, seed: u64) -> Result<Self> {
+    pub fn new<T: Float>(
+        store: &mut ParamStore<T>,
+        config: &ModelConfig,
+        seed: u64,
+    ) -> Result<Self> {
         config.validate()?;
         let mut rng = SeedRng::new(seed);
         let f = config.conv_filters;

@@ -76,10 +76,21 @@ pub fn save(
     let adam = opt.export_state();
     let mut f32s = store_tensors(store, "param.")?;
     f32s.extend(store_tensors(best, "best.")?);
-    for (id, (m, v)) in store.ids().zip(adam.first_moment.iter().zip(&adam.second_moment)) {
+    for (id, (m, v)) in store
+        .ids()
+        .zip(adam.first_moment.iter().zip(&adam.second_moment))
+    {
         let name = store.name(id);
-        f32s.push(NamedTensor { name: format!("adam.m.{name}"), shape: vec![m.len().max(1)], data: pad(m) });
-        f32s.push(NamedTensor { name: format!("adam.v.{name}"), shape: vec![v.len().max(1)], data: pad(v) });
+        f32s.push(NamedTensor {
+            name: format!("adam.m.{name}"),
+            shape: vec![m.len().max(1)],
+            data: pad(m),
+        });
+        f32s.push(NamedTensor {
+            name: format!("adam.v.{name}"),
+            shape: vec![v.len().max(1)],
+            data: pad(v),
+        });
     }
     let mut history: Vec<f64> = Vec::with_capacity(state.history.len() * HISTORY_COLS + 1);
     history.push(state.best_val_mae);
@@ -127,7 +138,10 @@ pub fn load(
     opt: &mut AdamW<f32>,
 ) -> Result<TrainState> {
     let bytes = std::fs::read(path).map_err(|e| {
-        Error::Invalid(format!("cannot resume: cannot read {}: {e}", path.display()))
+        Error::Invalid(format!(
+            "cannot resume: cannot read {}: {e}",
+            path.display()
+        ))
     })?;
     // Every f32 is exact in f64; the f64 history needs the wider type.
     let (wide, meta) = from_safetensors::<f64>(&bytes, path)?;
@@ -141,7 +155,10 @@ pub fn load(
         .collect();
     let field = |key: &str| {
         meta.get(key).ok_or_else(|| {
-            Error::Invalid(format!("{}: not a convformer checkpoint (no '{key}')", path.display()))
+            Error::Invalid(format!(
+                "{}: not a convformer checkpoint (no '{key}')",
+                path.display()
+            ))
         })
     };
     let saved_model: ModelConfig = parse(field("model_config")?, path)?;
@@ -159,13 +176,21 @@ pub fn load(
         tensors.iter().map(|t| (t.name.as_str(), t)).collect();
     let moment = |kind: &str, id| -> Result<Vec<f32>> {
         let name = format!("adam.{kind}.{}", store.name(id));
-        let t = by_name.get(name.as_str()).ok_or_else(|| {
-            Error::Invalid(format!("{}: '{name}' is missing", path.display()))
-        })?;
+        let t = by_name
+            .get(name.as_str())
+            .ok_or_else(|| Error::Invalid(format!("{}: '{name}' is missing", path.display())))?;
         // A never-updated moment was stored as a single zero.
-        Ok(if t.data.len() == store.get(id).numel() { t.data.clone() } else { Vec::new() })
+        Ok(if t.data.len() == store.get(id).numel() {
+            t.data.clone()
+        } else {
+            Vec::new()
+        })
     };
-    let mut adam = AdamState { steps: counters.adam_steps, first_moment: Vec::new(), second_moment: Vec::new() };
+    let mut adam = AdamState {
+        steps: counters.adam_steps,
+        first_moment: Vec::new(),
+        second_moment: Vec::new(),
+    };
     for id in store.ids() {
         adam.first_moment.push(moment("m", id)?);
         adam.second_moment.push(moment("v", id)?);
@@ -176,12 +201,18 @@ pub fn load(
         .find(|t| t.name == "state.history")
         .ok_or_else(|| Error::Invalid(format!("{}: the loss history is missing", path.display())))?
         .data;
-    let (best_val_mae, rows) = values.split_first().ok_or_else(|| {
-        Error::Invalid(format!("{}: the loss history is empty", path.display()))
-    })?;
+    let (best_val_mae, rows) = values
+        .split_first()
+        .ok_or_else(|| Error::Invalid(format!("{}: the loss history is empty", path.display())))?;
     let history = rows
         .chunks_exact(HISTORY_COLS)
-        .map(|r| EpochLog { epoch: r[0] as usize, train_loss: r[1], val_loss: r[2], val_mae: r[3], lr: r[4] })
+        .map(|r| EpochLog {
+            epoch: r[0] as usize,
+            train_loss: r[1],
+            val_loss: r[2],
+            val_mae: r[3],
+            lr: r[4],
+        })
         .collect();
     Ok(TrainState {
         epoch: counters.epoch,

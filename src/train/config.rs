@@ -87,7 +87,11 @@ impl LossSpec {
             }
         };
         let n = pred.len().max(1) as f64;
-        pred.iter().zip(target).map(|(&p, &y)| per(p, y)).sum::<f64>() / n
+        pred.iter()
+            .zip(target)
+            .map(|(&p, &y)| per(p, y))
+            .sum::<f64>()
+            / n
     }
 }
 
@@ -217,7 +221,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cf-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.json");
-        std::fs::write(&path, "{\"model\": {\"conv_filters\": 32},\n \"train\": {\"epochz\": 3}}").unwrap();
+        std::fs::write(
+            &path,
+            "{\"model\": {\"conv_filters\": 32},\n \"train\": {\"epochz\": 3}}",
+        )
+        .unwrap();
         let err = RunConfig::from_json_file(&path).unwrap_err().to_string();
         assert!(err.contains("c.json:2:"), "{err}");
         assert!(err.contains("epochz"), "{err}");

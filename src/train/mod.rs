@@ -7,3 +7,14 @@ pub mod weights;
 
 pub use metrics::{regression_metrics, Metrics};
 pub use ridge::Ridge;
+pub mod checkpoint;
+pub mod config;
+pub mod plots;
+pub mod prepared;
+pub mod run;
+pub mod trainer;
+
+pub use config::{LossSpec, RunConfig, TrainConfig};
+pub use prepared::{PreparedData, SplitData};
+pub use run::{DataSource, EvalReport, LoadedRun};
+pub use trainer::{fit, predict, train_and_validate, EpochLog, FitOptions, FitOutcome, Progress};

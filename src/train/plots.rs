@@ -14,7 +14,7 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
 
 /// Train and validation loss per epoch, log scale when the losses span decades.
 pub fn loss_curve(path: &Path, history: &[EpochLog]) -> Result<()> {
-    crate::data::plots::ensure_font();
+    ensure_font();
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
     let values: Vec<f64> = history
@@ -24,7 +24,11 @@ pub fn loss_curve(path: &Path, history: &[EpochLog]) -> Result<()> {
         .collect();
     let lo = values.iter().cloned().fold(f64::INFINITY, f64::min);
     let hi = values.iter().cloned().fold(0.0, f64::max);
-    let (lo, hi) = if values.is_empty() { (1e-3, 1.0) } else { (lo * 0.8, hi * 1.25) };
+    let (lo, hi) = if values.is_empty() {
+        (1e-3, 1.0)
+    } else {
+        (lo * 0.8, hi * 1.25)
+    };
     let epochs = history.len().max(1) as f64;
     let mut chart = ChartBuilder::on(&root)
         .caption("Loss per epoch", ("sans-serif", 24))
@@ -55,7 +59,9 @@ pub fn loss_curve(path: &Path, history: &[EpochLog]) -> Result<()> {
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| plot_err(path, e))?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(|e| plot_err(path, e))?;
@@ -71,18 +77,27 @@ pub fn loss_curve(path: &Path, history: &[EpochLog]) -> Result<()> {
 
 /// Scatter of predicted against actual (trace units) with the y = x line.
 pub fn actual_vs_predicted(path: &Path, actual: &[f32], predicted: &[f32]) -> Result<()> {
-    crate::data::plots::ensure_font();
+    ensure_font();
     let root = BitMapBackend::new(path, (700, 700)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let all = actual.iter().chain(predicted).map(|&v| v as f64).filter(|v| v.is_finite());
-    let (mut lo, mut hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+    let all = actual
+        .iter()
+        .chain(predicted)
+        .map(|&v| v as f64)
+        .filter(|v| v.is_finite());
+    let (mut lo, mut hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+        (l.min(v), h.max(v))
+    });
     if !lo.is_finite() || !hi.is_finite() || hi <= lo {
         (lo, hi) = (lo.min(0.0).max(-1.0), lo.max(0.0) + 1.0);
     }
     let pad = (hi - lo) * 0.05;
     let (lo, hi) = (lo - pad, hi + pad);
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Actual vs predicted ({} samples)", actual.len()), ("sans-serif", 24))
+        .caption(
+            format!("Actual vs predicted ({} samples)", actual.len()),
+            ("sans-serif", 24),
+        )
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(80)
@@ -97,7 +112,10 @@ pub fn actual_vs_predicted(path: &Path, actual: &[f32], predicted: &[f32]) -> Re
         .draw()
         .map_err(|e| plot_err(path, e))?;
     chart
-        .draw_series(LineSeries::new(vec![(lo, lo), (hi, hi)], BLACK.mix(0.6).stroke_width(1)))
+        .draw_series(LineSeries::new(
+            vec![(lo, lo), (hi, hi)],
+            BLACK.mix(0.6).stroke_width(1),
+        ))
         .map_err(|e| plot_err(path, e))?;
     chart
         .draw_series(
@@ -108,4 +126,14 @@ pub fn actual_vs_predicted(path: &Path, actual: &[f32], predicted: &[f32]) -> Re
         )
         .map_err(|e| plot_err(path, e))?;
     root.present().map_err(|e| plot_err(path, e))
+}
+
+/// plotters draws text only with a registered font: DejaVu Sans is embedded.
+fn ensure_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+        // The embedded file is a valid TrueType font; a failure would only drop labels.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, bytes);
+    });
 }

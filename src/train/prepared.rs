@@ -53,7 +53,8 @@ impl PreparedData {
     pub fn new(ds: &Dataset, splits: &Splits, opts: &PreprocessOptions) -> Result<Self> {
         if splits.train.is_empty() {
             return Err(Error::Invalid(
-                "the training split is empty: the data set is too small for its split ratios".into(),
+                "the training split is empty: the data set is too small for its split ratios"
+                    .into(),
             ));
         }
         let preprocessor = Preprocessor::fit(ds, &splits.train, opts);
@@ -71,6 +72,9 @@ impl PreparedData {
 
     /// Scaled predictions back to trace units.
     pub fn to_trace_units(&self, scaled: &[f32]) -> Vec<f32> {
-        scaled.iter().map(|&y| self.preprocessor.inverse_target(y)).collect()
+        scaled
+            .iter()
+            .map(|&y| self.preprocessor.inverse_target(y))
+            .collect()
     }
 }

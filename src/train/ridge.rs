@@ -44,7 +44,7 @@ impl Ridge {
                     .sum::<f64>()
                     / y_val.len() as f64
             };
-            if best.as_ref().is_none_or(|(m, _)| mae < *m) {
+            if best.as_ref().map_or(true, |(m, _)| mae < *m) {
                 best = Some((mae, model));
             }
         }

@@ -198,7 +198,9 @@ pub fn train_run(
     };
     let outcome = fit(&model_cfg, &cfg.train, &data, &fit_opts)?;
     if !outcome.finished {
-        return Err(Error::Invalid("the run was interrupted before its last epoch".into()));
+        return Err(Error::Invalid(
+            "the run was interrupted before its last epoch".into(),
+        ));
     }
     save_model(&outcome.store, &run_dir.join("model.safetensors"))?;
     let eval = evaluate(
@@ -216,8 +218,17 @@ pub fn train_run(
     };
     write_json(&run_dir.join("metrics.json"), &metrics)?;
     super::plots::loss_curve(&run_dir.join("loss.png"), &outcome.history)?;
-    let test = if data.test.is_empty() { &data.val } else { &data.test };
-    let pred = predict(&outcome.model, &outcome.store, &test.inputs, cfg.train.eval_batch_size)?;
+    let test = if data.test.is_empty() {
+        &data.val
+    } else {
+        &data.test
+    };
+    let pred = predict(
+        &outcome.model,
+        &outcome.store,
+        &test.inputs,
+        cfg.train.eval_batch_size,
+    )?;
     super::plots::actual_vs_predicted(
         &run_dir.join("actual_vs_predicted.png"),
         &test.actual,
@@ -231,7 +242,12 @@ pub fn read_run_file(run_dir: &Path) -> Result<RunFile> {
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| {
-        Error::Invalid(format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))
+        Error::Invalid(format!(
+            "{}:{}:{}: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
     })
 }
 
@@ -274,7 +290,10 @@ impl LoadedRun {
                 p.format, ds.format
             )));
         }
-        if ds.seq_len != p.seq_len || ds.channels != p.channels || ds.feature_names != p.feature_names {
+        if ds.seq_len != p.seq_len
+            || ds.channels != p.channels
+            || ds.feature_names != p.feature_names
+        {
             return Err(Error::Invalid(format!(
                 "the model expects samples of {} steps × {} channels with features [{}]; \
                  the data has {} steps × {} channels with features [{}]",
@@ -310,7 +329,15 @@ impl LoadedRun {
         self.check_compatible(ds)?;
         let idx: Vec<usize> = (0..ds.len()).collect();
         let (inputs, _) = self.preprocessor.transform_inputs(ds, &idx);
-        let scaled = predict(&self.model, &self.store, &inputs, self.run.train.eval_batch_size)?;
-        Ok(scaled.iter().map(|&y| self.preprocessor.inverse_target(y)).collect())
+        let scaled = predict(
+            &self.model,
+            &self.store,
+            &inputs,
+            self.run.train.eval_batch_size,
+        )?;
+        Ok(scaled
+            .iter()
+            .map(|&y| self.preprocessor.inverse_target(y))
+            .collect())
     }
 }

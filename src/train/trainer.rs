@@ -198,7 +198,9 @@ pub fn fit(
         let mut lr = cfg.lr;
         for idx in order.chunks(cfg.batch_size) {
             lr = lr_schedule.lr_at(state.step as usize);
-            let loss = train_step(&model, &mut store, &mut opt, data, idx, sample, cfg, &state, lr)?;
+            let loss = train_step(
+                &model, &mut store, &mut opt, data, idx, sample, cfg, &state, lr,
+            )?;
             loss_sum += loss * idx.len() as f64;
             state.step += 1;
             if let Some(bar) = &bar {
@@ -328,11 +330,9 @@ fn epoch_bar(progress: Progress, epoch: usize, epochs: usize, steps: u64) -> Opt
     }
     let bar = ProgressBar::new(steps);
     bar.set_style(
-        ProgressStyle::with_template(
-            "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
     );
     bar.set_prefix(format!("{epoch}/{epochs}"));
     Some(bar)

@@ -1,0 +1,201 @@
+//! Parsers for the cells of the Borg extracts: plain numbers, Python-dict text
+//! (`{'cpus': 0.1, 'memory': None}`) and numpy-array text (`[1.2e-05 3.4\n 5.6]`).
+//! They read exactly these forms, nothing more general: no evaluator runs on input text.
+
+/// Why a cell could not be read; `reason` names the drop-count bucket used by `--on-bad-row skip`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum CellError {
+    NotUtf8,
+    Malformed(String),
+    NonFinite,
+    Negative,
+}
+
+impl CellError {
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            CellError::NotUtf8 => "non-UTF-8 text",
+            CellError::Malformed(_) => "malformed cell",
+            CellError::NonFinite => "non-finite value",
+            CellError::Negative => "negative value",
+        }
+    }
+
+    pub(crate) fn why(&self) -> String {
+        match self {
+            CellError::NotUtf8 => "the bytes are not UTF-8".into(),
+            CellError::Malformed(why) => why.clone(),
+            CellError::NonFinite => "infinite values are not usage figures".into(),
+            CellError::Negative => "usage, sizes and rates cannot be negative".into(),
+        }
+    }
+}
+
+fn utf8(cell: &[u8]) -> Result<&str, CellError> {
+    std::str::from_utf8(cell).map_err(|_| CellError::NotUtf8)
+}
+
+/// Text that means "no value": empty, Python's `None`, or NaN as pandas/numpy print it.
+fn is_missing_token(t: &str) -> bool {
+    t.is_empty() || t == "None" || t.eq_ignore_ascii_case("nan")
+}
+
+fn number_token(t: &str) -> Result<f32, CellError> {
+    if is_missing_token(t) {
+        return Ok(f32::NAN);
+    }
+    let v: f32 = t
+        .parse()
+        .map_err(|_| CellError::Malformed(format!("`{t}` is not a number")))?;
+    if !v.is_finite() {
+        return Err(CellError::NonFinite);
+    }
+    if v < 0.0 {
+        return Err(CellError::Negative);
+    }
+    Ok(v)
+}
+
+/// A non-negative feature value; NaN when the cell is empty, `None` or `nan`.
+pub(crate) fn parse_feature(cell: &[u8]) -> Result<f32, CellError> {
+    number_token(utf8(cell)?.trim())
+}
+
+/// An unsigned integer identifier or timestamp; it must be present.
+pub(crate) fn parse_u64(cell: &[u8]) -> Result<u64, CellError> {
+    let t = utf8(cell)?.trim();
+    t.parse()
+        .map_err(|_| CellError::Malformed(format!("`{t}` is not an unsigned integer")))
+}
+
+/// `{'cpus': x, 'memory': y}` → `[cpus, memory]`, NaN for `None`, for a missing key and for an empty cell.
+pub(crate) fn parse_usage_dict(cell: &[u8]) -> Result<[f32; 2], CellError> {
+    let text = utf8(cell)?.trim();
+    let mut out = [f32::NAN; 2];
+    if text.is_empty() {
+        return Ok(out);
+    }
+    let inner = text
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .ok_or_else(|| {
+            CellError::Malformed("expected a dict `{'cpus': .., 'memory': ..}`".into())
+        })?;
+    for entry in inner.split(',') {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let (key, value) = entry
+            .split_once(':')
+            .ok_or_else(|| CellError::Malformed(format!("`{entry}` is not `'key': value`")))?;
+        let key = key.trim();
+        let key = key
+            .strip_prefix('\'')
+            .and_then(|k| k.strip_suffix('\''))
+            .or_else(|| key.strip_prefix('"').and_then(|k| k.strip_suffix('"')))
+            .ok_or_else(|| CellError::Malformed(format!("dict key `{key}` is not quoted")))?;
+        let slot = match key {
+            "cpus" => 0,
+            "memory" => 1,
+            other => {
+                return Err(CellError::Malformed(format!(
+                    "unexpected key `{other}` (expected 'cpus' and 'memory')"
+                )))
+            }
+        };
+        out[slot] = number_token(value.trim())?;
+    }
+    Ok(out)
+}
+
+/// numpy-array text `[a b c ...]` (whitespace or commas between values, lines may wrap) into `out`;
+/// an empty cell or `[]` fills `out` with NaN. Any other length is an error.
+pub(crate) fn parse_array(cell: &[u8], out: &mut [f32]) -> Result<(), CellError> {
+    let text = utf8(cell)?.trim();
+    if text.is_empty() {
+        out.fill(f32::NAN);
+        return Ok(());
+    }
+    let inner = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .ok_or_else(|| CellError::Malformed("expected an array `[v1 v2 ...]`".into()))?;
+    let mut n = 0;
+    for token in inner
+        .split(|c: char| c.is_ascii_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+    {
+        if n < out.len() {
+            out[n] = number_token(token)?;
+        }
+        n += 1;
+    }
+    if n == 0 {
+        out.fill(f32::NAN);
+    } else if n != out.len() {
+        return Err(CellError::Malformed(format!(
+            "expected {} values or `[]`, found {n}",
+            out.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dict_reads_values_none_and_empty() {
+        let v = parse_usage_dict(b"{'cpus': 0.00466156005859375, 'memory': None}").unwrap();
+        assert_eq!(v[0], 0.004_661_56_f32);
+        assert!(v[1].is_nan());
+        assert!(parse_usage_dict(b"").unwrap().iter().all(|x| x.is_nan()));
+        assert_eq!(
+            parse_usage_dict(b"{'cpus': 1e-05, 'memory': 2.5}").unwrap(),
+            [1e-5, 2.5]
+        );
+        assert!(matches!(
+            parse_usage_dict(b"{'cpus': 1, 'disk': 2}"),
+            Err(CellError::Malformed(_))
+        ));
+        assert_eq!(
+            parse_usage_dict(b"{'cpus': -1, 'memory': 2}"),
+            Err(CellError::Negative)
+        );
+        assert_eq!(
+            parse_usage_dict(b"{'cpus': inf, 'memory': 2}"),
+            Err(CellError::NonFinite)
+        );
+        assert!(parse_usage_dict(b"{'cpus': 1").is_err());
+    }
+
+    #[test]
+    fn array_reads_wrapped_lines_and_empty() {
+        let mut out = [0.0f32; 3];
+        parse_array(b"[1.23977661e-05 2\n 3.5]", &mut out).unwrap();
+        assert_eq!(out, [1.239_776_6e-5, 2.0, 3.5]);
+        parse_array(b"[]", &mut out).unwrap();
+        assert!(out.iter().all(|x| x.is_nan()));
+        assert!(parse_array(b"[1 2]", &mut out).is_err());
+        assert!(parse_array(b"[1 2 3 4]", &mut out).is_err());
+        assert!(parse_array(b"1 2 3", &mut out).is_err());
+        assert_eq!(
+            parse_array(b"[1 x 3]", &mut out).unwrap_err().reason(),
+            "malformed cell"
+        );
+    }
+
+    #[test]
+    fn numbers_reject_text_inf_negative_and_bad_utf8() {
+        assert!(parse_feature(b"").unwrap().is_nan());
+        assert!(parse_feature(b"NaN").unwrap().is_nan());
+        assert_eq!(parse_feature(b" 0.25 ").unwrap(), 0.25);
+        assert_eq!(parse_feature(b"inf"), Err(CellError::NonFinite));
+        assert_eq!(parse_feature(b"-0.5"), Err(CellError::Negative));
+        assert_eq!(parse_feature(b"\xff0.5"), Err(CellError::NotUtf8));
+        assert!(parse_u64(b"12a").is_err());
+        assert_eq!(parse_u64(b"94591244395").unwrap(), 94_591_244_395);
+    }
+}

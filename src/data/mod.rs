@@ -1,0 +1,324 @@
+//! The Borg trace data pipeline: loaders for the Kaggle extract and the
+//! per-instance 5-minute series, features, splits, preprocessing fitted on the
+//! training split only, a calibrated trace generator, inspection and charts.
+//!
+//! Every sample is a `(seq_len, channels)` row-major array of raw trace values
+//! (NaN = missing) with a target in trace units (`maximum_usage['memory']` or the
+//! next windows' `max_memory_usage`).
+
+mod cells;
+mod error;
+
+mod kaggle;
+
+mod preprocess;
+mod series;
+mod split;
+pub mod synth;
+
+pub use error::DataError;
+pub use kaggle::KAGGLE_FEATURES;
+pub use preprocess::{PreprocessOptions, Preprocessor};
+pub use series::{SERIES_CHANNELS, WINDOW_STEP_US};
+pub use split::{split, SplitKind, Splits};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+/// The two trace layouts the pipeline reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// The tabular Kaggle extract `borg_traces_data.csv` (34 columns, one row = one sample).
+    Kaggle,
+    /// Raw `instance_usage` rows: one 5-minute window per row, samples are windows of W rows.
+    InstanceUsage,
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Kaggle => "kaggle",
+            Format::InstanceUsage => "instance-usage",
+        })
+    }
+}
+
+/// What to do with a row that cannot be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnBadRow {
+    /// Stop at the first bad row with an error naming file, line, column and text.
+    #[default]
+    Error,
+    /// Drop bad rows and count them by reason in [`LoadReport::dropped`].
+    Skip,
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// History length W of a series sample, in 5-minute windows.
+    pub window: usize,
+    /// The target is the max memory over the next H windows.
+    pub horizon: usize,
+    pub on_bad_row: OnBadRow,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            window: 12,
+            horizon: 1,
+            on_bad_row: OnBadRow::Error,
+            progress: false,
+        }
+    }
+}
+
+/// What a load read, kept and dropped.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    pub files: Vec<PathBuf>,
+    pub bytes: u64,
+    /// CSV records read (header excluded), good or bad.
+    pub records: usize,
+    /// Samples kept in the dataset.
+    pub samples: usize,
+    /// Rows or samples left out, by reason ("missing target", "malformed cell", ...).
+    pub dropped: BTreeMap<String, usize>,
+    /// Per feature (kaggle) or channel (series): records read whose value is missing.
+    pub missing: Vec<usize>,
+}
+
+impl LoadReport {
+    pub(crate) fn drop_one(&mut self, reason: &str) {
+        *self.dropped.entry(reason.to_string()).or_default() += 1;
+    }
+
+    pub fn dropped_total(&self) -> usize {
+        self.dropped.values().sum()
+    }
+}
+
+/// Samples ready for preprocessing; see the module docs for the layout.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub format: Format,
+    pub seq_len: usize,
+    pub channels: usize,
+    /// n × seq_len × channels, raw (unscaled), NaN = missing.
+    pub inputs: Vec<f32>,
+    /// n targets in trace units.
+    pub targets: Vec<f32>,
+    /// The naive prediction per sample in trace units (kaggle: average memory; series: last window's max memory).
+    pub naive: Vec<f32>,
+    /// A printable id per sample ("collection/instance@time").
+    pub ids: Vec<String>,
+    /// collection_id (kaggle) or instance key (series), for group splits.
+    pub groups: Vec<u64>,
+    /// Time of the sample (µs), for chronological splits.
+    pub order: Vec<u64>,
+    /// Kaggle: one name per sequence position; series: one name per channel.
+    pub feature_names: Vec<String>,
+    pub report: LoadReport,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// Values per sample: seq_len × channels.
+    pub fn sample_size(&self) -> usize {
+        self.seq_len * self.channels
+    }
+
+    /// The raw `(seq_len, channels)` array of sample `i`.
+    pub fn sample(&self, i: usize) -> &[f32] {
+        let n = self.sample_size();
+        &self.inputs[i * n..(i + 1) * n]
+    }
+
+    /// Number of distinct features: sequence positions for kaggle rows, channels for series.
+    pub fn num_features(&self) -> usize {
+        self.feature_names.len()
+    }
+
+    /// Index of the feature that value `j` of a sample (`j < sample_size`) belongs to.
+    pub fn feature_of(&self, j: usize) -> usize {
+        match self.format {
+            Format::Kaggle => j,
+            Format::InstanceUsage => j % self.channels,
+        }
+    }
+}
+
+/// Loads a file or every `*.csv` file of a directory (sorted by name).
+pub fn load(path: &Path, format: Format, opts: &LoadOptions) -> Result<Dataset, DataError> {
+    let files = csv_files(path)?;
+    match format {
+        Format::Kaggle => kaggle::load_files(&files, opts),
+        Format::InstanceUsage => series::load_files(&files, opts),
+    }
+}
+
+/// Loads CSV text held in memory (an embedded trace); `label` names it in errors.
+pub fn load_from_memory(
+    bytes: &[u8],
+    label: &Path,
+    format: Format,
+    opts: &LoadOptions,
+) -> Result<Dataset, DataError> {
+    let len = bytes.len() as u64;
+    match format {
+        Format::Kaggle => {
+            let mut builder = kaggle::Builder::new();
+            builder.read(bytes, label, len, opts)?;
+            Ok(builder.finish())
+        }
+        Format::InstanceUsage => {
+            series::load_streams(vec![(label.to_path_buf(), len, bytes)], opts)
+        }
+    }
+}
+
+/// Tells the format from the header of the file (or of the first CSV file of a directory).
+pub fn detect_format(path: &Path) -> Result<Format, DataError> {
+    let files = csv_files(path)?;
+    let file = &files[0];
+    let f = std::fs::File::open(file).map_err(|e| DataError::io(file, e))?;
+    let mut header = Vec::new();
+    BufReader::new(f)
+        .read_until(b'\n', &mut header)
+        .map_err(|e| DataError::io(file, e))?;
+    let header = String::from_utf8_lossy(&header);
+    let names: Vec<&str> = header.trim_end().split(',').map(str::trim).collect();
+    let has = |c: &str| names.contains(&c);
+    if has("maximum_usage") && has("average_usage") {
+        Ok(Format::Kaggle)
+    } else if has("max_memory_usage") && has("avg_memory_usage") {
+        Ok(Format::InstanceUsage)
+    } else if header.trim().is_empty() {
+        Err(DataError::file(
+            file,
+            "empty file: no header to tell the format from",
+        ))
+    } else {
+        Err(DataError::file(
+            file,
+            "unknown format: expected a kaggle header (with `maximum_usage`, `average_usage`) \
+             or an instance_usage header (with `max_memory_usage`, `avg_memory_usage`)",
+        ))
+    }
+}
+
+/// The file itself, or the sorted `*.csv` files of a directory.
+pub(crate) fn csv_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| DataError::io(path, e))? {
+        let p = entry.map_err(|e| DataError::io(path, e))?.path();
+        if p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+            files.push(p);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(DataError::file(path, "directory holds no *.csv file"));
+    }
+    Ok(files)
+}
+
+/// A progress bar over bytes, hidden unless asked for.
+pub(crate) fn byte_progress(total: u64, show: bool, what: &str) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Looks up required columns by name; a missing one lists what was expected and found.
+pub(crate) fn column_indices(
+    file: &Path,
+    header: &csv::ByteRecord,
+    required: &[&str],
+) -> Result<Vec<usize>, DataError> {
+    let found: Vec<String> = header
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .collect();
+    let mut idx = Vec::with_capacity(required.len());
+    let mut missing = Vec::new();
+    for name in required {
+        match found.iter().position(|f| f == name) {
+            Some(i) => idx.push(i),
+            None => missing.push(name.to_string()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(DataError::MissingColumns {
+            file: file.to_path_buf(),
+            missing,
+            expected: required.iter().map(|s| s.to_string()).collect(),
+            found,
+        });
+    }
+    Ok(idx)
+}
+
+/// Text of a cell for an error message, cut to a readable length.
+pub(crate) fn cell_text(cell: &[u8]) -> String {
+    let text = String::from_utf8_lossy(cell);
+    if text.chars().count() > 120 {
+        format!("{}…", text.chars().take(120).collect::<String>())
+    } else {
+        text.into_owned()
+    }
+}
+
+/// A csv crate error as a [`DataError`] with the record's line.
+pub(crate) fn record_error(file: &Path, e: csv::Error) -> DataError {
+    let line = e.position().map(|p| p.line()).unwrap_or(0);
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => DataError::io(file, source),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => DataError::Record {
+            file: file.to_path_buf(),
+            line,
+            why: format!("{len} fields where the header has {expected_len}"),
+        },
+        other => DataError::Record {
+            file: file.to_path_buf(),
+            line,
+            why: format!("{other:?}"),
+        },
+    }
+}
+
+/// FNV-1a: a stable 64-bit group id for a textual instance key.
+pub(crate) fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

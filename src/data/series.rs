@@ -1,0 +1,271 @@
+//! Loader of raw `instance_usage` rows (5-minute windows): samples are the last W
+//! windows of one instance, the target the max of `max_memory_usage` over the next H.
+//! Windows never cross an instance boundary or a gap in time.
+
+use super::cells::{self, CellError};
+use super::{
+    byte_progress, cell_text, column_indices, record_error, stable_hash, DataError, Dataset,
+    Format, LoadOptions, LoadReport, OnBadRow,
+};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Channels of a time step, in order.
+pub const SERIES_CHANNELS: [&str; 26] = [
+    "avg_cpu_usage",
+    "max_cpu_usage",
+    "avg_memory_usage",
+    "max_memory_usage",
+    "assigned_memory",
+    "p0_cpu_usage",
+    "p10_cpu_usage",
+    "p20_cpu_usage",
+    "p30_cpu_usage",
+    "p40_cpu_usage",
+    "p50_cpu_usage",
+    "p60_cpu_usage",
+    "p70_cpu_usage",
+    "p80_cpu_usage",
+    "p90_cpu_usage",
+    "p91_cpu_usage",
+    "p92_cpu_usage",
+    "p93_cpu_usage",
+    "p94_cpu_usage",
+    "p95_cpu_usage",
+    "p96_cpu_usage",
+    "p97_cpu_usage",
+    "p98_cpu_usage",
+    "p99_cpu_usage",
+    "memory_limit",
+    "cpu_limit",
+];
+const C: usize = SERIES_CHANNELS.len();
+const MAX_MEMORY: usize = 3;
+
+/// The trace's window length in µs.
+pub const WINDOW_STEP_US: u64 = 300_000_000;
+/// Rows further apart than 1.5 windows have a window missing between them: a gap.
+/// (Closer rows are the trace's shortened windows around restarts, not gaps.)
+const MAX_STEP_US: u64 = WINDOW_STEP_US * 3 / 2;
+
+struct Row {
+    time: u64,
+    values: [f32; C],
+}
+
+/// Rows of each instance, keyed "collection-instance".
+type Instances = BTreeMap<String, Vec<Row>>;
+
+fn parse_row(rec: &csv::ByteRecord, cols: &[usize]) -> Result<(String, Row), (usize, CellError)> {
+    let cell = |c: usize| rec.get(cols[c]).unwrap_or(b"");
+    let time = cells::parse_u64(cell(0)).map_err(|e| (0, e))?;
+    let collection = cells::parse_u64(cell(1)).map_err(|e| (1, e))?;
+    let instance = cells::parse_u64(cell(2)).map_err(|e| (2, e))?;
+    let mut values = [f32::NAN; C];
+    for (k, v) in values.iter_mut().enumerate() {
+        *v = cells::parse_feature(cell(3 + k)).map_err(|e| (3 + k, e))?;
+    }
+    Ok((format!("{collection}-{instance}"), Row { time, values }))
+}
+
+/// Reads one CSV stream of rows into `instances`, counting into `report`.
+fn read_rows<R: Read>(
+    reader: R,
+    file: &Path,
+    opts: &LoadOptions,
+    report: &mut LoadReport,
+    instances: &mut Instances,
+) -> Result<(), DataError> {
+    let required: Vec<&str> = ["time", "collection_id", "instance_index"]
+        .into_iter()
+        .chain(SERIES_CHANNELS)
+        .collect();
+    let mut csv = csv::ReaderBuilder::new().from_reader(reader);
+    let header = csv
+        .byte_headers()
+        .map_err(|e| record_error(file, e))?
+        .clone();
+    if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+        return Err(DataError::file(
+            file,
+            "empty file: expected an instance_usage header",
+        ));
+    }
+    let cols = column_indices(file, &header, &required)?;
+    let skip = |report: &mut LoadReport, reason: &str, err: DataError| match opts.on_bad_row {
+        OnBadRow::Error => Err(err),
+        OnBadRow::Skip => {
+            report.drop_one(reason);
+            Ok(())
+        }
+    };
+    let mut rec = csv::ByteRecord::new();
+    let mut records = 0;
+    loop {
+        match csv.read_byte_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) if matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) => {
+                records += 1;
+                skip(report, "malformed record", record_error(file, e))?;
+                continue;
+            }
+            Err(e) => return Err(record_error(file, e)),
+        }
+        records += 1;
+        match parse_row(&rec, &cols) {
+            Ok((key, row)) => {
+                for (m, v) in report.missing.iter_mut().zip(&row.values) {
+                    *m += v.is_nan() as usize;
+                }
+                instances.entry(key).or_default().push(row);
+            }
+            Err((c, e)) => {
+                let err = DataError::Cell {
+                    file: file.to_path_buf(),
+                    line: rec.position().map_or(0, |p| p.line()),
+                    column: required[c].to_string(),
+                    text: cell_text(rec.get(cols[c]).unwrap_or(b"")),
+                    why: e.why(),
+                };
+                skip(report, e.reason(), err)?;
+            }
+        }
+    }
+    if records == 0 {
+        return Err(DataError::file(
+            file,
+            "header only: the file holds no records",
+        ));
+    }
+    report.records += records;
+    Ok(())
+}
+
+/// Reads every stream, then cuts windows. Files are parsed in parallel.
+pub(crate) fn load_streams<R: Read + Send>(
+    streams: Vec<(PathBuf, u64, R)>,
+    opts: &LoadOptions,
+) -> Result<Dataset, DataError> {
+    if opts.window == 0 || opts.horizon == 0 {
+        return Err(DataError::Invalid(format!(
+            "window ({}) and horizon ({}) must be at least 1",
+            opts.window, opts.horizon
+        )));
+    }
+    let total: u64 = streams.iter().map(|s| s.1).sum();
+    let bar = byte_progress(total, opts.progress, "loading instance_usage files");
+    let files: Vec<PathBuf> = streams.iter().map(|s| s.0.clone()).collect();
+    let parsed: Vec<Result<(LoadReport, Instances), DataError>> = streams
+        .into_par_iter()
+        .map(|(file, bytes, reader)| {
+            let mut report = LoadReport {
+                missing: vec![0; C],
+                ..LoadReport::default()
+            };
+            let mut instances = Instances::new();
+            read_rows(reader, &file, opts, &mut report, &mut instances)?;
+            bar.inc(bytes);
+            Ok((report, instances))
+        })
+        .collect();
+    bar.finish_and_clear();
+    let mut report = LoadReport {
+        files,
+        bytes: total,
+        missing: vec![0; C],
+        ..LoadReport::default()
+    };
+    let mut instances = Instances::new();
+    for part in parsed {
+        let (r, inst) = part?;
+        report.records += r.records;
+        for (reason, n) in r.dropped {
+            *report.dropped.entry(reason).or_default() += n;
+        }
+        for (m, n) in report.missing.iter_mut().zip(r.missing) {
+            *m += n;
+        }
+        for (key, rows) in inst {
+            instances.entry(key).or_default().extend(rows);
+        }
+    }
+    Ok(windows(instances, report, opts))
+}
+
+pub(crate) fn load_files(files: &[PathBuf], opts: &LoadOptions) -> Result<Dataset, DataError> {
+    let mut streams = Vec::with_capacity(files.len());
+    for file in files {
+        let f = std::fs::File::open(file).map_err(|e| DataError::io(file, e))?;
+        let bytes = f.metadata().map_err(|e| DataError::io(file, e))?.len();
+        streams.push((file.clone(), bytes, std::io::BufReader::new(f)));
+    }
+    load_streams(streams, opts)
+}
+
+/// Splits an instance's time-sorted rows into runs without gaps.
+pub(crate) fn runs(times: &[u64]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=times.len() {
+        if i == times.len() || times[i] - times[i - 1] > MAX_STEP_US {
+            out.push(start..i);
+            start = i;
+        }
+    }
+    out
+}
+
+fn windows(mut instances: Instances, mut report: LoadReport, opts: &LoadOptions) -> Dataset {
+    let (w, h) = (opts.window, opts.horizon);
+    let mut ds = Dataset {
+        format: Format::InstanceUsage,
+        seq_len: w,
+        channels: C,
+        inputs: Vec::new(),
+        targets: Vec::new(),
+        naive: Vec::new(),
+        ids: Vec::new(),
+        groups: Vec::new(),
+        order: Vec::new(),
+        feature_names: SERIES_CHANNELS.iter().map(|s| s.to_string()).collect(),
+        report: LoadReport::default(),
+    };
+    for (key, rows) in instances.iter_mut() {
+        rows.sort_by_key(|r| r.time);
+        let before = rows.len();
+        rows.dedup_by_key(|r| r.time);
+        for _ in rows.len()..before {
+            report.drop_one("duplicate time");
+        }
+        let group = stable_hash(key);
+        let times: Vec<u64> = rows.iter().map(|r| r.time).collect();
+        for run in runs(&times) {
+            let run = &rows[run];
+            for t in w..run.len().saturating_sub(h - 1) {
+                let target = run[t..t + h]
+                    .iter()
+                    .map(|r| r.values[MAX_MEMORY])
+                    .fold(f32::NEG_INFINITY, f32::max);
+                // f32::max ignores NaN: any missing future value makes the target unknown.
+                if run[t..t + h].iter().any(|r| r.values[MAX_MEMORY].is_nan()) {
+                    report.drop_one("missing target");
+                    continue;
+                }
+                for r in &run[t - w..t] {
+                    ds.inputs.extend_from_slice(&r.values);
+                }
+                ds.targets.push(target);
+                ds.naive.push(run[t - 1].values[MAX_MEMORY]);
+                ds.ids.push(format!("{key}@{}", run[t].time));
+                ds.groups.push(group);
+                ds.order.push(run[t].time);
+            }
+        }
+    }
+    report.samples = ds.targets.len();
+    ds.report = report;
+    ds
+}

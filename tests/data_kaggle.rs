@@ -1,0 +1,122 @@
+//! The kaggle loader on the real head of the extract (Google ClusterData 2019, CC-BY 4.0).
+
+use convformer::data::{self, Format, LoadOptions, KAGGLE_FEATURES};
+use std::path::Path;
+
+const HEAD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/data/borg/kaggle_head400.csv"
+);
+
+fn load_head() -> data::Dataset {
+    data::load(Path::new(HEAD), Format::Kaggle, &LoadOptions::default()).unwrap()
+}
+
+fn feature(name: &str) -> usize {
+    KAGGLE_FEATURES.iter().position(|f| *f == name).unwrap()
+}
+
+#[test]
+fn head400_counts_match_the_readme() {
+    let ds = load_head();
+    assert_eq!(ds.report.records, 400);
+    assert_eq!(ds.len(), 399);
+    assert_eq!(ds.report.samples, 399);
+    assert_eq!(ds.report.dropped.get("missing target"), Some(&1));
+    assert_eq!(ds.report.dropped_total(), 1);
+    assert_eq!((ds.seq_len, ds.channels), (36, 1));
+    assert_eq!(ds.inputs.len(), 399 * 36);
+    assert_eq!(ds.report.missing[feature("cycles_per_instruction")], 125);
+    assert_eq!(
+        ds.report.missing[feature("memory_accesses_per_instruction")],
+        125
+    );
+    assert_eq!(ds.report.missing[feature("cpu_usage_distribution[0]")], 24);
+    assert_eq!(
+        ds.report.missing[feature("tail_cpu_usage_distribution[8]")],
+        24
+    );
+    // Two rows have an empty resource_request cell.
+    assert_eq!(ds.report.missing[feature("resource_request.memory")], 2);
+    let max = ds.targets.iter().cloned().fold(f32::MIN, f32::max);
+    assert_eq!(max, 0.129_638_671_875);
+    assert_eq!(ds.targets.iter().filter(|&&t| t == 0.0).count(), 14);
+    assert_eq!(
+        data::detect_format(Path::new(HEAD)).unwrap(),
+        Format::Kaggle
+    );
+}
+
+#[test]
+fn head400_first_row_is_exact() {
+    let ds = load_head();
+    let s = ds.sample(0);
+    let expect: [(&str, f32); 16] = [
+        ("average_usage.cpus", 0.004_661_560_058_593_75),
+        ("average_usage.memory", 0.005_920_410_156_25),
+        ("maximum_usage.cpus", 0.011_901_855_468_75),
+        ("random_sample_usage.cpus", 0.004_348_754_882_812_5),
+        ("resource_request.cpus", 0.020_660_400_390_625),
+        ("resource_request.memory", 0.014_434_814_453_125),
+        ("assigned_memory", 0.014_434_814_453_125),
+        ("page_cache_memory", 0.000_414_848_327_636_7),
+        ("sample_rate", 1.0),
+        ("priority", 200.0),
+        ("scheduling_class", 3.0),
+        ("collection_type", 1.0),
+        ("instance_events_type", 2.0),
+        ("duration_s", 300.0),
+        ("cpu_usage_distribution[0]", 0.003_143_31),
+        ("tail_cpu_usage_distribution[8]", 0.011_367_8),
+    ];
+    for (name, v) in expect {
+        assert_eq!(s[feature(name)], v, "{name}");
+    }
+    assert!(s[feature("cycles_per_instruction")].is_nan());
+    assert!(s[feature("memory_accesses_per_instruction")].is_nan());
+    let dist: Vec<f32> = (0..11)
+        .map(|i| s[feature(&format!("cpu_usage_distribution[{i}]"))])
+        .collect();
+    assert_eq!(
+        dist,
+        [
+            0.00314331, 0.00381088, 0.00401306, 0.00415039, 0.00432587, 0.00449371, 0.00463104,
+            0.00478363, 0.00498962, 0.00530243, 0.01194763
+        ]
+    );
+    assert_eq!(ds.targets[0], 0.005_935_668_945_312_5);
+    assert_eq!(ds.naive[0], 0.005_920_410_156_25);
+    assert_eq!(ds.ids[0], "94591244395/144@0");
+    assert_eq!(ds.groups[0], 94_591_244_395);
+    assert_eq!(ds.order[0], 0);
+    // Second record: values written as 1.23977661e-05 across wrapped lines.
+    assert_eq!(
+        ds.sample(1)[feature("cpu_usage_distribution[10]")],
+        1.239_776_61e-5
+    );
+    assert_eq!(ds.order[1], 2_517_305_308_183);
+}
+
+/// No input position may carry the target: maximum_usage['memory'] is excluded (it is
+/// the target), and so is random_sample_usage['memory'] (always None). Average memory
+/// stays: it is measured over the same window but is not a component of the maximum.
+#[test]
+fn no_feature_leaks_the_target() {
+    let ds = load_head();
+    assert!(!KAGGLE_FEATURES
+        .iter()
+        .any(|f| f.contains("maximum_usage.memory")));
+    assert!(!KAGGLE_FEATURES
+        .iter()
+        .any(|f| f.contains("random_sample_usage.memory")));
+    for f in 0..ds.seq_len {
+        let equal = (0..ds.len())
+            .filter(|&i| ds.sample(i)[f] == ds.targets[i])
+            .count();
+        assert!(
+            equal < ds.len() / 2,
+            "feature {} equals the target in {equal} rows",
+            KAGGLE_FEATURES[f]
+        );
+    }
+}
