@@ -1,6 +1,7 @@
 //! The `convformer` command line.
 
 use clap::{Parser, Subcommand};
+use convformer::cli;
 
 #[derive(Parser)]
 #[command(
@@ -15,13 +16,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Lists the CPU threads available to the engine.
+    /// Train ConvFormerNet and write a run directory (model, config, metrics, plots).
+    Train(cli::train::TrainArgs),
+    /// Evaluate a trained run against the naive and ridge baselines.
+    Eval(cli::eval::EvalArgs),
+    /// Write a trained run's predictions as CSV.
+    Predict(cli::predict::PredictArgs),
+    /// Lists the CPU threads and CUDA devices available to the engine.
     Devices,
 }
 
 fn main() {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Devices => println!("cpu: {} rayon threads", rayon::current_num_threads()),
+    let result = match &cli.command {
+        Command::Train(args) => cli::train::run(args),
+        Command::Eval(args) => cli::eval::run(args),
+        Command::Predict(args) => cli::predict::run(args),
+        Command::Devices => {
+            cli::devices::run();
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
     }
 }

@@ -117,6 +117,9 @@ pub struct TrainConfig {
     pub loss: LossSpec,
     pub seed: u64,
     pub eval_batch_size: usize,
+    /// The network learns the residual over the naive prediction (last window's
+    /// peak for series, average memory for kaggle rows), which is added back.
+    pub residual: bool,
 }
 
 impl Default for TrainConfig {
@@ -136,6 +139,7 @@ impl Default for TrainConfig {
             loss: LossSpec(LossKind::Mse),
             seed: 42,
             eval_batch_size: 512,
+            residual: true,
         }
     }
 }

@@ -5,13 +5,19 @@ use crate::data::{Dataset, Format, PreprocessOptions, Preprocessor, Splits};
 use crate::error::{Error, Result};
 
 /// One split: `inputs` is n × seq_len × channels (scaled), `targets` scaled;
-/// `actual` and `naive` are in trace units.
+/// `actual` and `naive` are in trace units. `offset` (scaled) is added to the
+/// network's output, times `net_scale`, to form the prediction: the scaled naive
+/// prediction when the network learns the residual over it, zero otherwise.
 #[derive(Clone, Debug, Default)]
 pub struct SplitData {
     pub inputs: Vec<f32>,
     pub targets: Vec<f32>,
     pub actual: Vec<f32>,
     pub naive: Vec<f32>,
+    pub offset: Vec<f32>,
+    /// The network's unit in scaled target units (the spread of the training
+    /// residuals), so it regresses a target of order one.
+    pub net_scale: f32,
     pub ids: Vec<String>,
 }
 
@@ -25,15 +31,33 @@ impl SplitData {
     }
 
     /// The samples at `idx` of a dataset, transformed by a fitted preprocessor.
-    pub fn from_dataset(ds: &Dataset, idx: &[usize], pre: &Preprocessor) -> Self {
+    pub fn from_dataset(ds: &Dataset, idx: &[usize], pre: &Preprocessor, residual: bool) -> Self {
         let (inputs, _) = pre.transform_inputs(ds, idx);
+        let naive: Vec<f32> = idx.iter().map(|&i| ds.naive[i]).collect();
         SplitData {
             inputs,
             targets: pre.transform_targets(ds, idx),
             actual: idx.iter().map(|&i| ds.targets[i]).collect(),
-            naive: idx.iter().map(|&i| ds.naive[i]).collect(),
+            offset: naive_offset(&naive, pre, residual),
+            naive,
+            net_scale: 1.0,
             ids: idx.iter().map(|&i| ds.ids[i].clone()).collect(),
         }
+    }
+
+    /// The training target of the network for sample i: what the offset leaves.
+    pub fn net_target(&self, i: usize) -> f32 {
+        (self.targets[i] - self.offset[i]) / self.net_scale
+    }
+
+    /// The prediction (scaled target units) for sample i from a network output.
+    pub fn from_net(&self, i: usize, out: f32) -> f32 {
+        self.offset[i] + self.net_scale * out
+    }
+
+    fn with_net_scale(mut self, net_scale: f32) -> Self {
+        self.net_scale = net_scale;
+        self
     }
 }
 
@@ -50,7 +74,12 @@ pub struct PreparedData {
 
 impl PreparedData {
     /// Fits the preprocessor on the training split only and transforms all three.
-    pub fn new(ds: &Dataset, splits: &Splits, opts: &PreprocessOptions) -> Result<Self> {
+    pub fn new(
+        ds: &Dataset,
+        splits: &Splits,
+        opts: &PreprocessOptions,
+        residual: bool,
+    ) -> Result<Self> {
         if splits.train.is_empty() {
             return Err(Error::Invalid(
                 "the training split is empty: the data set is too small for its split ratios"
@@ -59,15 +88,50 @@ impl PreparedData {
         }
         let preprocessor = Preprocessor::fit(ds, &splits.train, opts);
         let (_, channels) = preprocessor.transform_inputs(ds, &splits.train[..1]);
+        let train = SplitData::from_dataset(ds, &splits.train, &preprocessor, residual);
+        let net_scale = if residual {
+            residual_spread(&train)
+        } else {
+            1.0
+        };
         Ok(PreparedData {
             format: ds.format,
             seq_len: ds.seq_len,
             channels,
-            train: SplitData::from_dataset(ds, &splits.train, &preprocessor),
-            val: SplitData::from_dataset(ds, &splits.val, &preprocessor),
-            test: SplitData::from_dataset(ds, &splits.test, &preprocessor),
+            val: SplitData::from_dataset(ds, &splits.val, &preprocessor, residual)
+                .with_net_scale(net_scale),
+            test: SplitData::from_dataset(ds, &splits.test, &preprocessor, residual)
+                .with_net_scale(net_scale),
+            train: train.with_net_scale(net_scale),
             preprocessor,
         })
+    }
+
+    /// Splits of a data set under an already fitted preprocessor and scale
+    /// (evaluation of a trained run).
+    pub fn with_preprocessor(
+        ds: &Dataset,
+        splits: &Splits,
+        pre: &Preprocessor,
+        residual: bool,
+        net_scale: f32,
+    ) -> Self {
+        let part = |idx: &[usize]| {
+            SplitData::from_dataset(ds, idx, pre, residual).with_net_scale(net_scale)
+        };
+        PreparedData {
+            format: ds.format,
+            seq_len: ds.seq_len,
+            channels: pre.out_channels(),
+            train: part(&splits.train),
+            val: part(&splits.val),
+            test: part(&splits.test),
+            preprocessor: pre.clone(),
+        }
+    }
+
+    pub fn net_scale(&self) -> f32 {
+        self.train.net_scale
     }
 
     /// Scaled predictions back to trace units.
@@ -76,5 +140,34 @@ impl PreparedData {
             .iter()
             .map(|&y| self.preprocessor.inverse_target(y))
             .collect()
+    }
+}
+
+/// Scaled naive predictions as offsets (a missing naive value offsets nothing).
+pub fn naive_offset(naive: &[f32], pre: &Preprocessor, residual: bool) -> Vec<f32> {
+    naive
+        .iter()
+        .map(|&y| {
+            if residual && y.is_finite() {
+                pre.scale_target(y)
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Root mean square of the training residuals (1 when they are all zero).
+fn residual_spread(train: &SplitData) -> f32 {
+    let n = train.len().max(1) as f64;
+    let ms = (0..train.len())
+        .map(|i| ((train.targets[i] - train.offset[i]) as f64).powi(2))
+        .sum::<f64>()
+        / n;
+    let rms = ms.sqrt() as f32;
+    if rms.is_finite() && rms > 0.0 {
+        rms
+    } else {
+        1.0
     }
 }

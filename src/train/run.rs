@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use super::config::RunConfig;
 use super::metrics::{regression_metrics, Metrics};
+use super::prepared::naive_offset;
 use super::prepared::{PreparedData, SplitData};
 use super::ridge::Ridge;
-use super::trainer::{fit, predict, FitOptions, FitOutcome};
+use super::trainer::{fit, predict, predict_split, FitOptions, FitOutcome};
 use super::weights::{load_model, save_model};
 use crate::autograd::ParamStore;
 use crate::data::{self, Dataset, Format, LoadOptions, PreprocessOptions, Preprocessor, SplitKind};
@@ -62,6 +63,8 @@ pub struct RunFile {
     pub model: ModelConfig,
     pub train: super::config::TrainConfig,
     pub data: DataSource,
+    /// Fitted on the training split: see `SplitData::net_scale`.
+    pub net_scale: f32,
 }
 
 /// Model and baselines on one split, scaled and in trace units.
@@ -138,7 +141,7 @@ pub fn evaluate(
         if split.is_empty() {
             return Ok(None);
         }
-        let m = predict(model, store, &split.inputs, batch)?;
+        let m = predict_split(model, store, split, batch)?;
         let r = ridge.predict(&split.inputs, d)?;
         Ok(split_report(data, split, &m, &r))
     };
@@ -153,9 +156,9 @@ pub fn evaluate(
 }
 
 /// Prepares a data set for training: split and preprocessor fitted on train.
-pub fn prepare(ds: &Dataset, seed: u64) -> Result<PreparedData> {
+pub fn prepare(ds: &Dataset, seed: u64, residual: bool) -> Result<PreparedData> {
     let splits = split_for(ds, seed);
-    PreparedData::new(ds, &splits, &PreprocessOptions::default())
+    PreparedData::new(ds, &splits, &PreprocessOptions::default(), residual)
 }
 
 /// Trains and writes the run directory: model.safetensors, config.json,
@@ -170,12 +173,13 @@ pub fn train_run(
     std::fs::create_dir_all(run_dir)
         .map_err(|e| Error::Invalid(format!("cannot create {}: {e}", run_dir.display())))?;
     let ds = source.load(opts.progress != super::trainer::Progress::Silent)?;
-    let data = prepare(&ds, source.seed)?;
+    let data = prepare(&ds, source.seed, cfg.train.residual)?;
     let model_cfg = super::trainer::model_config_for(&cfg.model, &data);
     let run_file = RunFile {
         model: model_cfg.clone(),
         train: cfg.train.clone(),
         data: source.clone(),
+        net_scale: data.net_scale(),
     };
     let config_path = run_dir.join("config.json");
     if opts.resume {
@@ -223,10 +227,10 @@ pub fn train_run(
     } else {
         &data.test
     };
-    let pred = predict(
+    let pred = predict_split(
         &outcome.model,
         &outcome.store,
-        &test.inputs,
+        test,
         cfg.train.eval_batch_size,
     )?;
     super::plots::actual_vs_predicted(
@@ -312,16 +316,13 @@ impl LoadedRun {
     pub fn prepare(&self, ds: &Dataset) -> Result<PreparedData> {
         self.check_compatible(ds)?;
         let splits = split_for(ds, self.run.data.seed);
-        let pre = &self.preprocessor;
-        Ok(PreparedData {
-            format: ds.format,
-            seq_len: ds.seq_len,
-            channels: pre.out_channels(),
-            train: SplitData::from_dataset(ds, &splits.train, pre),
-            val: SplitData::from_dataset(ds, &splits.val, pre),
-            test: SplitData::from_dataset(ds, &splits.test, pre),
-            preprocessor: pre.clone(),
-        })
+        Ok(PreparedData::with_preprocessor(
+            ds,
+            &splits,
+            &self.preprocessor,
+            self.run.train.residual,
+            self.run.net_scale,
+        ))
     }
 
     /// Predictions in trace units for every sample of `ds`, in order.
@@ -335,9 +336,11 @@ impl LoadedRun {
             &inputs,
             self.run.train.eval_batch_size,
         )?;
+        let offset = naive_offset(&ds.naive, &self.preprocessor, self.run.train.residual);
         Ok(scaled
             .iter()
-            .map(|&y| self.preprocessor.inverse_target(y))
+            .zip(&offset)
+            .map(|(&y, o)| self.preprocessor.inverse_target(o + self.run.net_scale * y))
             .collect())
     }
 }

@@ -93,10 +93,24 @@ fn gather(split: &SplitData, idx: &[usize], sample: usize) -> (Vec<f32>, Vec<f32
     for &i in idx {
         x.extend_from_slice(&split.inputs[i * sample..(i + 1) * sample]);
     }
-    (x, idx.iter().map(|&i| split.targets[i]).collect())
+    (x, idx.iter().map(|&i| split.net_target(i)).collect())
 }
 
-/// Predictions (scaled units) for every sample of `inputs`, in inference mode.
+/// Predictions (scaled units) of a split: network output plus the split's offset.
+pub fn predict_split(
+    model: &ConvFormerNet,
+    store: &ParamStore<f32>,
+    split: &SplitData,
+    batch_size: usize,
+) -> Result<Vec<f32>> {
+    let mut out = predict(model, store, &split.inputs, batch_size)?;
+    out.iter_mut()
+        .enumerate()
+        .for_each(|(i, p)| *p = split.from_net(i, *p));
+    Ok(out)
+}
+
+/// Network outputs (scaled units) for every sample of `inputs`, in inference mode.
 pub fn predict(
     model: &ConvFormerNet,
     store: &ParamStore<f32>,
@@ -319,7 +333,7 @@ fn validate(
     if split.is_empty() {
         return Ok((f64::NAN, f64::NAN));
     }
-    let pred = predict(model, store, &split.inputs, cfg.eval_batch_size)?;
+    let pred = predict_split(model, store, split, cfg.eval_batch_size)?;
     let mae = super::metrics::regression_metrics(&pred, &split.targets).mae;
     Ok((cfg.loss.mean(&pred, &split.targets), mae))
 }

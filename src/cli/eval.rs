@@ -1,0 +1,70 @@
+//! `convformer eval`: a trained run against the baselines on a data set.
+
+use std::path::PathBuf;
+
+use crate::data::{detect_format, Format};
+use crate::error::Result;
+use crate::train::run::{evaluate, DataSource, LoadedRun};
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// A run directory written by `convformer train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Layout of --data (detected from its header when left out).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Loads `path` with the run's window and horizon, in its own detected format.
+pub fn load_for_run(
+    run: &LoadedRun,
+    path: &std::path::Path,
+    format: Option<Format>,
+) -> Result<crate::data::Dataset> {
+    let format = match format {
+        Some(f) => f,
+        None => detect_format(path)?,
+    };
+    let source = DataSource {
+        path: Some(path.to_path_buf()),
+        format,
+        ..run.run.data.clone()
+    };
+    source.load(false)
+}
+
+pub fn run(args: &EvalArgs) -> Result<()> {
+    let run = LoadedRun::open(&args.model)?;
+    let ds = load_for_run(&run, &args.data, args.format)?;
+    let data = run.prepare(&ds)?;
+    let report = evaluate(
+        &run.model,
+        &run.store,
+        &data,
+        &run.run.train.loss.to_string(),
+        run.run.train.eval_batch_size,
+    )?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("metrics serialise")
+        );
+        return Ok(());
+    }
+    for (name, split) in [
+        ("train", &report.train),
+        ("val", &report.val),
+        ("test", &report.test),
+    ] {
+        if let Some(r) = split {
+            super::train::print_table(name, r);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! `convformer predict`: predictions of a trained run as CSV.
+
+use std::path::PathBuf;
+
+use crate::data::Format;
+use crate::error::{Error, Result};
+use crate::train::run::LoadedRun;
+
+#[derive(clap::Args, Debug)]
+pub struct PredictArgs {
+    /// A run directory written by `convformer train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// CSV to write: id, actual, prediction (trace units).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: &PredictArgs) -> Result<()> {
+    let run = LoadedRun::open(&args.model)?;
+    let ds = super::eval::load_for_run(&run, &args.data, args.format)?;
+    let pred = run.predict_all(&ds)?;
+    let fail = |e: csv::Error| Error::Invalid(format!("cannot write {}: {e}", args.out.display()));
+    let mut w = csv::Writer::from_path(&args.out).map_err(fail)?;
+    w.write_record(["id", "actual", "prediction"])
+        .map_err(fail)?;
+    for ((id, actual), p) in ds.ids.iter().zip(&ds.targets).zip(&pred) {
+        let actual = if actual.is_finite() {
+            actual.to_string()
+        } else {
+            String::new()
+        };
+        w.write_record([id.as_str(), &actual, &p.to_string()])
+            .map_err(fail)?;
+    }
+    w.flush()
+        .map_err(|e| Error::Invalid(format!("cannot write {}: {e}", args.out.display())))?;
+    println!("wrote {} predictions to {}", pred.len(), args.out.display());
+    Ok(())
+}
