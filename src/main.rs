@@ -17,11 +17,20 @@ struct Cli {
 enum Command {
     /// Lists the CPU threads available to the engine.
     Devices,
+    /// Inspects, plots or generates Borg traces.
+    #[command(subcommand)]
+    Data(convformer::cli::data::DataCmd),
 }
 
 fn main() {
     let cli = Cli::parse();
     match cli.command {
         Command::Devices => println!("cpu: {} rayon threads", rayon::current_num_threads()),
+        Command::Data(cmd) => {
+            if let Err(e) = convformer::cli::data::run(cmd) {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        }
     }
 }

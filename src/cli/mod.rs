@@ -1,1 +1,3 @@
-//! Command-line subcommands.
+//! Subcommands of the `convformer` binary that live in the library.
+
+pub mod data;
