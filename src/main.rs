@@ -24,18 +24,22 @@ enum Command {
     Predict(cli::predict::PredictArgs),
     /// Lists the CPU threads and CUDA devices available to the engine.
     Devices,
+    /// Inspects, plots or generates Borg traces.
+    #[command(subcommand)]
+    Data(cli::data::DataCmd),
 }
 
 fn main() {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Train(args) => cli::train::run(args),
-        Command::Eval(args) => cli::eval::run(args),
-        Command::Predict(args) => cli::predict::run(args),
+    let result = match cli.command {
+        Command::Train(args) => cli::train::run(&args),
+        Command::Eval(args) => cli::eval::run(&args),
+        Command::Predict(args) => cli::predict::run(&args),
         Command::Devices => {
             cli::devices::run();
             Ok(())
         }
+        Command::Data(cmd) => cli::data::run(cmd),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -1,4 +1,6 @@
-//! Command-line subcommands.
+//! Subcommands of the `convformer` binary that live in the library.
+
+pub mod data;
 pub mod device_choice;
 pub mod devices;
 pub mod eval;

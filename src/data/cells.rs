@@ -61,6 +61,16 @@ pub(crate) fn parse_feature(cell: &[u8]) -> Result<f32, CellError> {
     number_token(utf8(cell)?.trim())
 }
 
+/// A CPU percentile of `instance_usage`: the trace writes -1 in every percentile of a
+/// window without a CPU distribution, so exactly -1 means missing.
+pub(crate) fn parse_percentile(cell: &[u8]) -> Result<f32, CellError> {
+    let t = utf8(cell)?.trim();
+    if t.parse::<f32>() == Ok(-1.0) {
+        return Ok(f32::NAN);
+    }
+    number_token(t)
+}
+
 /// An unsigned integer identifier or timestamp; it must be present.
 pub(crate) fn parse_u64(cell: &[u8]) -> Result<u64, CellError> {
     let t = utf8(cell)?.trim();
@@ -195,6 +205,9 @@ mod tests {
         assert_eq!(parse_feature(b"inf"), Err(CellError::NonFinite));
         assert_eq!(parse_feature(b"-0.5"), Err(CellError::Negative));
         assert_eq!(parse_feature(b"\xff0.5"), Err(CellError::NotUtf8));
+        assert!(parse_percentile(b"-1.0").unwrap().is_nan());
+        assert_eq!(parse_percentile(b"-0.5"), Err(CellError::Negative));
+        assert_eq!(parse_percentile(b"0.5").unwrap(), 0.5);
         assert!(parse_u64(b"12a").is_err());
         assert_eq!(parse_u64(b"94591244395").unwrap(), 94_591_244_395);
     }

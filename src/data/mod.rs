@@ -8,9 +8,9 @@
 
 mod cells;
 mod error;
-
+pub mod inspect;
 mod kaggle;
-
+pub mod plots;
 mod preprocess;
 mod series;
 mod split;

@@ -43,6 +43,8 @@ pub const SERIES_CHANNELS: [&str; 26] = [
 ];
 const C: usize = SERIES_CHANNELS.len();
 const MAX_MEMORY: usize = 3;
+/// Channels p0_cpu_usage ..= p99_cpu_usage.
+const PERCENTILES: std::ops::Range<usize> = 5..24;
 
 /// The trace's window length in µs.
 pub const WINDOW_STEP_US: u64 = 300_000_000;
@@ -65,7 +67,12 @@ fn parse_row(rec: &csv::ByteRecord, cols: &[usize]) -> Result<(String, Row), (us
     let instance = cells::parse_u64(cell(2)).map_err(|e| (2, e))?;
     let mut values = [f32::NAN; C];
     for (k, v) in values.iter_mut().enumerate() {
-        *v = cells::parse_feature(cell(3 + k)).map_err(|e| (3 + k, e))?;
+        let parse = if PERCENTILES.contains(&k) {
+            cells::parse_percentile
+        } else {
+            cells::parse_feature
+        };
+        *v = parse(cell(3 + k)).map_err(|e| (3 + k, e))?;
     }
     Ok((format!("{collection}-{instance}"), Row { time, values }))
 }

@@ -258,9 +258,9 @@ fn write_series<W: Write>(rows: usize, seed: u64, w: &mut W) -> std::io::Result<
             let load = daily(t as f64, phase);
             let avg_mem =
                 quantise(base_mem * (1.0 + drift + burst) * (0.95 + 0.05 * load)).max(QUANTUM);
-            let max_mem = quantise(avg_mem * (1.0 + rng.lognormal(0.01, 1.0).min(1.0)));
+            let max_mem = quantise(avg_mem * (1.0 + rng.lognormal(0.008, 0.9).min(1.0)));
             let avg_cpu = quantise(base_cpu * load * rng.lognormal(1.0, 0.3) * (1.0 + 3.0 * burst));
-            let max_cpu = quantise(avg_cpu * (1.0 + rng.lognormal(1.0, 0.6)));
+            let max_cpu = quantise(avg_cpu * (1.0 + rng.lognormal(2.0, 0.6)));
             let mut p: Vec<f64> = (0..19).map(|_| avg_cpu * rng.lognormal(0.9, 0.4)).collect();
             p.sort_by(f64::total_cmp);
             let sample_rate = if rng.chance(0.97) { 1.0 } else { 0.99 };

@@ -1,0 +1,138 @@
+//! What `convformer data inspect` prints: counts, drops, missing values and per-feature ranges.
+
+use super::{Dataset, Format};
+use std::fmt;
+
+/// Min / mean / max over the non-missing values of one feature.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Range {
+    pub present: usize,
+    pub min: f64,
+    pub mean: f64,
+    pub max: f64,
+}
+
+impl Range {
+    pub fn of(values: &[f32]) -> Range {
+        let (mut n, mut sum, mut min, mut max) = (0usize, 0f64, f64::INFINITY, f64::NEG_INFINITY);
+        for &v in values.iter().filter(|v| !v.is_nan()) {
+            let v = v as f64;
+            n += 1;
+            sum += v;
+            min = min.min(v);
+            max = max.max(v);
+        }
+        if n == 0 {
+            return Range {
+                present: 0,
+                min: f64::NAN,
+                mean: f64::NAN,
+                max: f64::NAN,
+            };
+        }
+        Range {
+            present: n,
+            min,
+            mean: sum / n as f64,
+            max,
+        }
+    }
+}
+
+/// One column of values per feature, plus the target last. Kaggle: each sequence
+/// position; series: each channel at the last step of every window (each row once,
+/// except the first W−1 rows of every gap-free run).
+pub fn feature_columns(ds: &Dataset) -> Vec<(String, Vec<f32>)> {
+    let mut cols: Vec<(String, Vec<f32>)> = ds
+        .feature_names
+        .iter()
+        .map(|n| (n.clone(), Vec::with_capacity(ds.len())))
+        .collect();
+    for i in 0..ds.len() {
+        let s = ds.sample(i);
+        let step = match ds.format {
+            Format::Kaggle => s,
+            Format::InstanceUsage => &s[s.len() - ds.channels..],
+        };
+        for (col, &v) in cols.iter_mut().zip(step) {
+            col.1.push(v);
+        }
+    }
+    cols.push(("target".to_string(), ds.targets.clone()));
+    cols
+}
+
+pub struct Summary<'a> {
+    ds: &'a Dataset,
+    ranges: Vec<(String, Range)>,
+}
+
+pub fn summarize(ds: &Dataset) -> Summary<'_> {
+    let ranges = feature_columns(ds)
+        .into_iter()
+        .map(|(name, v)| (name, Range::of(&v)))
+        .collect();
+    Summary { ds, ranges }
+}
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ds = self.ds;
+        let r = &ds.report;
+        writeln!(f, "format:   {}", ds.format)?;
+        writeln!(f, "files:    {} ({} bytes)", r.files.len(), r.bytes)?;
+        writeln!(f, "records:  {}", r.records)?;
+        writeln!(
+            f,
+            "samples:  {} of shape ({}, {})",
+            ds.len(),
+            ds.seq_len,
+            ds.channels
+        )?;
+        write!(f, "dropped:  {}", r.dropped_total())?;
+        for (reason, n) in &r.dropped {
+            write!(f, "  [{reason}: {n}]")?;
+        }
+        writeln!(f)?;
+        let groups: std::collections::BTreeSet<u64> = ds.groups.iter().copied().collect();
+        let label = if ds.format == Format::Kaggle {
+            "collections"
+        } else {
+            "instances"
+        };
+        writeln!(f, "{label}: {}", groups.len())?;
+        let naive_mae = ds
+            .naive
+            .iter()
+            .zip(&ds.targets)
+            .filter(|(p, _)| !p.is_nan())
+            .map(|(p, t)| (p - t).abs() as f64)
+            .sum::<f64>()
+            / ds.len().max(1) as f64;
+        writeln!(f, "naive predictor MAE: {naive_mae:.4e}")?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<34} {:>8} {:>12} {:>12} {:>12}",
+            "feature", "missing", "min", "mean", "max"
+        )?;
+        for (k, (name, range)) in self.ranges.iter().enumerate() {
+            // Missing counts are per record read (the target's are the drops for it).
+            let missing = match r.missing.get(k) {
+                Some(m) => m.to_string(),
+                None => r
+                    .dropped
+                    .get("missing target")
+                    .copied()
+                    .unwrap_or(0)
+                    .to_string(),
+            };
+            writeln!(
+                f,
+                "{:<34} {:>8} {:>12.5e} {:>12.5e} {:>12.5e}",
+                name, missing, range.min, range.mean, range.max
+            )?;
+        }
+        Ok(())
+    }
+}

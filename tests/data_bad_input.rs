@@ -1,0 +1,325 @@
+//! Bad input gives errors that say where and what, or counted skips; never a panic.
+
+use convformer::data::{self, DataError, Format, LoadOptions, OnBadRow};
+use proptest::prelude::*;
+use std::path::{Path, PathBuf};
+
+const HEAD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/data/borg/kaggle_head400.csv"
+);
+const SERIES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/data/borg/instance_usage/job382_task2-900078000000-1166034000000.csv"
+);
+
+fn head_bytes() -> Vec<u8> {
+    std::fs::read(HEAD).unwrap()
+}
+
+fn write_tmp(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("convformer-bad-input-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn skip() -> LoadOptions {
+    LoadOptions {
+        on_bad_row: OnBadRow::Skip,
+        ..LoadOptions::default()
+    }
+}
+
+/// The head with the first occurrence of `from` replaced.
+fn edited(from: &str, to: &str) -> Vec<u8> {
+    let text = String::from_utf8(head_bytes()).unwrap();
+    assert!(text.contains(from));
+    text.replacen(from, to, 1).into_bytes()
+}
+
+#[test]
+fn malformed_cell_names_file_line_column_and_text() {
+    // Record 2 starts on line 5: the header, then record 1 over three physical lines.
+    let path = write_tmp(
+        "bad_dict.csv",
+        &edited(
+            "{'cpus': 0.0, 'memory': 9.5367431640625e-07}",
+            "{'cpus': 0.0, 'memory': 9.5x}",
+        ),
+    );
+    let err = data::load(&path, Format::Kaggle, &LoadOptions::default()).unwrap_err();
+    match &err {
+        DataError::Cell {
+            file,
+            line,
+            column,
+            text,
+            ..
+        } => {
+            assert_eq!(file, &path);
+            assert_eq!(*line, 5);
+            assert_eq!(column, "average_usage");
+            assert_eq!(text, "{'cpus': 0.0, 'memory': 9.5x}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("bad_dict.csv:5") && msg.contains("`average_usage`") && msg.contains("9.5x"),
+        "{msg}"
+    );
+    // Converted into the crate error, the message keeps the place.
+    let e: convformer::Error = err.into();
+    assert!(e.to_string().contains("bad_dict.csv:5"));
+
+    let ds = data::load(&path, Format::Kaggle, &skip()).unwrap();
+    assert_eq!(ds.len(), 398);
+    assert_eq!(ds.report.dropped.get("malformed cell"), Some(&1));
+    assert_eq!(ds.report.dropped.get("missing target"), Some(&1));
+    assert_eq!(ds.report.records, 400);
+}
+
+#[test]
+fn negative_inf_and_nan_text() {
+    let neg = write_tmp(
+        "neg.csv",
+        &edited("0.0104217529296875,", "-0.0104217529296875,"),
+    );
+    let err = data::load(&neg, Format::Kaggle, &LoadOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, DataError::Cell { column, .. } if column == "assigned_memory"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("negative"));
+    let ds = data::load(&neg, Format::Kaggle, &skip()).unwrap();
+    assert_eq!(ds.report.dropped.get("negative value"), Some(&1));
+
+    let inf = write_tmp("inf.csv", &edited("0.9399186372756958", "inf"));
+    let err = data::load(&inf, Format::Kaggle, &LoadOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, DataError::Cell { column, .. } if column == "cycles_per_instruction"),
+        "{err}"
+    );
+    assert_eq!(
+        data::load(&inf, Format::Kaggle, &skip())
+            .unwrap()
+            .report
+            .dropped
+            .get("non-finite value"),
+        Some(&1)
+    );
+
+    // NaN text is a missing value, as pandas and numpy write it.
+    let nan = write_tmp("nan.csv", &edited("0.9399186372756958", "NaN"));
+    let ds = data::load(&nan, Format::Kaggle, &LoadOptions::default()).unwrap();
+    let cpi = data::KAGGLE_FEATURES
+        .iter()
+        .position(|f| *f == "cycles_per_instruction")
+        .unwrap();
+    assert_eq!(ds.report.missing[cpi], 126);
+    assert!(ds.sample(2)[cpi].is_nan());
+}
+
+#[test]
+fn non_utf8_bytes_in_a_numeric_cell() {
+    let mut bytes = head_bytes();
+    let at = bytes
+        .windows(18)
+        .position(|w| w == b"0.0104217529296875")
+        .unwrap();
+    bytes[at + 3] = 0xff;
+    let path = write_tmp("utf8.csv", &bytes);
+    let err = data::load(&path, Format::Kaggle, &LoadOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("not UTF-8") && err.to_string().contains("assigned_memory"),
+        "{err}"
+    );
+    let ds = data::load(&path, Format::Kaggle, &skip()).unwrap();
+    assert_eq!(ds.report.dropped.get("non-UTF-8 text"), Some(&1));
+    // Non-UTF-8 bytes in a column the loader does not read are harmless.
+    let mut bytes = head_bytes();
+    let at = bytes.windows(10).position(|w| w == b"fn8Ve4Tdl/").unwrap();
+    bytes[at] = 0xfe;
+    let ds = data::load(
+        &write_tmp("utf8_unused.csv", &bytes),
+        Format::Kaggle,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(ds.len(), 399);
+}
+
+#[test]
+fn wrong_field_count_is_a_record_error_or_a_counted_skip() {
+    let path = write_tmp("fields.csv", &edited(",7,FAIL,1\n", ",7,FAIL\n"));
+    let err = data::load(&path, Format::Kaggle, &LoadOptions::default()).unwrap_err();
+    assert!(matches!(err, DataError::Record { line: 2, .. }), "{err}");
+    let ds = data::load(&path, Format::Kaggle, &skip()).unwrap();
+    assert_eq!(ds.report.dropped.get("malformed record"), Some(&1));
+    assert_eq!(ds.len(), 398);
+}
+
+#[test]
+fn missing_column_lists_expected_and_found() {
+    let path = write_tmp("nocol.csv", &edited("maximum_usage,", "max_usage,"));
+    match data::load(&path, Format::Kaggle, &LoadOptions::default()).unwrap_err() {
+        DataError::MissingColumns {
+            missing,
+            expected,
+            found,
+            ..
+        } => {
+            assert_eq!(missing, ["maximum_usage"]);
+            assert!(expected.contains(&"maximum_usage".to_string()));
+            assert!(found.contains(&"max_usage".to_string()) && found.len() == 34);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let series = std::fs::read_to_string(SERIES)
+        .unwrap()
+        .replacen("max_memory_usage", "mm", 1);
+    let err = data::load(
+        &write_tmp("nocol_series.csv", series.as_bytes()),
+        Format::InstanceUsage,
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, DataError::MissingColumns { missing, .. } if missing == &["max_memory_usage"]),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_file_header_only_and_unknown_format() {
+    for format in [Format::Kaggle, Format::InstanceUsage] {
+        let empty = write_tmp("empty.csv", b"");
+        let err = data::load(&empty, format, &LoadOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("empty file"), "{err}");
+    }
+    let text = String::from_utf8(head_bytes()).unwrap();
+    let header = text.lines().next().unwrap();
+    let err = data::load(
+        &write_tmp("header.csv", format!("{header}\n").as_bytes()),
+        Format::Kaggle,
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("header only"), "{err}");
+    let series = std::fs::read_to_string(SERIES).unwrap();
+    let err = data::load(
+        &write_tmp(
+            "header_series.csv",
+            series.lines().next().unwrap().as_bytes(),
+        ),
+        Format::InstanceUsage,
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("header only"), "{err}");
+    assert!(data::detect_format(&write_tmp("empty2.csv", b"")).is_err());
+    assert!(data::detect_format(&write_tmp("other.csv", b"a,b\n1,2\n"))
+        .unwrap_err()
+        .to_string()
+        .contains("unknown format"));
+    assert!(matches!(
+        data::load(
+            Path::new("/nonexistent/x.csv"),
+            Format::Kaggle,
+            &LoadOptions::default()
+        ),
+        Err(DataError::Io { .. })
+    ));
+    // The wrong loader for a file reports the columns it misses.
+    assert!(matches!(
+        data::load(
+            Path::new(HEAD),
+            Format::InstanceUsage,
+            &LoadOptions::default()
+        ),
+        Err(DataError::MissingColumns { .. })
+    ));
+}
+
+#[test]
+fn series_gap_and_window_options() {
+    let opts = LoadOptions {
+        window: 0,
+        ..LoadOptions::default()
+    };
+    assert!(data::load(Path::new(SERIES), Format::InstanceUsage, &opts).is_err());
+    // A negative max memory in a series is an error with its place.
+    let text = std::fs::read_to_string(SERIES).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let mut cells: Vec<String> = lines[5].split(',').map(String::from).collect();
+    cells[13] = "-0.5".into();
+    lines[5] = cells.join(",");
+    let path = write_tmp("neg_series.csv", lines.join("\n").as_bytes());
+    let err = data::load(&path, Format::InstanceUsage, &LoadOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, DataError::Cell { line: 6, column, .. } if column == "max_memory_usage"),
+        "{err}"
+    );
+    let ds = data::load(&path, Format::InstanceUsage, &skip()).unwrap();
+    assert_eq!(ds.report.dropped.get("negative value"), Some(&1));
+    // The skipped row (the 5th) leaves a 10-minute gap that no window crosses: the windows
+    // whose history or target held it (targets at rows 12..=16) are gone, nothing else.
+    let full = data::load(
+        Path::new(SERIES),
+        Format::InstanceUsage,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(full.len() - ds.len(), 5);
+    assert!(ds.ids.iter().all(|id| full.ids.contains(id)));
+}
+
+/// A record-level mutation of real rows: the loader returns Ok or Err, never panics.
+fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
+    for &(pos, kind, byte) in edits {
+        if bytes.is_empty() {
+            break;
+        }
+        let at = pos % bytes.len();
+        match kind % 4 {
+            0 => bytes[at] = byte,
+            1 => bytes.insert(at, byte),
+            2 => {
+                bytes.remove(at);
+            }
+            _ => {
+                // Characters that matter to the parsers.
+                let special = [
+                    b'"', b',', b'\n', b'[', b']', b'{', b'}', b'\'', b':', b'-', b'e', b' ',
+                ];
+                bytes[at] = special[byte as usize % special.len()];
+            }
+        }
+    }
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+    #[test]
+    fn mutated_real_rows_never_panic(
+        records in 1usize..40,
+        edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..12),
+        series in any::<bool>(),
+        skip_bad in any::<bool>(),
+    ) {
+        let source = if series { std::fs::read(SERIES).unwrap() } else { head_bytes() };
+        // The first `records` physical lines keep the test fast.
+        let cut = source.iter().enumerate().filter(|(_, &b)| b == b'\n').nth(records).map_or(source.len(), |(i, _)| i + 1);
+        let bytes = mutate(source[..cut].to_vec(), &edits);
+        let format = if series { Format::InstanceUsage } else { Format::Kaggle };
+        let opts = LoadOptions { window: 3, on_bad_row: if skip_bad { OnBadRow::Skip } else { OnBadRow::Error }, ..LoadOptions::default() };
+        if let Ok(ds) = data::load_from_memory(&bytes, Path::new("mutated.csv"), format, &opts) {
+            prop_assert_eq!(ds.inputs.len(), ds.len() * ds.seq_len * ds.channels);
+            prop_assert_eq!(ds.ids.len(), ds.len());
+            prop_assert!(ds.inputs.iter().all(|v| v.is_nan() || (v.is_finite() && *v >= 0.0)));
+        }
+    }
+}

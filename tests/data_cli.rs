@@ -1,0 +1,118 @@
+//! `convformer data inspect|plots|synth` end to end on the real sets.
+
+use std::path::Path;
+use std::process::Command;
+
+const HEAD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/data/borg/kaggle_head400.csv"
+);
+const DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/data/borg/instance_usage"
+);
+
+fn convformer(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_convformer"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("convformer-cli-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn inspect_reports_counts_drops_and_missing() {
+    let (ok, out, err) = convformer(&["data", "inspect", HEAD]);
+    assert!(ok, "{err}");
+    assert!(out.contains("records:  400"), "{out}");
+    assert!(out.contains("samples:  399 of shape (36, 1)"));
+    assert!(out.contains("[missing target: 1]"));
+    let cpi = out
+        .lines()
+        .find(|l| l.starts_with("cycles_per_instruction "))
+        .unwrap();
+    assert_eq!(cpi.split_whitespace().nth(1), Some("125"));
+    let (ok, out, _) = convformer(&["data", "inspect", DIR, "--window", "12"]);
+    assert!(ok);
+    assert!(
+        out.contains("format:   instance-usage")
+            && out.contains("records:  30080")
+            && out.contains("instances: 10"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_rows_error_by_default_and_are_counted_with_skip() {
+    let text = std::fs::read_to_string(HEAD)
+        .unwrap()
+        .replacen("0.0104217529296875,", "abc,", 1);
+    let path = tmp("bad.csv");
+    std::fs::write(&path, text).unwrap();
+    let (ok, _, err) = convformer(&["data", "inspect", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("bad.csv:") && err.contains("`assigned_memory`") && err.contains("\"abc\""),
+        "{err}"
+    );
+    let (ok, out, err) = convformer(&[
+        "data",
+        "inspect",
+        path.to_str().unwrap(),
+        "--on-bad-row",
+        "skip",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("skipped 1 bad rows"), "{err}");
+    assert!(out.contains("[malformed cell: 1]"));
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn plots_write_three_pngs_per_set() {
+    for (name, input) in [("kaggle", HEAD), ("series", DIR)] {
+        let out = tmp(&format!("plots-{name}"));
+        let (ok, stdout, err) =
+            convformer(&["data", "plots", input, "--out", out.to_str().unwrap()]);
+        assert!(ok, "{err}");
+        for png in [
+            "histograms.png",
+            "scatter_assigned_memory_vs_cpu.png",
+            "correlation.png",
+        ] {
+            let bytes = std::fs::read(out.join(png)).unwrap();
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{png}");
+            assert!(bytes.len() > 10_000, "{png} is only {} bytes", bytes.len());
+            assert!(stdout.contains(png));
+        }
+        std::fs::remove_dir_all(out).unwrap();
+    }
+}
+
+#[test]
+fn synth_writes_files_the_loaders_read() {
+    for format in ["kaggle", "instance-usage"] {
+        let path = tmp(&format!("synth-{format}.csv"));
+        let p = path.to_str().unwrap();
+        let (ok, out, err) = convformer(&[
+            "data", "synth", "--format", format, "--rows", "1500", "--seed", "9", "--out", p,
+        ]);
+        assert!(ok, "{err}");
+        assert!(out.contains("wrote 1500"));
+        let (ok, out, err) = convformer(&["data", "inspect", p]);
+        assert!(ok, "{err}");
+        assert!(
+            out.contains(&format!("format:   {format}")) && out.contains("records:  1500"),
+            "{out}"
+        );
+        std::fs::remove_file(Path::new(p)).unwrap();
+    }
+}

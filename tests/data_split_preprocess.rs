@@ -1,0 +1,171 @@
+//! Splits and train-only preprocessing, on the real sets.
+
+use convformer::data::{
+    self, Format, LoadOptions, PreprocessOptions, Preprocessor, SplitKind, Splits,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+const HEAD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/data/borg/kaggle_head400.csv"
+);
+const DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/data/borg/instance_usage"
+);
+
+fn kaggle() -> data::Dataset {
+    data::load(Path::new(HEAD), Format::Kaggle, &LoadOptions::default()).unwrap()
+}
+
+fn series() -> data::Dataset {
+    data::load(
+        Path::new(DIR),
+        Format::InstanceUsage,
+        &LoadOptions::default(),
+    )
+    .unwrap()
+}
+
+fn assert_partition(s: &Splits, n: usize) {
+    let mut all: Vec<usize> = s
+        .train
+        .iter()
+        .chain(&s.val)
+        .chain(&s.test)
+        .cloned()
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..n).collect::<Vec<_>>());
+}
+
+#[test]
+fn random_split_partitions_by_ratio_and_seed() {
+    let ds = kaggle();
+    let s = data::split(&ds, SplitKind::Random, (0.7, 0.15, 0.15), 7);
+    assert_partition(&s, ds.len());
+    assert_eq!((s.train.len(), s.val.len(), s.test.len()), (279, 60, 60));
+    assert_eq!(s, data::split(&ds, SplitKind::Random, (0.7, 0.15, 0.15), 7));
+    assert_ne!(s, data::split(&ds, SplitKind::Random, (0.7, 0.15, 0.15), 8));
+    // Ratios are normalised by their sum.
+    assert_eq!(
+        s,
+        data::split(&ds, SplitKind::Random, (70.0, 15.0, 15.0), 7)
+    );
+}
+
+#[test]
+fn group_split_keeps_each_group_on_one_side() {
+    for ds in [kaggle(), series()] {
+        let s = data::split(&ds, SplitKind::Group, (0.6, 0.2, 0.2), 3);
+        assert_partition(&s, ds.len());
+        let side: Vec<BTreeSet<u64>> = [&s.train, &s.val, &s.test]
+            .iter()
+            .map(|idx| idx.iter().map(|&i| ds.groups[i]).collect())
+            .collect();
+        assert!(
+            side[0].is_disjoint(&side[1])
+                && side[0].is_disjoint(&side[2])
+                && side[1].is_disjoint(&side[2])
+        );
+        assert!(!s.train.is_empty() && !s.test.is_empty());
+    }
+}
+
+#[test]
+fn chronological_split_is_per_instance_for_series() {
+    let ds = series();
+    let s = data::split(&ds, SplitKind::Chronological, (0.8, 0.0, 0.2), 0);
+    assert_partition(&s, ds.len());
+    let mut last_train: BTreeMap<u64, u64> = BTreeMap::new();
+    for &i in &s.train {
+        let e = last_train.entry(ds.groups[i]).or_default();
+        *e = (*e).max(ds.order[i]);
+    }
+    assert_eq!(
+        last_train.len(),
+        10,
+        "every instance contributes to training"
+    );
+    for &i in &s.test {
+        assert!(ds.order[i] > last_train[&ds.groups[i]]);
+    }
+    let frac = s.train.len() as f64 / ds.len() as f64;
+    assert!((frac - 0.8).abs() < 0.01, "{frac}");
+}
+
+#[test]
+fn preprocessing_never_sees_validation_or_test_rows() {
+    let ds = kaggle();
+    let s = data::split(&ds, SplitKind::Random, (0.7, 0.15, 0.15), 1);
+    let opts = PreprocessOptions {
+        missing_indicators: true,
+    };
+    let fitted = Preprocessor::fit(&ds, &s.train, &opts);
+    // Poison every non-training sample: the fit must not move.
+    let mut poisoned = ds.clone();
+    for &i in s.val.iter().chain(&s.test) {
+        let n = poisoned.sample_size();
+        poisoned.inputs[i * n..(i + 1) * n].fill(1e6);
+        poisoned.targets[i] = 1e6;
+    }
+    assert_eq!(fitted, Preprocessor::fit(&poisoned, &s.train, &opts));
+    // The training side lands in [0, 1], with imputed values at the training mean.
+    let (x, oc) = fitted.transform_inputs(&ds, &s.train);
+    assert_eq!(oc, 2);
+    assert_eq!(x.len(), s.train.len() * ds.seq_len * 2);
+    for v in x.chunks_exact(2) {
+        assert!((0.0..=1.0).contains(&v[0]), "{v:?}");
+        assert!(v[1] == 0.0 || v[1] == 1.0);
+    }
+    let cpi = data::KAGGLE_FEATURES
+        .iter()
+        .position(|f| *f == "cycles_per_instruction")
+        .unwrap();
+    let i = *s
+        .train
+        .iter()
+        .find(|&&i| ds.sample(i)[cpi].is_nan())
+        .unwrap();
+    let pos = s.train.iter().position(|&t| t == i).unwrap();
+    let step = &x[(pos * ds.seq_len + cpi) * 2..][..2];
+    let f = &fitted.features[cpi];
+    assert_eq!(step[1], 1.0);
+    assert!((step[0] - (f.mean - f.min) / (f.max - f.min)).abs() < 1e-6);
+    let train_cpi: Vec<f64> = s
+        .train
+        .iter()
+        .map(|&i| ds.sample(i)[cpi])
+        .filter(|v| !v.is_nan())
+        .map(f64::from)
+        .collect();
+    let mean = train_cpi.iter().sum::<f64>() / train_cpi.len() as f64;
+    assert!((f.mean as f64 - mean).abs() < 1e-5);
+    // Targets scale into [0, 1] on train and invert back to trace units.
+    let y = fitted.transform_targets(&ds, &s.train);
+    assert!(y.iter().all(|v| (0.0..=1.0).contains(v)));
+    for (&i, &v) in s.train.iter().zip(&y) {
+        assert!((fitted.inverse_target(v) - ds.targets[i]).abs() <= 1e-7);
+    }
+}
+
+#[test]
+fn series_scaling_is_per_channel_and_round_trips_through_json() {
+    let ds = series();
+    let s = data::split(&ds, SplitKind::Chronological, (0.7, 0.1, 0.2), 0);
+    let p = Preprocessor::fit(&ds, &s.train, &PreprocessOptions::default());
+    assert_eq!(p.features.len(), ds.channels);
+    let (x, oc) = p.transform_inputs(&ds, &s.test[..5]);
+    assert_eq!(oc, ds.channels);
+    assert_eq!(x.len(), 5 * ds.seq_len * ds.channels);
+    let raw = ds.sample(s.test[0]);
+    let f = &p.features[3];
+    assert!((x[3] - (raw[3] - f.min) / (f.max - f.min)).abs() < 1e-6);
+    let path = std::env::temp_dir().join(format!("convformer-prep-{}.json", std::process::id()));
+    p.save_json(&path).unwrap();
+    let back = Preprocessor::load_json(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(back, p);
+    assert_eq!(back.transform_inputs(&ds, &s.test[..5]).0, x);
+}
