@@ -1,0 +1,212 @@
+//! The `convformer` binary end to end on the built-in trace: train writes the
+//! run directory, eval and predict read it, bad requests get clear errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_convformer"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn real(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/borg")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cf-cli-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn train_eval_predict_round_trip() {
+    let dir = temp("run");
+    let cfg = dir.join("small.json");
+    std::fs::write(
+        &cfg,
+        r#"{"model": {"conv_filters": 12, "num_heads": 3, "ff_dim": 24}, "train": {"batch_size": 128}}"#,
+    )
+    .unwrap();
+    let run = dir.join("run");
+    let run_s = run.display().to_string();
+    let o = bin(&[
+        "train",
+        "--out",
+        &run_s,
+        "--epochs",
+        "2",
+        "--quiet",
+        "--config",
+        &cfg.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("convformer") && text(&o).contains("naive"),
+        "{}",
+        text(&o)
+    );
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "preprocess.json",
+        "metrics.json",
+        "loss.png",
+        "actual_vs_predicted.png",
+        "checkpoint.safetensors",
+    ] {
+        let len = std::fs::metadata(run.join(f)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 100, "{f} missing or empty");
+    }
+    let png = std::fs::read(run.join("loss.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("metrics.json")).unwrap()).unwrap();
+    for split in ["train", "val", "test"] {
+        for key in ["model_trace", "model_scaled", "naive_trace", "ridge_trace"] {
+            let mae = metrics[split][key]["mae"].as_f64();
+            assert!(
+                mae.is_some_and(|m| m.is_finite() && m > 0.0),
+                "{split}.{key}: {metrics}"
+            );
+        }
+    }
+    assert_eq!(metrics["history"].as_array().unwrap().len(), 2);
+
+    // eval on generated data of the same format.
+    let csv = dir.join("series.csv");
+    let o = bin(&[
+        "data",
+        "synth",
+        "--format",
+        "instance-usage",
+        "--rows",
+        "400",
+        "--seed",
+        "3",
+        "--out",
+        &csv.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = bin(&[
+        "eval",
+        "--model",
+        &run_s,
+        "--data",
+        &csv.display().to_string(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        report["test"]["model_trace"]["r2"].as_f64().is_some(),
+        "{report}"
+    );
+
+    let preds = dir.join("preds.csv");
+    let o = bin(&[
+        "predict",
+        "--model",
+        &run_s,
+        "--data",
+        &csv.display().to_string(),
+        "--out",
+        &preds.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let body = std::fs::read_to_string(&preds).unwrap();
+    let mut lines = body.lines();
+    assert_eq!(lines.next(), Some("id,actual,prediction"));
+    let rows: Vec<&str> = lines.collect();
+    assert!(rows.len() > 100);
+    for r in &rows {
+        let p: f32 = r.rsplit(',').next().unwrap().parse().unwrap();
+        assert!(p.is_finite(), "{r}");
+    }
+
+    // A kaggle file given to a series model is refused with what it expected.
+    let o = bin(&[
+        "predict",
+        "--model",
+        &run_s,
+        "--data",
+        &real("kaggle_head400.csv"),
+        "--out",
+        &preds.display().to_string(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("trained on instance-usage"),
+        "{}",
+        text(&o)
+    );
+
+    // Resuming a finished run trains nothing more and gives the same model.
+    let before = std::fs::read(run.join("model.safetensors")).unwrap();
+    let o = bin(&["train", "--resume", &run_s, "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        before,
+        std::fs::read(run.join("model.safetensors")).unwrap()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn clear_errors_for_bad_requests() {
+    let dir = temp("bad");
+    let out = dir.join("r").display().to_string();
+    let o = bin(&["train", "--out", &out, "--device", "cuda"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("CUDA"), "{}", text(&o));
+    let o = bin(&["train", "--out", &out, "--loss", "quantile:2"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("quantile"), "{}", text(&o));
+    let cfg = dir.join("c.json");
+    std::fs::write(&cfg, "{\"model\": {\"conv_filter\": 3}}").unwrap();
+    let o = bin(&[
+        "train",
+        "--out",
+        &out,
+        "--config",
+        &cfg.display().to_string(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("c.json:1:") && text(&o).contains("conv_filter"),
+        "{}",
+        text(&o)
+    );
+    let o = bin(&[
+        "eval",
+        "--model",
+        &dir.join("nothing").display().to_string(),
+        "--data",
+        &real("kaggle_head400.csv"),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("config.json"), "{}", text(&o));
+    let o = bin(&["devices"]);
+    assert!(o.status.success());
+    assert!(
+        text(&o).contains("cpu:") && text(&o).contains("cuda"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
