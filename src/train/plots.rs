@@ -12,7 +12,7 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("cannot draw {}: {e}", path.display()))
 }
 
-/// Train and validation loss per epoch, log scale when the losses span decades.
+/// Train and validation loss per epoch.
 pub fn loss_curve(path: &Path, history: &[EpochLog]) -> Result<()> {
     ensure_font();
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
@@ -25,9 +25,12 @@ pub fn loss_curve(path: &Path, history: &[EpochLog]) -> Result<()> {
     let lo = values.iter().cloned().fold(f64::INFINITY, f64::min);
     let hi = values.iter().cloned().fold(0.0, f64::max);
     let (lo, hi) = if values.is_empty() {
-        (1e-3, 1.0)
+        (0.0, 1.0)
     } else {
-        (lo * 0.8, hi * 1.25)
+        (
+            0.0f64.max(lo - 0.1 * (hi - lo)),
+            hi + 0.1 * (hi - lo) + f64::EPSILON,
+        )
     };
     let epochs = history.len().max(1) as f64;
     let mut chart = ChartBuilder::on(&root)
@@ -35,13 +38,14 @@ pub fn loss_curve(path: &Path, history: &[EpochLog]) -> Result<()> {
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(80)
-        .build_cartesian_2d(0.5f64..epochs + 0.5, (lo..hi).log_scale())
+        .build_cartesian_2d(0.5f64..epochs + 0.5, lo..hi)
         .map_err(|e| plot_err(path, e))?;
     chart
         .configure_mesh()
         .x_desc("epoch")
-        .y_desc("loss (scaled units)")
-        .y_label_formatter(&|v| format!("{v:.1e}"))
+        .y_desc("loss (network units)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.3e}"))
         .draw()
         .map_err(|e| plot_err(path, e))?;
     let series = |f: fn(&EpochLog) -> f64| -> Vec<(f64, f64)> {

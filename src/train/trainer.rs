@@ -31,6 +31,7 @@ pub enum Progress {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochLog {
     pub epoch: usize,
+    /// Training and validation loss in the network's units (see `SplitData::net_scale`).
     pub train_loss: f64,
     pub val_loss: f64,
     /// Validation MAE in scaled units (what early stopping watches).
@@ -333,9 +334,17 @@ fn validate(
     if split.is_empty() {
         return Ok((f64::NAN, f64::NAN));
     }
-    let pred = predict_split(model, store, split, cfg.eval_batch_size)?;
+    // The loss in the network's own units, as the training loss; the MAE in
+    // scaled target units.
+    let out = predict(model, store, &split.inputs, cfg.eval_batch_size)?;
+    let net_targets: Vec<f32> = (0..split.len()).map(|i| split.net_target(i)).collect();
+    let pred: Vec<f32> = out
+        .iter()
+        .enumerate()
+        .map(|(i, &o)| split.from_net(i, o))
+        .collect();
     let mae = super::metrics::regression_metrics(&pred, &split.targets).mae;
-    Ok((cfg.loss.mean(&pred, &split.targets), mae))
+    Ok((cfg.loss.mean(&out, &net_targets), mae))
 }
 
 fn epoch_bar(progress: Progress, epoch: usize, epochs: usize, steps: u64) -> Option<ProgressBar> {
