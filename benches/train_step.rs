@@ -1,0 +1,176 @@
+//! One full ConvFormerNet training step (forward, MSE loss, backward, AdamW) at
+//! the original's best configuration (48 filters, 6 heads, ff 243, dropout 0.05)
+//! on 2 threads, side by side with the same step in PyTorch eager
+//! (benches/torch_train_step.py), printed as a markdown table with the ratio of
+//! samples/s, the GFLOP/s achieved and the machine's measured SGEMM peak.
+//!
+//! cargo bench --bench train_step            (CONVFORMER_TORCH_PYTHON picks the python)
+
+use std::process::Command;
+use std::time::Instant;
+
+use convformer::autograd::{LossKind, ParamStore, Tape};
+use convformer::data::SERIES_CHANNELS;
+use convformer::nn::{ConvFormerNet, ModelConfig, SeedRng};
+use convformer::optim::{AdamConfig, AdamW};
+use convformer::{Float, Tensor};
+
+const THREADS: usize = 2;
+
+fn best_config(seq_len: usize) -> ModelConfig {
+    ModelConfig {
+        seq_len,
+        in_channels: SERIES_CHANNELS.len(),
+        ..ModelConfig::default()
+    }
+}
+
+/// Forward FLOPs of one sample (multiply-adds counted as 2); a training step is
+/// taken as 3× forward (backward = 2× forward), the usual accounting.
+fn forward_flops(c: &ModelConfig) -> f64 {
+    let (t, f, k) = (
+        c.seq_len as f64,
+        c.conv_filters as f64,
+        c.conv_kernel as f64,
+    );
+    let inner = (c.num_heads * c.key_dim.unwrap_or(c.conv_filters.div_ceil(c.num_heads))) as f64;
+    let conv = 2.0 * t * k * f * (c.in_channels as f64 + f * (c.conv_layers as f64 - 1.0));
+    let attn = 2.0 * t * f * inner * 4.0 + 2.0 * 2.0 * t * t * inner;
+    let ffn = 2.0 * 2.0 * t * f * c.ff_dim as f64;
+    let head = 2.0 * f * c.dense_units as f64 + 2.0 * c.dense_units as f64;
+    conv + c.num_blocks as f64 * (attn + ffn) + head
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Median seconds per training step.
+fn ours(batch: usize, seq_len: usize, steps: usize) -> f64 {
+    let cfg = best_config(seq_len);
+    let mut store = ParamStore::<f32>::new();
+    let model = ConvFormerNet::new(&mut store, &cfg, 0).unwrap();
+    let mut opt = AdamW::new(AdamConfig {
+        weight_decay: 1e-4,
+        ..AdamConfig::default()
+    });
+    let mut rng = SeedRng::new(1);
+    let x: Vec<f32> = (0..batch * seq_len * cfg.in_channels)
+        .map(|_| rng.next_f64() as f32)
+        .collect();
+    let y: Vec<f32> = (0..batch).map(|_| rng.next_f64() as f32).collect();
+    let mut times = Vec::new();
+    for step in 0..steps + 2 {
+        let started = Instant::now();
+        let mut tape = Tape::new(&store).training(step as u64);
+        let xv =
+            tape.input(Tensor::from_vec(x.clone(), &[batch, seq_len, cfg.in_channels]).unwrap());
+        let yv = tape.input(Tensor::from_vec(y.clone(), &[batch]).unwrap());
+        let pred = model.forward(&mut tape, xv).unwrap();
+        let loss = tape.loss(pred, yv, LossKind::Mse).unwrap();
+        let grads = tape.backward(loss).unwrap().params;
+        opt.step(&mut store, &grads, 1e-3).unwrap();
+        if step >= 2 {
+            times.push(started.elapsed().as_secs_f64());
+        }
+    }
+    median(times)
+}
+
+/// Median seconds per step in PyTorch, or why it could not run.
+fn torch(batch: usize, seq_len: usize, steps: usize) -> Result<f64, String> {
+    let python = std::env::var("CONVFORMER_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_train_step.py");
+    let out = Command::new(&python)
+        .args([
+            script,
+            &batch.to_string(),
+            &seq_len.to_string(),
+            &SERIES_CHANNELS.len().to_string(),
+            &THREADS.to_string(),
+            &steps.to_string(),
+        ])
+        .output()
+        .map_err(|e| format!("cannot run {python}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(err.lines().last().unwrap_or("failed").to_string());
+    }
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("ms_per_step="))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|ms| ms / 1e3)
+        .ok_or_else(|| format!("unexpected output: {text}"))
+}
+
+/// Measured f32 GEMM GFLOP/s of the engine's matmul backend at 512³.
+fn gemm_peak() -> f64 {
+    let n = 512;
+    let a = vec![0.5f32; n * n];
+    let b = vec![0.25f32; n * n];
+    let mut c = vec![0.0f32; n * n];
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        let started = Instant::now();
+        // SAFETY: three n×n row-major buffers, C distinct from A and B.
+        unsafe {
+            f32::gemm(
+                n,
+                n,
+                n,
+                1.0,
+                a.as_ptr(),
+                n as isize,
+                1,
+                b.as_ptr(),
+                n as isize,
+                1,
+                0.0,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+        times.push(started.elapsed().as_secs_f64());
+    }
+    2.0 * (n * n * n) as f64 / median(times) / 1e9
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a filter argument is not supported here.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(THREADS)
+        .build()
+        .unwrap();
+    // matrixmultiply reads its thread count from this variable at first use.
+    std::env::set_var("MATMUL_NUM_THREADS", THREADS.to_string());
+    let peak = pool.install(gemm_peak);
+    println!("ConvFormerNet training step, best config (48 filters, 6 heads, ff 243), {} input channels, {THREADS} threads", SERIES_CHANNELS.len());
+    println!("SGEMM peak measured (512³, matrixmultiply, {THREADS} threads): {peak:.1} GFLOP/s\n");
+    println!("| batch | seq | convformer ms | samples/s | GFLOP/s | torch ms | torch samples/s | ratio (samples/s) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (batch, seq_len) in [(256, 16), (1024, 16), (256, 64), (1024, 64)] {
+        let steps = if batch * seq_len > 20_000 { 5 } else { 10 };
+        let t = pool.install(|| ours(batch, seq_len, steps));
+        let flops = 3.0 * forward_flops(&best_config(seq_len)) * batch as f64;
+        let sps = batch as f64 / t;
+        let (torch_ms, torch_sps, ratio) = match torch(batch, seq_len, steps) {
+            Ok(tt) => (
+                format!("{:.1}", tt * 1e3),
+                format!("{:.0}", batch as f64 / tt),
+                format!("{:.2}×", tt / t),
+            ),
+            Err(why) => {
+                eprintln!("torch half skipped: {why}");
+                ("–".into(), "–".into(), "–".into())
+            }
+        };
+        println!(
+            "| {batch} | {seq_len} | {:.1} | {sps:.0} | {:.1} | {torch_ms} | {torch_sps} | {ratio} |",
+            t * 1e3,
+            flops / t / 1e9
+        );
+    }
+}
