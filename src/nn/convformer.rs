@@ -87,7 +87,7 @@ impl ModelConfig {
                 self.dropout_rate
             )));
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return Err(Error::Invalid(
                 "model config: layer_norm_eps must be positive".into(),
             ));

@@ -153,7 +153,7 @@ impl TrainConfig {
         if self.batch_size == 0 || self.eval_batch_size == 0 {
             return bad("batch sizes must be at least 1");
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) || !(self.min_lr >= 0.0) {
+        if !is_positive(self.lr) || !is_non_negative(self.min_lr) {
             return bad("lr must be positive and min_lr non-negative");
         }
         if !(0.0..1.0).contains(&self.warmup_fraction) {
@@ -162,11 +162,23 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             return bad("beta1 and beta2 must be in [0, 1)");
         }
-        if !(self.adam_eps > 0.0) || !(self.weight_decay >= 0.0) || !(self.clip_norm >= 0.0) {
+        if !is_positive(self.adam_eps)
+            || !is_non_negative(self.weight_decay)
+            || !is_non_negative(self.clip_norm)
+        {
             return bad("adam_eps must be positive, weight_decay and clip_norm non-negative");
         }
         Ok(())
     }
+}
+
+/// False for NaN too, which the comparisons alone would let through when negated.
+pub(crate) fn is_positive(x: f64) -> bool {
+    x > 0.0 && x.is_finite()
+}
+
+pub(crate) fn is_non_negative(x: f64) -> bool {
+    x >= 0.0 && x.is_finite()
 }
 
 /// What a `--config FILE` holds: either section may be left out (defaults).

@@ -92,8 +92,10 @@ pub fn actual_vs_predicted(path: &Path, actual: &[f32], predicted: &[f32]) -> Re
     let (mut lo, mut hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
         (l.min(v), h.max(v))
     });
-    if !lo.is_finite() || !hi.is_finite() || hi <= lo {
-        (lo, hi) = (lo.min(0.0).max(-1.0), lo.max(0.0) + 1.0);
+    if !lo.is_finite() || !hi.is_finite() {
+        (lo, hi) = (0.0, 1.0);
+    } else if hi <= lo {
+        (lo, hi) = (lo - 0.5, hi + 0.5);
     }
     let pad = (hi - lo) * 0.05;
     let (lo, hi) = (lo - pad, hi + pad);

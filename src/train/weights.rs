@@ -29,7 +29,7 @@ fn dtype_of<T: Float>() -> Dtype {
 }
 
 fn to_bytes<T: Float>(data: &[T]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() * std::mem::size_of::<T>());
+    let mut out = Vec::with_capacity(std::mem::size_of_val(data));
     for &v in data {
         if std::mem::size_of::<T>() == 8 {
             out.extend_from_slice(&v.to_f64().to_le_bytes());
@@ -102,11 +102,14 @@ pub fn to_safetensors<T: Float>(
     serialize_raw(&raw, metadata)
 }
 
+/// String metadata of a safetensors file.
+pub type Metadata = HashMap<String, String>;
+
 /// Reads every tensor (converted to T) and the metadata of a safetensors buffer.
 pub fn from_safetensors<T: Float>(
     bytes: &[u8],
     source: &Path,
-) -> Result<(Vec<NamedTensor<T>>, HashMap<String, String>)> {
+) -> Result<(Vec<NamedTensor<T>>, Metadata)> {
     let bad = |e: safetensors::SafeTensorError| {
         Error::Invalid(format!(
             "{}: not a valid safetensors file: {e}",
