@@ -163,7 +163,7 @@ fn main() {
                 format!("{:.2}×", tt / t),
             ),
             Err(why) => {
-                eprintln!("torch half skipped: {why}");
+                eprintln!("torch half skipped ({why}); set CONVFORMER_TORCH_PYTHON to a python with torch");
                 ("–".into(), "–".into(), "–".into())
             }
         };
