@@ -2,7 +2,7 @@
 pandas.read_csv + ast.literal_eval on the dict cells + split of the numpy-array
 text, into the same 36-feature matrix and target that `convformer::data::load` builds.
 
-usage: python3 benches/pandas_load.py FILE   -> prints one JSON line {seconds, rows, samples}
+usage: python3 benches/pandas_load.py FILE   -> prints one JSON line {seconds, cpu_seconds, rows, samples, features}
 """
 import ast
 import json
@@ -33,7 +33,7 @@ def array_column(series, length):
 
 
 def main(path):
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     df = pd.read_csv(path)
     cols = [
         dict_column(df["average_usage"], "cpus"),
@@ -60,7 +60,8 @@ def main(path):
     keep = ~np.isnan(target)
     x, y = features[keep], target[keep].astype(np.float32)
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "rows": len(df), "samples": int(len(y)), "features": x.shape[1]}))
+    cpu = time.process_time() - cpu_start
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "rows": len(df), "samples": int(len(y)), "features": x.shape[1]}))
 
 
 if __name__ == "__main__":
