@@ -206,7 +206,13 @@ fn diverging(r: f64) -> RGBColor {
 fn correlation(columns: &[(String, Vec<f32>)], path: &Path) -> DrawResult {
     let n = columns.len();
     let cell = 24u32;
-    let label_room = 230u32;
+    // Room for the longest name at ~7 px a character (11 px text).
+    let longest = columns
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(0);
+    let label_room = longest as u32 * 7 + 40;
     let size = (
         label_room + n as u32 * cell + 120,
         label_room + n as u32 * cell + 40,

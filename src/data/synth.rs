@@ -203,10 +203,26 @@ fn write_kaggle<W: Write>(rows: usize, seed: u64, w: &mut W) -> std::io::Result<
                 req_mem
             )
         };
+        // Scheduling constraints: list text over several lines inside one quoted field.
+        let constraint = if rng.chance(0.165) {
+            let entries: Vec<String> = (0..1 + rng.below(3))
+                .map(|_| {
+                    format!(
+                        "{{'name': '{}', 'value': '{}', 'relation': {}}}",
+                        rng.hash_text(),
+                        rng.below(4),
+                        rng.below(4)
+                    )
+                })
+                .collect();
+            format!("\"[{}]\"", entries.join("\n "))
+        } else {
+            "[]".to_string()
+        };
         let event = *rng.pick(&events);
         writeln!(
             w,
-            "{row},{time},{etype},{cid},{sclass},{ctype},{priority},{alloc},{instance},{machine},{request},[],{cetype},{user},{name},{logical},[],{vs:?},{sched:?},{start},{end},\"{{'cpus': {avg_cpu:?}, 'memory': {avg_mem:?}}}\",\"{{'cpus': {max_cpu:?}, 'memory': {target}}}\",\"{{'cpus': {rnd_cpu:?}, 'memory': None}}\",{assigned:?},{page_cache:?},{cpi},{mapi},{sample_rate:?},\"{dist}\",\"{tail}\",{cluster},{event},{failed}",
+            "{row},{time},{etype},{cid},{sclass},{ctype},{priority},{alloc},{instance},{machine},{request},{constraint},{cetype},{user},{name},{logical},[],{vs:?},{sched:?},{start},{end},\"{{'cpus': {avg_cpu:?}, 'memory': {avg_mem:?}}}\",\"{{'cpus': {max_cpu:?}, 'memory': {target}}}\",\"{{'cpus': {rnd_cpu:?}, 'memory': None}}\",{assigned:?},{page_cache:?},{cpi},{mapi},{sample_rate:?},\"{dist}\",\"{tail}\",{cluster},{event},{failed}",
             etype = rng.below(7),
             sclass = rng.below(4),
             ctype = rng.below(2),
