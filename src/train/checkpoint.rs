@@ -163,7 +163,7 @@ pub fn load(
     };
     let saved_model: ModelConfig = parse(field("model_config")?, path)?;
     let saved_train: TrainConfig = parse(field("train_config")?, path)?;
-    if &saved_model != model_cfg || !same_run(&saved_train, train_cfg) {
+    if &saved_model != model_cfg || &saved_train != train_cfg {
         return Err(Error::Invalid(format!(
             "{}: the checkpoint was written with another configuration; resume with the run's own config",
             path.display()
@@ -224,11 +224,6 @@ pub fn load(
         wait: counters.wait,
         stopped: counters.stopped,
     })
-}
-
-/// A resumed run may only change nothing that alters the result.
-fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
-    a == b
 }
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T> {

@@ -192,7 +192,12 @@ pub fn fit(
         let path = ckpt_path.as_ref().ok_or_else(|| {
             Error::Invalid("resume needs a run directory holding a checkpoint".into())
         })?;
-        state = checkpoint::load(path, &model_cfg, cfg, &mut store, &mut best, &mut opt)?;
+        if path.exists() {
+            state = checkpoint::load(path, &model_cfg, cfg, &mut store, &mut best, &mut opt)?;
+        } else if opts.progress != Progress::Silent {
+            // Interrupted during its first epoch: starting over is the same run.
+            eprintln!("no checkpoint in {}: starting from epoch 1", path.display());
+        }
     }
 
     let n = data.train.len();
