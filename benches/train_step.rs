@@ -139,6 +139,7 @@ fn gemm_peak() -> f64 {
 }
 
 fn main() {
+    convformer::train::alloc::keep_freed_memory();
     // `cargo bench` passes --bench; a filter argument is not supported here.
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(THREADS)

@@ -71,6 +71,7 @@ fn batch(rng: &mut SeedRng, n: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 fn main() -> convformer::Result<()> {
+    convformer::train::alloc::keep_freed_memory();
     let mut rng = SeedRng::new(7);
     let mut store = ParamStore::new();
     let net = PeakNet::new(&mut store, &mut rng)?;

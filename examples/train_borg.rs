@@ -150,6 +150,7 @@ fn kaggle(epochs: usize) -> convformer::Result<()> {
 }
 
 fn main() -> convformer::Result<()> {
+    convformer::train::alloc::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let which = args.first().map(String::as_str).unwrap_or("all");
     let epochs = args.get(1).map(|e| e.parse().expect("EPOCHS is a number"));

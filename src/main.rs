@@ -31,6 +31,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    convformer::train::alloc::keep_freed_memory();
     let result = match cli.command {
         Command::Train(args) => cli::train::run(&args),
         Command::Eval(args) => cli::eval::run(&args),

@@ -7,6 +7,7 @@ pub mod weights;
 
 pub use metrics::{regression_metrics, Metrics};
 pub use ridge::Ridge;
+pub mod alloc;
 pub mod checkpoint;
 pub mod config;
 pub mod plots;
