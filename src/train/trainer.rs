@@ -3,7 +3,7 @@
 //! are restored), a hard stop on any non-finite loss or gradient, and a
 //! checkpoint after every epoch from which `resume` continues bit for bit.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -381,9 +381,4 @@ pub fn train_and_validate(
     };
     let out = fit(model_cfg, &cfg, data, &FitOptions::default())?;
     Ok(out.best_val_mae)
-}
-
-/// Where a run directory's checkpoint lives.
-pub fn checkpoint_path(run_dir: &Path) -> PathBuf {
-    run_dir.join(checkpoint::FILE_NAME)
 }
