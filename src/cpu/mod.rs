@@ -20,7 +20,6 @@ pub mod fastmath;
 pub mod layernorm;
 pub mod losses;
 pub mod matmul;
-mod small;
 pub mod softmax;
 
 pub use attention::AttentionDims;
@@ -36,10 +35,6 @@ pub const REDUCE_ROWS: usize = 256;
 
 /// Elements per rayon task in elementwise kernels.
 pub(crate) const ELEMS_PER_TASK: usize = 1 << 14;
-
-/// Products of at most this many multiply-adds skip matrixmultiply, whose
-/// packing (and buffer allocation) dominates at attention's per-head sizes.
-const SMALL_GEMM: usize = 64 * 64 * 16;
 
 /// C (m×n) ← op(A)·op(B) + beta·C on row-major storage.
 ///
@@ -62,9 +57,6 @@ pub(crate) fn gemm<T: Float>(
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
     if m == 0 || n == 0 {
         return;
-    }
-    if m * k * n <= SMALL_GEMM {
-        return small::gemm(m, k, n, a, a_t, b, b_t, c, c_t, beta);
     }
     let (rsa, csa) = if a_t {
         (1, m as isize)
