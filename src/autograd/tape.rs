@@ -212,8 +212,10 @@ impl<'s, T: Float> Tape<'s, T> {
             for (parent, pg) in backward_op(&nodes, &node.op, &node.value, g)? {
                 accumulate(&mut grads[parent.0], pg)?;
             }
-            // The value and saved state of node i are not needed any more.
+            // Every consumer of node i has a larger index and is done: its value
+            // and saved state are not needed any more.
             nodes[i].op = Op::Leaf;
+            nodes[i].value = Tensor::from_vec(Vec::new(), &[0])?;
         }
         let leaves = grads
             .into_iter()
