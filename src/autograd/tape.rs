@@ -265,10 +265,15 @@ pub(super) fn accumulate<T: Float>(slot: &mut Option<Tensor<T>>, g: Tensor<T>) -
     match slot {
         None => *slot = Some(g),
         Some(acc) => {
-            let acc = acc.as_mut_slice()?;
-            for (a, b) in acc.iter_mut().zip(g.as_slice()?) {
-                *a += *b;
+            if acc.shape() != g.shape() {
+                return Err(Error::shape(
+                    "backward",
+                    acc.shape(),
+                    g.shape(),
+                    "gradients of one value disagree in shape",
+                ));
             }
+            cpu::elementwise::add_assign(acc.as_mut_slice()?, g.as_slice()?);
         }
     }
     Ok(())
