@@ -6,6 +6,7 @@
 //! 256·6·64·64 floats = 25 MB at sequence 64). Masked keys get probability 0;
 //! a query whose keys are all masked gets an all-zero row (output 0, no NaN).
 
+use super::fastmath::with_avx2;
 use super::gemm;
 use super::softmax::{softmax_row_backward, softmax_row_inplace};
 use crate::float::Float;
@@ -84,15 +85,17 @@ pub fn attention_forward<T: Float>(
             let vi = &v[bh * tk * dv..][..tk * dv];
             gemm(tq, d, tk, qi, false, ki, true, p, false, T::ZERO);
             let mask = key_mask.map(|m| &m[(bh / heads) * tk..][..tk]);
-            for row in p.chunks_exact_mut(tk) {
-                match mask {
-                    Some(mask) => row.iter_mut().zip(mask).for_each(|(s, &keep)| {
-                        *s = if keep { *s * scale } else { neg_inf };
-                    }),
-                    None => row.iter_mut().for_each(|s| *s *= scale),
+            with_avx2(|| {
+                for row in p.chunks_exact_mut(tk) {
+                    match mask {
+                        Some(mask) => row.iter_mut().zip(mask).for_each(|(s, &keep)| {
+                            *s = if keep { *s * scale } else { neg_inf };
+                        }),
+                        None => row.iter_mut().for_each(|s| *s *= scale),
+                    }
+                    softmax_row_inplace(row);
                 }
-                softmax_row_inplace(row);
-            }
+            });
             gemm(tq, tk, dv, p, false, vi, false, o, false, T::ZERO);
         });
 }

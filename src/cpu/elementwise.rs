@@ -1,5 +1,6 @@
 //! Elementwise arithmetic, bias broadcast, mean pooling and axis permutation.
 
+use super::fastmath::with_avx2;
 use super::ELEMS_PER_TASK;
 use crate::float::Float;
 use rayon::prelude::*;
@@ -13,9 +14,11 @@ pub fn zip_map<T: Float>(a: &[T], b: &[T], out: &mut [T], f: impl Fn(T, T) -> T 
                 .zip(b.par_chunks(ELEMS_PER_TASK)),
         )
         .for_each(|(o, (a, b))| {
-            for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
-                *o = f(x, y);
-            }
+            with_avx2(|| {
+                for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                    *o = f(x, y);
+                }
+            })
         });
 }
 
@@ -25,10 +28,20 @@ pub fn map<T: Float>(a: &[T], out: &mut [T], f: impl Fn(T) -> T + Sync) {
     out.par_chunks_mut(ELEMS_PER_TASK)
         .zip(a.par_chunks(ELEMS_PER_TASK))
         .for_each(|(o, a)| {
-            for (o, &x) in o.iter_mut().zip(a) {
-                *o = f(x);
-            }
+            with_avx2(|| {
+                for (o, &x) in o.iter_mut().zip(a) {
+                    *o = f(x);
+                }
+            })
         });
+}
+
+/// acc += x elementwise, in parallel.
+pub fn add_assign<T: Float>(acc: &mut [T], x: &[T]) {
+    assert_eq!(acc.len(), x.len());
+    acc.par_chunks_mut(ELEMS_PER_TASK)
+        .zip(x.par_chunks(ELEMS_PER_TASK))
+        .for_each(|(a, x)| a.iter_mut().zip(x).for_each(|(a, &v)| *a += v));
 }
 
 /// y [rows, c] += bias [c] on every row.

@@ -1,6 +1,6 @@
 //! Softmax over the last axis of a [rows, dim] matrix.
 
-use super::fastmath::{as_f32_mut, exp_f32};
+use super::fastmath::{as_f32_mut, exp_f32, with_avx2};
 use crate::float::Float;
 use rayon::prelude::*;
 
@@ -60,7 +60,7 @@ pub fn softmax_forward<T: Float>(dim: usize, x: &[T], y: &mut [T]) {
         .zip(x.par_chunks(dim * ROWS_PER_TASK))
         .for_each(|(yc, xc)| {
             yc.copy_from_slice(xc);
-            yc.chunks_exact_mut(dim).for_each(softmax_row_inplace);
+            with_avx2(|| yc.chunks_exact_mut(dim).for_each(softmax_row_inplace));
         });
 }
 
