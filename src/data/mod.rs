@@ -170,6 +170,25 @@ pub fn load(path: &Path, format: Format, opts: &LoadOptions) -> Result<Dataset, 
     }
 }
 
+/// Loads several files (or directories of `*.csv` files) into one dataset, in the given order.
+pub fn load_paths(
+    paths: &[PathBuf],
+    format: Format,
+    opts: &LoadOptions,
+) -> Result<Dataset, DataError> {
+    let mut files = Vec::new();
+    for path in paths {
+        files.extend(csv_files(path)?);
+    }
+    if files.is_empty() {
+        return Err(DataError::Invalid("no input files given".into()));
+    }
+    match format {
+        Format::Kaggle => kaggle::load_files(&files, opts),
+        Format::InstanceUsage => series::load_files(&files, opts),
+    }
+}
+
 /// Loads CSV text held in memory (an embedded trace); `label` names it in errors.
 pub fn load_from_memory(
     bytes: &[u8],
