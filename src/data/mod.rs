@@ -284,7 +284,13 @@ pub(crate) fn column_indices(
 ) -> Result<Vec<usize>, DataError> {
     let found: Vec<String> = header
         .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        // A byte-order mark (Excel's UTF-8 export) is not part of the first name.
+        .map(|h| {
+            String::from_utf8_lossy(h)
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_string()
+        })
         .collect();
     let mut idx = Vec::with_capacity(required.len());
     let mut missing = Vec::new();
