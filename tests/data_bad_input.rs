@@ -244,6 +244,22 @@ fn empty_file_header_only_and_unknown_format() {
 }
 
 #[test]
+fn byte_order_mark_and_crlf_line_ends_are_read() {
+    let text = std::fs::read_to_string(SERIES).unwrap();
+    let crlf = format!("\u{feff}{}", text.replace('\n', "\r\n"));
+    let path = write_tmp("bom_crlf.csv", crlf.as_bytes());
+    let a = data::load(&path, Format::InstanceUsage, &LoadOptions::default()).unwrap();
+    let b = data::load(
+        Path::new(SERIES),
+        Format::InstanceUsage,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!((a.len(), &a.targets), (b.len(), &b.targets));
+    assert_eq!(data::detect_format(&path).unwrap(), Format::InstanceUsage);
+}
+
+#[test]
 fn series_gap_and_window_options() {
     let opts = LoadOptions {
         window: 0,

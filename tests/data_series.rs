@@ -149,3 +149,29 @@ fn percentile_sentinels_are_missing_values() {
     // The README quotes a mean target of about 5.2e-3.
     assert!((4.5e-3..6e-3).contains(&mean), "mean target {mean}");
 }
+
+#[test]
+fn several_files_load_like_their_directory() {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(DIR)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let opts = LoadOptions::default();
+    let dir = data::load(Path::new(DIR), Format::InstanceUsage, &opts).unwrap();
+    let all = data::load_paths(&files, Format::InstanceUsage, &opts).unwrap();
+    assert_eq!(
+        (all.len(), &all.ids, &all.targets),
+        (dir.len(), &dir.ids, &dir.targets)
+    );
+    // The five tasks of job 382 alone: fewer windows, all from that collection.
+    let job382: Vec<_> = files
+        .iter()
+        .filter(|f| f.to_string_lossy().contains("job382"))
+        .cloned()
+        .collect();
+    let part = data::load_paths(&job382, Format::InstanceUsage, &opts).unwrap();
+    assert_eq!(part.report.files.len(), 5);
+    assert!(part.ids.iter().all(|id| id.starts_with("382417448240-")));
+    assert!(data::load_paths(&[], Format::InstanceUsage, &opts).is_err());
+}

@@ -169,3 +169,91 @@ fn series_scaling_is_per_channel_and_round_trips_through_json() {
     assert_eq!(back, p);
     assert_eq!(back.transform_inputs(&ds, &s.test[..5]).0, x);
 }
+
+fn synthetic(format: Format, groups: &[u64], seq_len: usize, channels: usize) -> data::Dataset {
+    let n = groups.len();
+    let size = seq_len * channels;
+    data::Dataset {
+        format,
+        seq_len,
+        channels,
+        // Distinct, ragged values with some missing ones.
+        inputs: (0..n * size)
+            .map(|i| {
+                if i % 7 == 3 {
+                    f32::NAN
+                } else {
+                    ((i * 37) % 101) as f32 * 0.5
+                }
+            })
+            .collect(),
+        targets: (0..n).map(|i| ((i * 13) % 29) as f32 * 1e-3).collect(),
+        naive: vec![0.0; n],
+        ids: (0..n).map(|i| i.to_string()).collect(),
+        groups: groups.to_vec(),
+        order: (0..n as u64).map(|i| (i * 7919) % 1009).collect(),
+        feature_names: (0..if format == Format::Kaggle {
+            size
+        } else {
+            channels
+        })
+            .map(|i| format!("f{i}"))
+            .collect(),
+        report: Default::default(),
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn splits_partition_and_keep_groups_whole(
+        groups in proptest::collection::vec(0u64..13, 1..300),
+        train in 0.0f64..5.0, val in 0.0f64..5.0, test in 0.0f64..5.0,
+        seed in proptest::prelude::any::<u64>(),
+        series in proptest::prelude::any::<bool>(),
+    ) {
+        let format = if series { Format::InstanceUsage } else { Format::Kaggle };
+        let ds = synthetic(format, &groups, 3, 2);
+        for kind in [SplitKind::Random, SplitKind::Group, SplitKind::Chronological] {
+            let s = data::split(&ds, kind, (train, val, test), seed);
+            assert_partition(&s, ds.len());
+            if kind == SplitKind::Group {
+                let side = |idx: &[usize]| idx.iter().map(|&i| ds.groups[i]).collect::<BTreeSet<u64>>();
+                proptest::prop_assert!(side(&s.train).is_disjoint(&side(&s.val)));
+                proptest::prop_assert!(side(&s.train).is_disjoint(&side(&s.test)));
+                proptest::prop_assert!(side(&s.val).is_disjoint(&side(&s.test)));
+            }
+            if kind == SplitKind::Random && train + val + test > 0.0 {
+                let want = (ds.len() as f64 * train / (train + val + test)).round() as usize;
+                proptest::prop_assert_eq!(s.train.len(), want);
+            }
+        }
+    }
+
+    #[test]
+    fn transformed_shapes_and_target_inverse_hold_for_ragged_sizes(
+        n in 1usize..40, seq_len in 1usize..9, channels in 1usize..6,
+        indicators in proptest::prelude::any::<bool>(), series in proptest::prelude::any::<bool>(),
+    ) {
+        let format = if series { Format::InstanceUsage } else { Format::Kaggle };
+        let ds = synthetic(format, &vec![0; n], seq_len, channels);
+        let train: Vec<usize> = (0..n).step_by(2).collect();
+        let p = Preprocessor::fit(&ds, &train, &PreprocessOptions { missing_indicators: indicators });
+        let all: Vec<usize> = (0..n).collect();
+        let (x, oc) = p.transform_inputs(&ds, &all);
+        proptest::prop_assert_eq!(oc, channels * if indicators { 2 } else { 1 });
+        proptest::prop_assert_eq!(x.len(), n * seq_len * oc);
+        proptest::prop_assert!(x.iter().all(|v| v.is_finite()));
+        for (k, y) in p.transform_targets(&ds, &all).into_iter().enumerate() {
+            proptest::prop_assert!((p.inverse_target(y) - ds.targets[k]).abs() < 1e-6);
+        }
+        // Indicator channels flag exactly the missing raw values.
+        if indicators {
+            for (step, raw) in x.chunks_exact(oc).zip(ds.inputs.chunks_exact(channels)) {
+                for c in 0..channels {
+                    proptest::prop_assert_eq!(step[channels + c] == 1.0, raw[c].is_nan());
+                }
+            }
+        }
+    }
+}

@@ -111,6 +111,18 @@ fn unquote(key: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// The form pandas writes for every row, `{'cpus': X, 'memory': Y}`, read without
+/// splitting; anything else returns None and takes the general path.
+fn canonical_dict(text: &[u8]) -> Option<Result<[f32; 2], CellError>> {
+    let rest = text.strip_prefix(b"{'cpus': ")?;
+    let comma = rest.iter().position(|&b| b == b',')?;
+    let memory = rest[comma..]
+        .strip_prefix(b", 'memory': ")?
+        .strip_suffix(b"}")?;
+    let cpus = number_bytes(trim(&rest[..comma]));
+    Some(cpus.and_then(|cpus| Ok([cpus, number_bytes(trim(memory))?])))
+}
+
 /// `{'cpus': x, 'memory': y}` → `[cpus, memory]`, NaN for `None`, for a missing key and for an empty cell.
 /// Works on bytes: the cells are ASCII, and only number tokens need to be text.
 pub(crate) fn parse_usage_dict(cell: &[u8]) -> Result<[f32; 2], CellError> {
@@ -118,6 +130,9 @@ pub(crate) fn parse_usage_dict(cell: &[u8]) -> Result<[f32; 2], CellError> {
     let mut out = [f32::NAN; 2];
     if text.is_empty() {
         return Ok(out);
+    }
+    if let Some(values) = canonical_dict(text) {
+        return values;
     }
     let [b'{', inner @ .., b'}'] = text else {
         return Err(CellError::Malformed(
@@ -218,6 +233,19 @@ mod tests {
             Err(CellError::NonFinite)
         );
         assert!(parse_usage_dict(b"{'cpus': 1").is_err());
+        // The canonical fast path and the general path agree.
+        for text in [
+            &b"{'cpus': 0.5, 'memory': None}"[..],
+            b"{'cpus': 0.5 , 'memory':  2e-3}",
+            b"{ 'cpus': 0.5, 'memory': 2e-3 }",
+            b"{'memory': 2e-3, 'cpus': 0.5}",
+            b"{\"cpus\": 0.5, \"memory\": 2e-3}",
+        ] {
+            let v = parse_usage_dict(text).unwrap();
+            assert_eq!(v[0], 0.5, "{}", String::from_utf8_lossy(text));
+        }
+        assert!(parse_usage_dict(b"{'cpus': 0.5, 'memory': 1, 'disk': 2}").is_err());
+        assert!(parse_usage_dict(b"{'cpus': 0.5, 'memory': x}").is_err());
     }
 
     #[test]

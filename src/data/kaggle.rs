@@ -106,8 +106,9 @@ struct Row {
     features: [f32; N_FEATURES],
     target: f32,
     collection: u64,
-    instance: u64,
     time: u64,
+    /// "collection/instance@time", formatted here so it runs on the featurising pool.
+    id: String,
 }
 
 /// Which required column (index into REQUIRED) failed and why.
@@ -134,12 +135,15 @@ fn featurise(rec: &ByteRecord, cols: &[usize]) -> Result<Row, CellFailure> {
     let (dist, tail) = f[16..].split_at_mut(CPU_DIST_LEN);
     cells::parse_array(cell(CPU_DIST), dist).map_err(at(CPU_DIST))?;
     cells::parse_array(cell(TAIL_DIST), &mut tail[..TAIL_DIST_LEN]).map_err(at(TAIL_DIST))?;
+    let collection = cells::parse_u64(cell(COLLECTION)).map_err(at(COLLECTION))?;
+    let instance = cells::parse_u64(cell(INSTANCE)).map_err(at(INSTANCE))?;
+    let time = cells::parse_u64(cell(TIME)).map_err(at(TIME))?;
     Ok(Row {
         features: f,
         target: max_mem,
-        collection: cells::parse_u64(cell(COLLECTION)).map_err(at(COLLECTION))?,
-        instance: cells::parse_u64(cell(INSTANCE)).map_err(at(INSTANCE))?,
-        time: cells::parse_u64(cell(TIME)).map_err(at(TIME))?,
+        collection,
+        time,
+        id: format!("{collection}/{instance}@{time}"),
     })
 }
 
@@ -170,7 +174,7 @@ impl Builder {
         }
     }
 
-    fn push(&mut self, row: &Row) {
+    fn push(&mut self, row: Row) {
         let ds = &mut self.ds;
         for (m, v) in ds.report.missing.iter_mut().zip(&row.features) {
             *m += v.is_nan() as usize;
@@ -182,8 +186,7 @@ impl Builder {
         ds.inputs.extend_from_slice(&row.features);
         ds.targets.push(row.target);
         ds.naive.push(row.features[AVG_MEMORY]);
-        ds.ids
-            .push(format!("{}/{}@{}", row.collection, row.instance, row.time));
+        ds.ids.push(row.id);
         ds.groups.push(row.collection);
         ds.order.push(row.time);
     }
@@ -310,7 +313,7 @@ impl Builder {
                         records.par_iter().map(|r| featurise(r, cols)).collect();
                     for (rec, row) in records.iter().zip(rows) {
                         match row {
-                            Ok(row) => self.push(&row),
+                            Ok(row) => self.push(row),
                             Err((c, e)) => {
                                 let reason = e.reason();
                                 let err = DataError::Cell {

@@ -170,6 +170,25 @@ pub fn load(path: &Path, format: Format, opts: &LoadOptions) -> Result<Dataset, 
     }
 }
 
+/// Loads several files (or directories of `*.csv` files) into one dataset, in the given order.
+pub fn load_paths(
+    paths: &[PathBuf],
+    format: Format,
+    opts: &LoadOptions,
+) -> Result<Dataset, DataError> {
+    let mut files = Vec::new();
+    for path in paths {
+        files.extend(csv_files(path)?);
+    }
+    if files.is_empty() {
+        return Err(DataError::Invalid("no input files given".into()));
+    }
+    match format {
+        Format::Kaggle => kaggle::load_files(&files, opts),
+        Format::InstanceUsage => series::load_files(&files, opts),
+    }
+}
+
 /// Loads CSV text held in memory (an embedded trace); `label` names it in errors.
 pub fn load_from_memory(
     bytes: &[u8],
@@ -265,7 +284,13 @@ pub(crate) fn column_indices(
 ) -> Result<Vec<usize>, DataError> {
     let found: Vec<String> = header
         .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        // A byte-order mark (Excel's UTF-8 export) is not part of the first name.
+        .map(|h| {
+            String::from_utf8_lossy(h)
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_string()
+        })
         .collect();
     let mut idx = Vec::with_capacity(required.len());
     let mut missing = Vec::new();
