@@ -70,14 +70,16 @@ impl Module {
         self.raw_source().replace("#include \"common.cuh\"", COMMON)
     }
 
-    /// The `extern "C" __global__` functions the module defines.
+    /// The `extern "C" __global__` functions the module defines: the name before
+    /// the first parameter list that is not `__launch_bounds__(...)`.
     pub fn kernels(self) -> Vec<&'static str> {
         let src = self.raw_source();
         src.match_indices("__global__ void")
             .filter_map(|(at, _)| {
                 let rest = &src[at..];
-                let open = rest.find('(')?;
-                rest[..open].split_whitespace().last()
+                rest.match_indices('(')
+                    .filter_map(|(open, _)| rest[..open].split_whitespace().last())
+                    .find(|name| *name != "__launch_bounds__")
             })
             .collect()
     }
