@@ -14,3 +14,6 @@ pub use device::Device;
 pub use error::{Error, Result};
 pub use float::Float;
 pub use tensor::Tensor;
+pub mod cpu;
+pub mod optim;
+pub mod rng;

@@ -4,6 +4,9 @@
 //! as its parents have received their share.
 
 use super::params::{Grads, ParamId, ParamStore};
+use crate::cpu;
+use crate::cpu::dropout::DropoutDims;
+use crate::cpu::elementwise::PoolDims;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::tensor::Tensor;
@@ -40,22 +43,68 @@ pub(crate) enum Op<T: Float> {
     Mul(Var, Var),
     Scale(Var, T),
     Reshape(Var),
+    Matmul {
+        a: Var,
+        b: Var,
+        dims: cpu::MatmulDims,
+    },
+    Linear {
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        dims: cpu::LinearDims,
+    },
+    Conv1d {
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        dims: cpu::Conv1dDims,
+    },
+    LayerNorm {
+        x: Var,
+        w: Var,
+        b: Var,
+        dims: cpu::LayerNormDims,
+        mean: Vec<T>,
+        rstd: Vec<T>,
+    },
+    /// Backward uses the node's own output.
+    Softmax(Var),
+    Relu(Var),
+    Gelu(Var),
+    Attention {
+        q: Var,
+        k: Var,
+        v: Var,
+        dims: cpu::AttentionDims,
+        probs: Vec<T>,
+    },
+    Dropout(Var, DropoutDims),
+    AddBias(Var, Var),
+    MeanPool(Var, PoolDims),
+    Permute(Var, Vec<usize>),
+    Loss {
+        pred: Var,
+        target: Var,
+        kind: LossKind,
+    },
 }
 
-struct Node<T: Float> {
-    value: Tensor<T>,
-    op: Op<T>,
+pub(super) struct Node<T: Float> {
+    pub(super) value: Tensor<T>,
+    pub(super) op: Op<T>,
 }
 
 pub struct Tape<'s, T: Float = f32> {
     store: &'s ParamStore<T>,
-    nodes: Vec<Node<T>>,
+    pub(super) nodes: Vec<Node<T>>,
     /// Inference mode records values only; `backward` is then an error.
     grad_enabled: bool,
     /// Dropout is active only in training mode; its Philox key and counter.
     training: bool,
-    dropout_seed: u64,
-    dropout_counter: u64,
+    pub(super) dropout_seed: u64,
+    /// Call offset of the next dropout: +1 per dropout call in training mode.
+    pub(super) dropout_counter: u64,
 }
 
 /// Result of `backward`: parameter gradients plus those of the tape's leaves.
@@ -174,7 +223,7 @@ impl<'s, T: Float> Tape<'s, T> {
         Ok(Backward { params, leaves })
     }
 
-    fn same_shape(&self, op: &'static str, a: Var, b: Var) -> Result<()> {
+    pub(super) fn same_shape(&self, op: &'static str, a: Var, b: Var) -> Result<()> {
         let (sa, sb) = (self.shape(a), self.shape(b));
         if sa != sb {
             return Err(Error::shape(
@@ -210,7 +259,7 @@ impl<'s, T: Float> Tape<'s, T> {
     }
 }
 
-fn accumulate<T: Float>(slot: &mut Option<Tensor<T>>, g: Tensor<T>) -> Result<()> {
+pub(super) fn accumulate<T: Float>(slot: &mut Option<Tensor<T>>, g: Tensor<T>) -> Result<()> {
     match slot {
         None => *slot = Some(g),
         Some(acc) => {
@@ -223,25 +272,27 @@ fn accumulate<T: Float>(slot: &mut Option<Tensor<T>>, g: Tensor<T>) -> Result<()
     Ok(())
 }
 
-fn map<T: Float>(a: &Tensor<T>, f: impl Fn(T) -> T) -> Result<Tensor<T>> {
-    Tensor::from_vec(a.as_slice()?.iter().map(|&x| f(x)).collect(), a.shape())
+pub(super) fn map<T: Float>(a: &Tensor<T>, f: impl Fn(T) -> T + Sync) -> Result<Tensor<T>> {
+    let mut out = vec![T::ZERO; a.numel()];
+    cpu::elementwise::map(a.as_slice()?, &mut out, f);
+    Tensor::from_vec(out, a.shape())
 }
 
-fn zip_map<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) -> Result<Tensor<T>> {
-    let v = a
-        .as_slice()?
-        .iter()
-        .zip(b.as_slice()?)
-        .map(|(&x, &y)| f(x, y))
-        .collect();
-    Tensor::from_vec(v, a.shape())
+pub(super) fn zip_map<T: Float>(
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    f: impl Fn(T, T) -> T + Sync,
+) -> Result<Tensor<T>> {
+    let mut out = vec![T::ZERO; a.numel()];
+    cpu::elementwise::zip_map(a.as_slice()?, b.as_slice()?, &mut out, f);
+    Tensor::from_vec(out, a.shape())
 }
 
 /// The gradients one node sends to its parents, given the gradient of its output.
 fn backward_op<T: Float>(
     nodes: &[Node<T>],
     op: &Op<T>,
-    _out: &Tensor<T>,
+    out: &Tensor<T>,
     g: Tensor<T>,
 ) -> Result<Vec<(Var, Tensor<T>)>> {
     let val = |v: Var| &nodes[v.0].value;
@@ -254,5 +305,6 @@ fn backward_op<T: Float>(
         ],
         Op::Scale(a, s) => vec![(*a, map(&g, |g| g * *s)?)],
         Op::Reshape(a) => vec![(*a, g.reshape(val(*a).shape())?)],
+        _ => super::ops::backward_kernel(nodes, op, out, g)?,
     })
 }

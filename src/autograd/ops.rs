@@ -1,0 +1,562 @@
+//! The tape's kernel ops: shape checks, a call into `cpu::`, and the node that
+//! the backward pass needs. Shape errors name the op and both shapes.
+
+use super::tape::{map, Node, Op, Tape, Var};
+use super::{LossKind, Padding};
+use crate::cpu::{self, dropout::DropoutDims, elementwise::PoolDims};
+use crate::cpu::{AttentionDims, Conv1dDims, LayerNormDims, LinearDims, MatmulDims};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::tensor::Tensor;
+
+fn zeros<T: Float>(n: usize) -> Vec<T> {
+    vec![T::ZERO; n]
+}
+
+impl<'s, T: Float> Tape<'s, T> {
+    fn data(&self, v: Var) -> Result<&[T]> {
+        self.value(v).as_slice()
+    }
+
+    fn expect_rank(&self, op: &'static str, v: Var, rank: usize, what: &str) -> Result<()> {
+        let s = self.shape(v);
+        if s.len() != rank {
+            return Err(Error::shape(
+                op,
+                s,
+                &[],
+                format!("{what} must have {rank} dimensions"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// a [..., m, k] · b [..., k, n] (either transposed: a stored [..., k, m],
+    /// b stored [..., n, k]); b has a's leading dims or is 2-D and shared.
+    pub fn matmul(&mut self, a: Var, b: Var, trans_a: bool, trans_b: bool) -> Result<Var> {
+        let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
+        let bad = |why: &str| Error::shape("matmul", &sa, &sb, why);
+        if sa.len() < 2 || sb.len() < 2 {
+            return Err(bad("both operands need at least 2 dimensions"));
+        }
+        let b_shared = sb.len() == 2 && sa.len() > 2;
+        if !b_shared && sa[..sa.len() - 2] != sb[..sb.len() - 2] {
+            return Err(bad("leading (batch) dimensions differ"));
+        }
+        let (ra, ca) = (sa[sa.len() - 2], sa[sa.len() - 1]);
+        let (rb, cb) = (sb[sb.len() - 2], sb[sb.len() - 1]);
+        let (m, k) = if trans_a { (ca, ra) } else { (ra, ca) };
+        let (kb, n) = if trans_b { (cb, rb) } else { (rb, cb) };
+        if k != kb {
+            return Err(bad(&format!("inner dimensions differ ({k} vs {kb})")));
+        }
+        let batch = sa[..sa.len() - 2].iter().product();
+        let dims = MatmulDims {
+            batch,
+            m,
+            k,
+            n,
+            trans_a,
+            trans_b,
+            b_shared,
+        };
+        let mut c = zeros(dims.c_len());
+        cpu::matmul::matmul_forward(&dims, self.data(a)?, self.data(b)?, &mut c);
+        let mut shape = sa[..sa.len() - 2].to_vec();
+        shape.extend([m, n]);
+        let value = Tensor::from_vec(c, &shape)?;
+        Ok(self.push(value, Op::Matmul { a, b, dims }))
+    }
+
+    /// x [..., in] · wᵀ + b, with w [out, in] and b [out].
+    pub fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
+        let (sx, sw) = (self.shape(x).to_vec(), self.shape(w).to_vec());
+        if sw.len() != 2 || sx[sx.len() - 1] != sw[1] {
+            return Err(Error::shape(
+                "linear",
+                &sx,
+                &sw,
+                "x [..., in] needs a weight [out, in]",
+            ));
+        }
+        let (d_in, d_out) = (sw[1], sw[0]);
+        if let Some(b) = b {
+            if self.shape(b) != [d_out] {
+                return Err(Error::shape(
+                    "linear",
+                    &sw,
+                    self.shape(b),
+                    "bias must be [out]",
+                ));
+            }
+        }
+        let dims = LinearDims {
+            rows: sx.iter().product::<usize>() / d_in.max(1),
+            d_in,
+            d_out,
+        };
+        let mut y = zeros(dims.rows * d_out);
+        let bias = b.map(|b| self.data(b)).transpose()?;
+        cpu::matmul::linear_forward(&dims, self.data(x)?, self.data(w)?, bias, &mut y);
+        let mut shape = sx.clone();
+        *shape.last_mut().expect("rank >= 1") = d_out;
+        let value = Tensor::from_vec(y, &shape)?;
+        Ok(self.push(value, Op::Linear { x, w, b, dims }))
+    }
+
+    /// x [B, Cin, L] ⊛ w [Cout, Cin, K] + b [Cout] -> [B, Cout, Lout], stride 1.
+    pub fn conv1d(&mut self, x: Var, w: Var, b: Option<Var>, padding: Padding) -> Result<Var> {
+        let (sx, sw) = (self.shape(x).to_vec(), self.shape(w).to_vec());
+        let bad = |why: &str| Error::shape("conv1d", &sx, &sw, why);
+        if sx.len() != 3 || sw.len() != 3 {
+            return Err(bad("x must be [B, Cin, L] and w [Cout, Cin, K]"));
+        }
+        if sx[1] != sw[1] {
+            return Err(bad("input channels of x and w differ"));
+        }
+        if sw[2] == 0 || (padding == Padding::Valid && sx[2] < sw[2]) {
+            return Err(bad(
+                "kernel is empty or longer than the sequence (valid padding)",
+            ));
+        }
+        let dims = Conv1dDims {
+            batch: sx[0],
+            c_in: sx[1],
+            c_out: sw[0],
+            len: sx[2],
+            kernel: sw[2],
+            padding,
+        };
+        if let Some(b) = b {
+            if self.shape(b) != [dims.c_out] {
+                return Err(Error::shape(
+                    "conv1d",
+                    &sw,
+                    self.shape(b),
+                    "bias must be [Cout]",
+                ));
+            }
+        }
+        let mut y = zeros(dims.y_len());
+        let bias = b.map(|b| self.data(b)).transpose()?;
+        cpu::conv1d::conv1d_forward(&dims, self.data(x)?, self.data(w)?, bias, &mut y);
+        let value = Tensor::from_vec(y, &[dims.batch, dims.c_out, dims.out_len()])?;
+        Ok(self.push(value, Op::Conv1d { x, w, b, dims }))
+    }
+
+    /// Layer normalisation over the last dimension with affine w, b [D].
+    pub fn layer_norm(&mut self, x: Var, w: Var, b: Var, eps: f64) -> Result<Var> {
+        let sx = self.shape(x).to_vec();
+        let dim = sx[sx.len() - 1];
+        for p in [w, b] {
+            if self.shape(p) != [dim] {
+                return Err(Error::shape(
+                    "layer_norm",
+                    &sx,
+                    self.shape(p),
+                    "weight and bias must be [last dim of x]",
+                ));
+            }
+        }
+        let dims = LayerNormDims {
+            rows: sx.iter().product::<usize>() / dim.max(1),
+            dim,
+            eps,
+        };
+        let (mut y, mut mean, mut rstd) = (
+            zeros(sx.iter().product()),
+            zeros(dims.rows),
+            zeros(dims.rows),
+        );
+        cpu::layernorm::layer_norm_forward(
+            &dims,
+            self.data(x)?,
+            self.data(w)?,
+            self.data(b)?,
+            &mut y,
+            &mut mean,
+            &mut rstd,
+        );
+        let value = Tensor::from_vec(y, &sx)?;
+        Ok(self.push(
+            value,
+            Op::LayerNorm {
+                x,
+                w,
+                b,
+                dims,
+                mean,
+                rstd,
+            },
+        ))
+    }
+
+    /// Softmax over the last dimension.
+    pub fn softmax(&mut self, x: Var) -> Result<Var> {
+        let dim = *self.shape(x).last().expect("rank >= 1");
+        let mut y = zeros(self.value(x).numel());
+        if dim > 0 {
+            cpu::softmax::softmax_forward(dim, self.data(x)?, &mut y);
+        }
+        let value = Tensor::from_vec(y, self.shape(x))?;
+        Ok(self.push(value, Op::Softmax(x)))
+    }
+
+    pub fn relu(&mut self, x: Var) -> Result<Var> {
+        let mut y = zeros(self.value(x).numel());
+        cpu::activation::relu_forward(self.data(x)?, &mut y);
+        let value = Tensor::from_vec(y, self.shape(x))?;
+        Ok(self.push(value, Op::Relu(x)))
+    }
+
+    /// GELU, tanh approximation.
+    pub fn gelu(&mut self, x: Var) -> Result<Var> {
+        let mut y = zeros(self.value(x).numel());
+        cpu::activation::gelu_forward(self.data(x)?, &mut y);
+        let value = Tensor::from_vec(y, self.shape(x))?;
+        Ok(self.push(value, Op::Gelu(x)))
+    }
+
+    /// softmax(Q·Kᵀ/√D)·V per (batch, head): q [B, H, Tq, D], k [B, H, Tk, D],
+    /// v [B, H, Tk, Dv] -> [B, H, Tq, Dv]; key_mask has B·Tk entries, true = attend.
+    pub fn attention(&mut self, q: Var, k: Var, v: Var, key_mask: Option<&[bool]>) -> Result<Var> {
+        for (var, what) in [(q, "q"), (k, "k"), (v, "v")] {
+            self.expect_rank("attention", var, 4, what)?;
+        }
+        let (sq, sk, sv) = (
+            self.shape(q).to_vec(),
+            self.shape(k).to_vec(),
+            self.shape(v).to_vec(),
+        );
+        if sq[..2] != sk[..2] || sq[3] != sk[3] {
+            return Err(Error::shape(
+                "attention",
+                &sq,
+                &sk,
+                "q and k need the same B, H and D",
+            ));
+        }
+        if sk[..3] != sv[..3] {
+            return Err(Error::shape(
+                "attention",
+                &sk,
+                &sv,
+                "k and v need the same B, H and Tk",
+            ));
+        }
+        let dims = AttentionDims {
+            batch: sq[0],
+            heads: sq[1],
+            tq: sq[2],
+            tk: sk[2],
+            d: sq[3],
+            dv: sv[3],
+        };
+        if let Some(m) = key_mask {
+            if m.len() != dims.batch * dims.tk {
+                return Err(Error::shape(
+                    "attention",
+                    &sk,
+                    &[m.len()],
+                    "key_mask needs B·Tk entries",
+                ));
+            }
+        }
+        let (mut out, mut probs) = (zeros(dims.out_len()), zeros(dims.probs_len()));
+        cpu::attention::attention_forward(
+            &dims,
+            self.data(q)?,
+            self.data(k)?,
+            self.data(v)?,
+            key_mask,
+            &mut out,
+            &mut probs,
+        );
+        let value = Tensor::from_vec(out, &[dims.batch, dims.heads, dims.tq, dims.dv])?;
+        Ok(self.push(
+            value,
+            Op::Attention {
+                q,
+                k,
+                v,
+                dims,
+                probs,
+            },
+        ))
+    }
+
+    /// Inverted dropout: identity unless in training mode. The mask of call c
+    /// (c = the tape's dropout counter, starting at 0 and incremented by every
+    /// training-mode dropout call, p = 0 included) comes from Philox(seed, c).
+    pub fn dropout(&mut self, x: Var, p: f64) -> Result<Var> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::Invalid(format!(
+                "dropout: p = {p} is outside [0, 1)"
+            )));
+        }
+        if !self.is_training() {
+            return Ok(x);
+        }
+        let dims = DropoutDims {
+            p,
+            seed: self.dropout_seed,
+            call: self.dropout_counter,
+        };
+        self.dropout_counter += 1;
+        if p == 0.0 {
+            return Ok(x);
+        }
+        let mut y = zeros(self.value(x).numel());
+        cpu::dropout::dropout_forward(&dims, self.data(x)?, &mut y);
+        let value = Tensor::from_vec(y, self.shape(x))?;
+        Ok(self.push(value, Op::Dropout(x, dims)))
+    }
+
+    /// x [..., C] + b [C].
+    pub fn add_bias(&mut self, x: Var, b: Var) -> Result<Var> {
+        let (sx, sb) = (self.shape(x).to_vec(), self.shape(b).to_vec());
+        if sb.len() != 1 || sx[sx.len() - 1] != sb[0] {
+            return Err(Error::shape(
+                "add_bias",
+                &sx,
+                &sb,
+                "bias must be [last dim of x]",
+            ));
+        }
+        let mut y = zeros(self.value(x).numel());
+        cpu::elementwise::add_bias_forward(self.data(x)?, self.data(b)?, &mut y);
+        let value = Tensor::from_vec(y, &sx)?;
+        Ok(self.push(value, Op::AddBias(x, b)))
+    }
+
+    /// Mean over `axis`, which is removed (a 1-D input gives shape [1]).
+    pub fn mean_pool(&mut self, x: Var, axis: usize) -> Result<Var> {
+        let sx = self.shape(x).to_vec();
+        if axis >= sx.len() || sx[axis] == 0 {
+            return Err(Error::shape(
+                "mean_pool",
+                &sx,
+                &[axis],
+                "axis out of range or empty",
+            ));
+        }
+        let dims = PoolDims::around(&sx, axis);
+        let mut y = zeros(dims.outer * dims.inner);
+        cpu::elementwise::mean_pool_forward(&dims, self.data(x)?, &mut y);
+        let mut shape: Vec<usize> = sx
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != axis)
+            .map(|(_, &d)| d)
+            .collect();
+        if shape.is_empty() {
+            shape.push(1);
+        }
+        let value = Tensor::from_vec(y, &shape)?;
+        Ok(self.push(value, Op::MeanPool(x, dims)))
+    }
+
+    /// Reorders axes: output axis i is input axis perm[i].
+    pub fn permute(&mut self, x: Var, perm: &[usize]) -> Result<Var> {
+        let sx = self.shape(x).to_vec();
+        let mut seen = vec![false; sx.len()];
+        let valid = perm.len() == sx.len()
+            && perm
+                .iter()
+                .all(|&p| p < sx.len() && !std::mem::replace(&mut seen[p], true));
+        if !valid {
+            return Err(Error::shape(
+                "permute",
+                &sx,
+                perm,
+                "perm must be a permutation of the axes",
+            ));
+        }
+        let mut y = zeros(self.value(x).numel());
+        cpu::elementwise::permute(&sx, perm, self.data(x)?, &mut y);
+        let value = Tensor::from_vec(y, &cpu::elementwise::permuted_shape(&sx, perm))?;
+        Ok(self.push(value, Op::Permute(x, perm.to_vec())))
+    }
+
+    /// Mean loss over all elements; pred and target have the same shape.
+    pub fn loss(&mut self, pred: Var, target: Var, kind: LossKind) -> Result<Var> {
+        self.same_shape("loss", pred, target)?;
+        match kind {
+            LossKind::Huber(d) if !(d > 0.0) => {
+                return Err(Error::Invalid(format!("loss: Huber delta {d} must be > 0")))
+            }
+            LossKind::Quantile(q) if !(q > 0.0 && q < 1.0) => {
+                return Err(Error::Invalid(format!(
+                    "loss: quantile {q} must be in (0, 1)"
+                )))
+            }
+            _ => {}
+        }
+        let l = cpu::losses::loss_forward(kind, self.data(pred)?, self.data(target)?);
+        Ok(self.push(Tensor::scalar(l), Op::Loss { pred, target, kind }))
+    }
+}
+
+/// Backward of the kernel ops (those defined in this file).
+pub(super) fn backward_kernel<T: Float>(
+    nodes: &[Node<T>],
+    op: &Op<T>,
+    out: &Tensor<T>,
+    g: Tensor<T>,
+) -> Result<Vec<(Var, Tensor<T>)>> {
+    let val = |v: Var| &nodes[v.0].value;
+    let data = |v: Var| nodes[v.0].value.as_slice();
+    let like = |v: Var, data: Vec<T>| Tensor::from_vec(data, val(v).shape());
+    let gs = g.as_slice()?;
+    Ok(match op {
+        Op::Matmul { a, b, dims } => {
+            let (mut da, mut db) = (zeros(dims.a_len()), zeros(dims.b_len()));
+            cpu::matmul::matmul_backward(dims, data(*a)?, data(*b)?, gs, &mut da, &mut db);
+            vec![(*a, like(*a, da)?), (*b, like(*b, db)?)]
+        }
+        Op::Linear { x, w, b, dims } => {
+            let (mut dx, mut dw) = (zeros(val(*x).numel()), zeros(val(*w).numel()));
+            let mut db = b.map(|_| zeros(dims.d_out));
+            cpu::matmul::linear_backward(
+                dims,
+                data(*x)?,
+                data(*w)?,
+                gs,
+                &mut dx,
+                &mut dw,
+                db.as_deref_mut(),
+            );
+            let mut grads = vec![(*x, like(*x, dx)?), (*w, like(*w, dw)?)];
+            if let (Some(b), Some(db)) = (b, db) {
+                grads.push((*b, like(*b, db)?));
+            }
+            grads
+        }
+        Op::Conv1d { x, w, b, dims } => {
+            let (mut dx, mut dw) = (zeros(dims.x_len()), zeros(dims.w_len()));
+            let mut db = b.map(|_| zeros(dims.c_out));
+            cpu::conv1d::conv1d_backward(
+                dims,
+                data(*x)?,
+                data(*w)?,
+                gs,
+                &mut dx,
+                &mut dw,
+                db.as_deref_mut(),
+            );
+            let mut grads = vec![(*x, like(*x, dx)?), (*w, like(*w, dw)?)];
+            if let (Some(b), Some(db)) = (b, db) {
+                grads.push((*b, like(*b, db)?));
+            }
+            grads
+        }
+        Op::LayerNorm {
+            x,
+            w,
+            b,
+            dims,
+            mean,
+            rstd,
+        } => {
+            let mut dx = zeros(val(*x).numel());
+            let (mut dw, mut db) = (zeros(dims.dim), zeros(dims.dim));
+            cpu::layernorm::layer_norm_backward(
+                dims,
+                data(*x)?,
+                data(*w)?,
+                mean,
+                rstd,
+                gs,
+                &mut dx,
+                &mut dw,
+                &mut db,
+            );
+            vec![
+                (*x, like(*x, dx)?),
+                (*w, like(*w, dw)?),
+                (*b, like(*b, db)?),
+            ]
+        }
+        Op::Softmax(x) => {
+            let dim = *out.shape().last().expect("rank >= 1");
+            let mut dx = zeros(out.numel());
+            if dim > 0 {
+                cpu::softmax::softmax_backward(dim, out.as_slice()?, gs, &mut dx);
+            }
+            vec![(*x, like(*x, dx)?)]
+        }
+        Op::Relu(x) => {
+            let mut dx = zeros(out.numel());
+            cpu::activation::relu_backward(data(*x)?, gs, &mut dx);
+            vec![(*x, like(*x, dx)?)]
+        }
+        Op::Gelu(x) => {
+            let mut dx = zeros(out.numel());
+            cpu::activation::gelu_backward(data(*x)?, gs, &mut dx);
+            vec![(*x, like(*x, dx)?)]
+        }
+        Op::Attention {
+            q,
+            k,
+            v,
+            dims,
+            probs,
+        } => {
+            let (mut dq, mut dk, mut dv) = (
+                zeros(dims.q_len()),
+                zeros(dims.k_len()),
+                zeros(dims.v_len()),
+            );
+            cpu::attention::attention_backward(
+                dims,
+                data(*q)?,
+                data(*k)?,
+                data(*v)?,
+                probs,
+                gs,
+                &mut dq,
+                &mut dk,
+                &mut dv,
+            );
+            vec![
+                (*q, like(*q, dq)?),
+                (*k, like(*k, dk)?),
+                (*v, like(*v, dv)?),
+            ]
+        }
+        Op::Dropout(x, dims) => {
+            let mut dx = zeros(out.numel());
+            cpu::dropout::dropout_backward(dims, gs, &mut dx);
+            vec![(*x, like(*x, dx)?)]
+        }
+        Op::AddBias(x, b) => {
+            let c = val(*b).numel();
+            let mut db = zeros(c);
+            cpu::elementwise::add_bias_backward(gs, c, &mut db);
+            vec![(*b, like(*b, db)?), (*x, g)]
+        }
+        Op::MeanPool(x, dims) => {
+            let mut dx = zeros(val(*x).numel());
+            cpu::elementwise::mean_pool_backward(dims, gs, &mut dx);
+            vec![(*x, like(*x, dx)?)]
+        }
+        Op::Permute(x, perm) => {
+            let inverse = cpu::elementwise::inverse_permutation(perm);
+            let mut dx = zeros(out.numel());
+            cpu::elementwise::permute(out.shape(), &inverse, gs, &mut dx);
+            vec![(*x, like(*x, dx)?)]
+        }
+        Op::Loss { pred, target, kind } => {
+            let mut dp = zeros(val(*pred).numel());
+            cpu::losses::loss_backward(*kind, data(*pred)?, data(*target)?, gs[0], &mut dp);
+            let dt = map(&like(*pred, dp.clone())?, |v| -v)?;
+            vec![
+                (*pred, like(*pred, dp)?),
+                (*target, dt.reshape(val(*target).shape())?),
+            ]
+        }
+        Op::Leaf | Op::Param(_) | Op::Add(..) | Op::Mul(..) | Op::Scale(..) | Op::Reshape(_) => {
+            unreachable!("handled in tape::backward_op")
+        }
+    })
+}

@@ -1,0 +1,219 @@
+//! 1-D convolution over (batch, channels, length), stride 1, as one GEMM per
+//! fixed chunk of samples on an im2col buffer:
+//! out [c_out, chunk·l_out] = W [c_out, c_in·k] · cols [c_in·k, chunk·l_out],
+//! with cols[(ci·k + j), (b·l_out + t)] = x[b, ci, t + j − pad_left] (0 outside).
+
+use super::{gemm, reduce_in_order};
+use crate::autograd::Padding;
+use crate::float::Float;
+use rayon::prelude::*;
+
+/// Samples per GEMM. Fixed (not derived from the thread count) because the
+/// weight gradient is summed per chunk, then over chunks in order.
+pub const CONV_CHUNK: usize = 16;
+
+/// x [batch, c_in, len], w [c_out, c_in, kernel], bias [c_out],
+/// y [batch, c_out, out_len()].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv1dDims {
+    pub batch: usize,
+    pub c_in: usize,
+    pub c_out: usize,
+    pub len: usize,
+    pub kernel: usize,
+    pub padding: Padding,
+}
+
+impl Conv1dDims {
+    /// Zeros added before the sequence: (k−1)/2 for `Same` (the extra one of an
+    /// even kernel goes on the right), 0 for `Valid`.
+    pub fn pad_left(&self) -> usize {
+        match self.padding {
+            Padding::Same => (self.kernel - 1) / 2,
+            Padding::Valid => 0,
+        }
+    }
+
+    /// Output length: `len` for `Same`, len − k + 1 for `Valid` (requires len ≥ k).
+    pub fn out_len(&self) -> usize {
+        match self.padding {
+            Padding::Same => self.len,
+            Padding::Valid => self.len + 1 - self.kernel,
+        }
+    }
+
+    pub fn x_len(&self) -> usize {
+        self.batch * self.c_in * self.len
+    }
+    pub fn w_len(&self) -> usize {
+        self.c_out * self.c_in * self.kernel
+    }
+    pub fn y_len(&self) -> usize {
+        self.batch * self.c_out * self.out_len()
+    }
+}
+
+/// Fills cols [c_in·k, n·l_out] from the n samples of x_chunk.
+fn im2col<T: Float>(d: &Conv1dDims, x_chunk: &[T], n: usize, cols: &mut [T]) {
+    let (lo, pad, k) = (d.out_len(), d.pad_left() as isize, d.kernel);
+    let width = n * lo;
+    for ci in 0..d.c_in {
+        for j in 0..k {
+            let row = &mut cols[(ci * k + j) * width..][..width];
+            for b in 0..n {
+                let xs = &x_chunk[(b * d.c_in + ci) * d.len..][..d.len];
+                for (t, c) in row[b * lo..][..lo].iter_mut().enumerate() {
+                    let src = t as isize + j as isize - pad;
+                    *c = if src >= 0 && (src as usize) < d.len {
+                        xs[src as usize]
+                    } else {
+                        T::ZERO
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// dx_chunk ← Σ over taps of dcols (the adjoint of im2col), overwritten.
+fn col2im<T: Float>(d: &Conv1dDims, dcols: &[T], n: usize, dx_chunk: &mut [T]) {
+    let (lo, pad, k) = (d.out_len(), d.pad_left() as isize, d.kernel);
+    let width = n * lo;
+    dx_chunk.fill(T::ZERO);
+    for ci in 0..d.c_in {
+        for j in 0..k {
+            let row = &dcols[(ci * k + j) * width..][..width];
+            for b in 0..n {
+                let dxs = &mut dx_chunk[(b * d.c_in + ci) * d.len..][..d.len];
+                for (t, &v) in row[b * lo..][..lo].iter().enumerate() {
+                    let src = t as isize + j as isize - pad;
+                    if src >= 0 && (src as usize) < d.len {
+                        dxs[src as usize] += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// y ← conv1d(x, w) + bias.
+pub fn conv1d_forward<T: Float>(d: &Conv1dDims, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
+    assert_eq!(
+        (x.len(), w.len(), y.len()),
+        (d.x_len(), d.w_len(), d.y_len())
+    );
+    let (lo, ck) = (d.out_len(), d.c_in * d.kernel);
+    let (x_per, y_per) = (d.c_in * d.len, d.c_out * lo);
+    if y.is_empty() {
+        return;
+    }
+    y.par_chunks_mut(CONV_CHUNK * y_per)
+        .zip(x.par_chunks(CONV_CHUNK * x_per))
+        .for_each(|(yc, xc)| {
+            let n = yc.len() / y_per;
+            let mut cols = vec![T::ZERO; ck * n * lo];
+            let mut out = vec![T::ZERO; d.c_out * n * lo];
+            im2col(d, xc, n, &mut cols);
+            gemm(
+                d.c_out,
+                ck,
+                n * lo,
+                w,
+                false,
+                &cols,
+                false,
+                &mut out,
+                false,
+                T::ZERO,
+            );
+            for co in 0..d.c_out {
+                let b_co = bias.map_or(T::ZERO, |b| b[co]);
+                for b in 0..n {
+                    let src = &out[co * n * lo + b * lo..][..lo];
+                    for (o, &v) in yc[b * y_per + co * lo..][..lo].iter_mut().zip(src) {
+                        *o = v + b_co;
+                    }
+                }
+            }
+        });
+}
+
+/// dx, dw and dbias (all overwritten) from x, w and the output gradient g.
+/// im2col is recomputed rather than saved.
+#[allow(clippy::too_many_arguments)]
+pub fn conv1d_backward<T: Float>(
+    d: &Conv1dDims,
+    x: &[T],
+    w: &[T],
+    g: &[T],
+    dx: &mut [T],
+    dw: &mut [T],
+    dbias: Option<&mut [T]>,
+) {
+    assert_eq!(
+        (x.len(), w.len(), g.len()),
+        (d.x_len(), d.w_len(), d.y_len())
+    );
+    assert_eq!((dx.len(), dw.len()), (d.x_len(), d.w_len()));
+    let (lo, ck) = (d.out_len(), d.c_in * d.kernel);
+    let (x_per, y_per) = (d.c_in * d.len, d.c_out * lo);
+    let w_len = d.w_len();
+    // Each chunk returns its partial [dw | dbias]; summed below in chunk order.
+    let partials: Vec<Vec<T>> = dx
+        .par_chunks_mut((CONV_CHUNK * x_per).max(1))
+        .zip(x.par_chunks((CONV_CHUNK * x_per).max(1)))
+        .zip(g.par_chunks((CONV_CHUNK * y_per).max(1)))
+        .map(|((dxc, xc), gc)| {
+            let n = gc.len() / y_per.max(1);
+            let width = n * lo;
+            let mut cols = vec![T::ZERO; ck * width];
+            im2col(d, xc, n, &mut cols);
+            // The chunk's output gradient as [c_out, n·l_out].
+            let mut gm = vec![T::ZERO; d.c_out * width];
+            for co in 0..d.c_out {
+                for b in 0..n {
+                    gm[co * width + b * lo..][..lo]
+                        .copy_from_slice(&gc[b * y_per + co * lo..][..lo]);
+                }
+            }
+            let mut acc = vec![T::ZERO; w_len + d.c_out];
+            let (acc_w, acc_b) = acc.split_at_mut(w_len);
+            gemm(
+                d.c_out,
+                width,
+                ck,
+                &gm,
+                false,
+                &cols,
+                true,
+                acc_w,
+                false,
+                T::ZERO,
+            );
+            for (s, row) in acc_b.iter_mut().zip(gm.chunks_exact(width.max(1))) {
+                *s = row.iter().copied().sum();
+            }
+            // cols is reused as dcols = Wᵀ · gm.
+            gemm(
+                ck,
+                d.c_out,
+                width,
+                w,
+                true,
+                &gm,
+                false,
+                &mut cols,
+                false,
+                T::ZERO,
+            );
+            col2im(d, &cols, n, dxc);
+            acc
+        })
+        .collect();
+    let mut both = vec![T::ZERO; w_len + d.c_out];
+    reduce_in_order(&partials, &mut both);
+    dw.copy_from_slice(&both[..w_len]);
+    if let Some(dbias) = dbias {
+        dbias.copy_from_slice(&both[w_len..]);
+    }
+}

@@ -1,0 +1,47 @@
+//! Inverted dropout with the Philox mask of [`crate::rng`]: kept elements are
+//! scaled by 1/(1−p). The mask is recomputed in the backward from (seed, call),
+//! so nothing is saved.
+
+use crate::float::Float;
+use crate::rng::{dropout_block, dropout_threshold};
+use rayon::prelude::*;
+
+/// Which dropout draw: the tape's seed and its dropout call counter.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropoutDims {
+    pub p: f64,
+    pub seed: u64,
+    pub call: u64,
+}
+
+/// Elements per task: a multiple of 4, so each Philox block stays in one task.
+const ELEMS_PER_TASK: usize = 1 << 14;
+
+/// out[i] = x[i] · keep(i) / (1 − p). Used by forward (x) and backward (g).
+pub fn dropout_apply<T: Float>(d: &DropoutDims, x: &[T], out: &mut [T]) {
+    assert_eq!(x.len(), out.len());
+    assert!((0.0..1.0).contains(&d.p), "dropout p must be in [0, 1)");
+    let threshold = dropout_threshold(d.p);
+    let scale = T::from_f64(1.0 / (1.0 - d.p));
+    out.par_chunks_mut(ELEMS_PER_TASK)
+        .zip(x.par_chunks(ELEMS_PER_TASK))
+        .enumerate()
+        .for_each(|(task, (oc, xc))| {
+            let first_block = (task * ELEMS_PER_TASK / 4) as u64;
+            for (j, (o4, x4)) in oc.chunks_mut(4).zip(xc.chunks(4)).enumerate() {
+                let draws = dropout_block(d.seed, d.call, first_block + j as u64);
+                for ((o, &v), &r) in o4.iter_mut().zip(x4).zip(&draws) {
+                    *o = if r >= threshold { v * scale } else { T::ZERO };
+                }
+            }
+        });
+}
+
+pub fn dropout_forward<T: Float>(d: &DropoutDims, x: &[T], y: &mut [T]) {
+    dropout_apply(d, x, y);
+}
+
+/// dx = g · keep / (1 − p), the same mask as the forward.
+pub fn dropout_backward<T: Float>(d: &DropoutDims, g: &[T], dx: &mut [T]) {
+    dropout_apply(d, g, dx);
+}

@@ -1,0 +1,161 @@
+//! Elementwise arithmetic, bias broadcast, mean pooling and axis permutation.
+
+use super::ELEMS_PER_TASK;
+use crate::float::Float;
+use rayon::prelude::*;
+
+/// out ← f(a, b) elementwise, in parallel.
+pub fn zip_map<T: Float>(a: &[T], b: &[T], out: &mut [T], f: impl Fn(T, T) -> T + Sync) {
+    assert!(a.len() == b.len() && a.len() == out.len());
+    out.par_chunks_mut(ELEMS_PER_TASK)
+        .zip(
+            a.par_chunks(ELEMS_PER_TASK)
+                .zip(b.par_chunks(ELEMS_PER_TASK)),
+        )
+        .for_each(|(o, (a, b))| {
+            for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                *o = f(x, y);
+            }
+        });
+}
+
+/// out ← f(a) elementwise, in parallel.
+pub fn map<T: Float>(a: &[T], out: &mut [T], f: impl Fn(T) -> T + Sync) {
+    assert_eq!(a.len(), out.len());
+    out.par_chunks_mut(ELEMS_PER_TASK)
+        .zip(a.par_chunks(ELEMS_PER_TASK))
+        .for_each(|(o, a)| {
+            for (o, &x) in o.iter_mut().zip(a) {
+                *o = f(x);
+            }
+        });
+}
+
+/// y [rows, c] += bias [c] on every row.
+pub fn add_bias_inplace<T: Float>(y: &mut [T], bias: &[T]) {
+    let c = bias.len();
+    assert!(c > 0 && y.len() % c == 0);
+    let rows_per_task = (ELEMS_PER_TASK / c).max(1);
+    y.par_chunks_mut(rows_per_task * c).for_each(|chunk| {
+        for row in chunk.chunks_exact_mut(c) {
+            for (v, &b) in row.iter_mut().zip(bias) {
+                *v += b;
+            }
+        }
+    });
+}
+
+/// y ← x + bias broadcast over the last axis (x is [rows, c]).
+pub fn add_bias_forward<T: Float>(x: &[T], bias: &[T], y: &mut [T]) {
+    y.copy_from_slice(x);
+    add_bias_inplace(y, bias);
+}
+
+/// dbias ← column sums of g [rows, c] (the gradient to x is g itself).
+pub fn add_bias_backward<T: Float>(g: &[T], c: usize, dbias: &mut [T]) {
+    super::sum_rows(g, g.len() / c.max(1), c, dbias);
+}
+
+/// The axis being pooled, seen as x [outer, n, inner] -> y [outer, inner].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolDims {
+    pub outer: usize,
+    pub n: usize,
+    pub inner: usize,
+}
+
+impl PoolDims {
+    /// Splits `shape` around `axis`.
+    pub fn around(shape: &[usize], axis: usize) -> Self {
+        PoolDims {
+            outer: shape[..axis].iter().product(),
+            n: shape[axis],
+            inner: shape[axis + 1..].iter().product(),
+        }
+    }
+}
+
+/// y[o, i] ← mean over j of x[o, j, i].
+pub fn mean_pool_forward<T: Float>(d: &PoolDims, x: &[T], y: &mut [T]) {
+    let PoolDims { outer, n, inner } = *d;
+    assert_eq!((x.len(), y.len()), (outer * n * inner, outer * inner));
+    let inv = T::ONE / T::from_usize(n);
+    y.par_chunks_mut(inner.max(1))
+        .zip(x.par_chunks((n * inner).max(1)))
+        .for_each(|(yo, xo)| {
+            yo.fill(T::ZERO);
+            for row in xo.chunks_exact(inner) {
+                for (acc, &v) in yo.iter_mut().zip(row) {
+                    *acc += v;
+                }
+            }
+            yo.iter_mut().for_each(|v| *v *= inv);
+        });
+}
+
+/// dx[o, j, i] ← g[o, i] / n.
+pub fn mean_pool_backward<T: Float>(d: &PoolDims, g: &[T], dx: &mut [T]) {
+    let PoolDims { outer, n, inner } = *d;
+    assert_eq!((dx.len(), g.len()), (outer * n * inner, outer * inner));
+    let inv = T::ONE / T::from_usize(n);
+    dx.par_chunks_mut((n * inner).max(1))
+        .zip(g.par_chunks(inner.max(1)))
+        .for_each(|(dxo, go)| {
+            for row in dxo.chunks_exact_mut(inner) {
+                for (d, &v) in row.iter_mut().zip(go) {
+                    *d = v * inv;
+                }
+            }
+        });
+}
+
+/// The shape of x after `permute(perm)`: out axis i is input axis perm[i].
+pub fn permuted_shape(shape: &[usize], perm: &[usize]) -> Vec<usize> {
+    perm.iter().map(|&p| shape[p]).collect()
+}
+
+/// The permutation that undoes `perm`.
+pub fn inverse_permutation(perm: &[usize]) -> Vec<usize> {
+    let mut inv = vec![0; perm.len()];
+    for (i, &p) in perm.iter().enumerate() {
+        inv[p] = i;
+    }
+    inv
+}
+
+/// y ← x with axes reordered: y's axis i is x's axis perm[i] (up to 4 axes).
+/// `perm` must be a permutation of 0..shape.len().
+pub fn permute<T: Float>(shape: &[usize], perm: &[usize], x: &[T], y: &mut [T]) {
+    assert!(shape.len() == perm.len() && shape.len() <= 4);
+    assert_eq!(x.len(), y.len());
+    // Pad to 4 axes with leading size-1 axes so one loop nest serves every rank.
+    let pad = 4 - shape.len();
+    let mut dims = [1usize; 4];
+    let mut in_strides = [0usize; 4];
+    let mut stride = 1;
+    for a in (0..shape.len()).rev() {
+        in_strides[a + pad] = stride;
+        stride *= shape[a];
+        dims[a + pad] = shape[a];
+    }
+    let mut out_dims = [1usize; 4];
+    let mut src_stride = [0usize; 4];
+    for (i, &p) in perm.iter().enumerate() {
+        out_dims[i + pad] = dims[p + pad];
+        src_stride[i + pad] = in_strides[p + pad];
+    }
+    let inner = out_dims[3];
+    let plane = out_dims[2] * inner;
+    if plane == 0 {
+        return;
+    }
+    y.par_chunks_mut(plane).enumerate().for_each(|(i01, yp)| {
+        let (i0, i1) = (i01 / out_dims[1], i01 % out_dims[1]);
+        for i2 in 0..out_dims[2] {
+            let base = i0 * src_stride[0] + i1 * src_stride[1] + i2 * src_stride[2];
+            for (i3, v) in yp[i2 * inner..][..inner].iter_mut().enumerate() {
+                *v = x[base + i3 * src_stride[3]];
+            }
+        }
+    });
+}

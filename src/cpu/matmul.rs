@@ -1,0 +1,160 @@
+//! Batched matrix products and the linear layer.
+
+use super::{gemm, sum_rows};
+use crate::float::Float;
+use rayon::prelude::*;
+
+/// C[b] = op(A[b]) · op(B[b]) for b in 0..batch.
+///
+/// Layouts (row-major): A is `batch` × ([m, k], or [k, m] if `trans_a`);
+/// B is (`1` if `b_shared` else `batch`) × ([k, n], or [n, k] if `trans_b`);
+/// C is `batch` × [m, n].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulDims {
+    pub batch: usize,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    /// One B for every batch entry (a 2-D right operand).
+    pub b_shared: bool,
+}
+
+impl MatmulDims {
+    pub fn a_len(&self) -> usize {
+        self.batch * self.m * self.k
+    }
+    pub fn b_len(&self) -> usize {
+        self.b_batches() * self.k * self.n
+    }
+    pub fn c_len(&self) -> usize {
+        self.batch * self.m * self.n
+    }
+    fn b_batches(&self) -> usize {
+        if self.b_shared {
+            1
+        } else {
+            self.batch
+        }
+    }
+    /// A shared B with a non-transposed A is one GEMM over batch·m rows.
+    fn flattens(&self) -> bool {
+        self.b_shared && !self.trans_a
+    }
+}
+
+/// c ← op(a)·op(b) (see [`MatmulDims`] for layouts).
+pub fn matmul_forward<T: Float>(d: &MatmulDims, a: &[T], b: &[T], c: &mut [T]) {
+    assert_eq!(
+        (a.len(), b.len(), c.len()),
+        (d.a_len(), d.b_len(), d.c_len())
+    );
+    let MatmulDims { m, k, n, .. } = *d;
+    if d.flattens() {
+        return gemm(d.batch * m, k, n, a, false, b, d.trans_b, c, false, T::ZERO);
+    }
+    let b_stride = if d.b_shared { 0 } else { k * n };
+    c.par_chunks_mut((m * n).max(1))
+        .enumerate()
+        .for_each(|(i, ci)| {
+            let ai = &a[i * m * k..(i + 1) * m * k];
+            let bi = &b[i * b_stride..i * b_stride + k * n];
+            gemm(m, k, n, ai, d.trans_a, bi, d.trans_b, ci, false, T::ZERO);
+        });
+}
+
+/// da ← ∂/∂a, db ← ∂/∂b of Σ g ⊙ c (both overwritten).
+///
+/// With `dop(A) = G·op(B)ᵀ` and `dop(B) = op(A)ᵀ·G`, each written back in the
+/// operand's own (possibly transposed) layout. A shared B sums over the batch in
+/// batch order.
+pub fn matmul_backward<T: Float>(
+    d: &MatmulDims,
+    a: &[T],
+    b: &[T],
+    g: &[T],
+    da: &mut [T],
+    db: &mut [T],
+) {
+    assert_eq!(
+        (a.len(), b.len(), g.len()),
+        (d.a_len(), d.b_len(), d.c_len())
+    );
+    assert_eq!((da.len(), db.len()), (d.a_len(), d.b_len()));
+    let MatmulDims { m, k, n, .. } = *d;
+    if d.flattens() {
+        let rows = d.batch * m;
+        gemm(rows, n, k, g, false, b, !d.trans_b, da, false, T::ZERO);
+        gemm(k, rows, n, a, true, g, false, db, d.trans_b, T::ZERO);
+        return;
+    }
+    let (a_len, c_len) = (m * k, m * n);
+    if d.b_shared {
+        for i in 0..d.batch {
+            let (ai, gi) = (&a[i * a_len..][..a_len], &g[i * c_len..][..c_len]);
+            let beta = if i == 0 { T::ZERO } else { T::ONE };
+            gemm(k, m, n, ai, !d.trans_a, gi, false, db, d.trans_b, beta);
+        }
+        da.par_chunks_mut(a_len.max(1))
+            .enumerate()
+            .for_each(|(i, dai)| {
+                let gi = &g[i * c_len..][..c_len];
+                gemm(m, n, k, gi, false, b, !d.trans_b, dai, d.trans_a, T::ZERO);
+            });
+        return;
+    }
+    let b_len = k * n;
+    da.par_chunks_mut(a_len.max(1))
+        .zip(db.par_chunks_mut(b_len.max(1)))
+        .enumerate()
+        .for_each(|(i, (dai, dbi))| {
+            let (ai, bi) = (&a[i * a_len..][..a_len], &b[i * b_len..][..b_len]);
+            let gi = &g[i * c_len..][..c_len];
+            gemm(m, n, k, gi, false, bi, !d.trans_b, dai, d.trans_a, T::ZERO);
+            gemm(k, m, n, ai, !d.trans_a, gi, false, dbi, d.trans_b, T::ZERO);
+        });
+}
+
+/// y [rows, out] = x [rows, in] · wᵀ (w is [out, in]) + bias [out].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinearDims {
+    pub rows: usize,
+    pub d_in: usize,
+    pub d_out: usize,
+}
+
+pub fn linear_forward<T: Float>(d: &LinearDims, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
+    let LinearDims { rows, d_in, d_out } = *d;
+    assert_eq!(
+        (x.len(), w.len(), y.len()),
+        (rows * d_in, d_out * d_in, rows * d_out)
+    );
+    gemm(rows, d_in, d_out, x, false, w, true, y, false, T::ZERO);
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), d_out);
+        super::elementwise::add_bias_inplace(y, bias);
+    }
+}
+
+/// dx ← g·w, dw ← gᵀ·x, dbias ← column sums of g (all overwritten).
+pub fn linear_backward<T: Float>(
+    d: &LinearDims,
+    x: &[T],
+    w: &[T],
+    g: &[T],
+    dx: &mut [T],
+    dw: &mut [T],
+    dbias: Option<&mut [T]>,
+) {
+    let LinearDims { rows, d_in, d_out } = *d;
+    assert_eq!(
+        (g.len(), dx.len(), dw.len()),
+        (rows * d_out, rows * d_in, d_out * d_in)
+    );
+    gemm(rows, d_out, d_in, g, false, w, false, dx, false, T::ZERO);
+    gemm(d_out, rows, d_in, g, true, x, false, dw, false, T::ZERO);
+    if let Some(dbias) = dbias {
+        sum_rows(g, rows, d_out, dbias);
+    }
+}

@@ -1,0 +1,174 @@
+//! Adam / AdamW with bias correction, global-norm gradient clipping, and
+//! learning-rate schedules.
+
+use crate::autograd::{Grads, ParamStore};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Decoupled weight decay (AdamW); 0 gives plain Adam.
+    pub weight_decay: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// AdamW (Loshchilov & Hutter): p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + eps), with
+/// m̂ = m/(1 − β1ᵗ), v̂ = v/(1 − β2ᵗ). Moments are kept in `T`, one buffer per
+/// parameter, created on the first step that sees its gradient.
+#[derive(Clone, Debug)]
+pub struct AdamW<T: Float = f32> {
+    pub config: AdamConfig,
+    step: u64,
+    first_moment: Vec<Vec<T>>,
+    second_moment: Vec<Vec<T>>,
+}
+
+impl<T: Float> AdamW<T> {
+    pub fn new(config: AdamConfig) -> Self {
+        AdamW {
+            config,
+            step: 0,
+            first_moment: Vec::new(),
+            second_moment: Vec::new(),
+        }
+    }
+
+    /// Number of steps taken.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// One update with learning rate `lr` (from a schedule; `config.lr` is the
+    /// default a caller may pass). Parameters without a gradient are left
+    /// untouched, weight decay included (as PyTorch).
+    pub fn step(&mut self, store: &mut ParamStore<T>, grads: &Grads<T>, lr: f64) -> Result<()> {
+        if grads.params.len() != store.len() {
+            return Err(Error::Invalid(format!(
+                "AdamW: {} gradients for {} parameters",
+                grads.params.len(),
+                store.len()
+            )));
+        }
+        self.first_moment.resize(store.len(), Vec::new());
+        self.second_moment.resize(store.len(), Vec::new());
+        self.step += 1;
+        let AdamConfig {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            ..
+        } = self.config;
+        let t = self.step as i32;
+        let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+        let (b1, b2) = (T::from_f64(beta1), T::from_f64(beta2));
+        let decay = T::from_f64(1.0 - lr * weight_decay);
+        let (step_size, inv_c2, eps) = (
+            T::from_f64(lr / c1),
+            T::from_f64(1.0 / c2),
+            T::from_f64(eps),
+        );
+        for id in store.ids().collect::<Vec<_>>() {
+            let Some(g) = grads.get(id) else { continue };
+            let name = store.name(id).to_string();
+            let p = store.get_mut(id);
+            if g.shape() != p.shape() {
+                return Err(Error::shape(
+                    "AdamW::step",
+                    p.shape(),
+                    g.shape(),
+                    format!("gradient of '{name}' has another shape"),
+                ));
+            }
+            let (g, p) = (g.as_slice()?, p.as_mut_slice()?);
+            let (m, v) = (
+                &mut self.first_moment[id.index()],
+                &mut self.second_moment[id.index()],
+            );
+            if m.len() != p.len() {
+                m.resize(p.len(), T::ZERO);
+                v.resize(p.len(), T::ZERO);
+            }
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                *m = b1 * *m + (T::ONE - b1) * g;
+                *v = b2 * *v + (T::ONE - b2) * g * g;
+                *p = *p * decay - step_size * *m / ((*v * inv_c2).sqrt() + eps);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Scales all gradients so that their global L2 norm is at most `max_norm`
+/// (factor max_norm / (norm + 1e-6), as PyTorch). Returns the norm before
+/// clipping; a non-finite norm is returned as is and nothing is scaled, so the
+/// caller can stop the run with `Error::NonFinite`.
+pub fn clip_grad_norm<T: Float>(grads: &mut Grads<T>, max_norm: f64) -> Result<f64> {
+    let mut sum_sq = 0.0f64;
+    for g in grads.params.iter().flatten() {
+        sum_sq += g
+            .as_slice()?
+            .iter()
+            .map(|&v| v.to_f64() * v.to_f64())
+            .sum::<f64>();
+    }
+    let norm = sum_sq.sqrt();
+    if norm.is_finite() && norm > max_norm {
+        let factor = T::from_f64(max_norm / (norm + 1e-6));
+        for g in grads.params.iter_mut().flatten() {
+            g.as_mut_slice()?.iter_mut().for_each(|v| *v *= factor);
+        }
+    }
+    Ok(norm)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LrSchedule {
+    Constant(f64),
+    /// Linear warmup from peak/warmup_steps to peak over `warmup_steps`, then
+    /// cosine decay to `min_lr` at `total_steps` (held there afterwards).
+    WarmupCosine {
+        peak: f64,
+        warmup_steps: usize,
+        total_steps: usize,
+        min_lr: f64,
+    },
+}
+
+impl LrSchedule {
+    /// The learning rate of step `step` (0-based).
+    pub fn lr_at(&self, step: usize) -> f64 {
+        match *self {
+            LrSchedule::Constant(lr) => lr,
+            LrSchedule::WarmupCosine {
+                peak,
+                warmup_steps,
+                total_steps,
+                min_lr,
+            } => {
+                if step < warmup_steps {
+                    return peak * (step + 1) as f64 / warmup_steps as f64;
+                }
+                let decay_steps = total_steps.saturating_sub(warmup_steps).max(1);
+                let progress = ((step - warmup_steps) as f64 / decay_steps as f64).min(1.0);
+                min_lr + 0.5 * (peak - min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+}

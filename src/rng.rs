@@ -1,0 +1,131 @@
+//! Counter-based random numbers: Philox 4x32-10 (Salmon et al., "Parallel random
+//! numbers: as easy as 1, 2, 3", SC'11), and the dropout mask rule built on it.
+//!
+//! The mask of element `i` depends only on (seed, call, i), so the CPU and the
+//! CUDA kernels draw the same mask bit-for-bit, in any order, on any thread count:
+//! counter = [lo32(i/4), hi32(i/4), lo32(call), hi32(call)], key = [lo32(seed),
+//! hi32(seed)], r = philox4x32_10(counter, key)[i % 4], keep iff r >= threshold.
+
+const MUL0: u32 = 0xD251_1F53;
+const MUL1: u32 = 0xCD9E_8D57;
+/// Weyl increments of the key schedule (golden ratio, sqrt(3) - 1).
+const WEYL0: u32 = 0x9E37_79B9;
+const WEYL1: u32 = 0xBB67_AE85;
+
+#[inline(always)]
+fn mul_hi_lo(a: u32, b: u32) -> (u32, u32) {
+    let p = u64::from(a) * u64::from(b);
+    ((p >> 32) as u32, p as u32)
+}
+
+#[inline(always)]
+fn round(c: [u32; 4], k: [u32; 2]) -> [u32; 4] {
+    let (hi0, lo0) = mul_hi_lo(MUL0, c[0]);
+    let (hi1, lo1) = mul_hi_lo(MUL1, c[2]);
+    [hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0]
+}
+
+/// Philox 4x32 with 10 rounds: four random words per (counter, key).
+#[inline]
+pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    let mut c = counter;
+    let mut k = key;
+    for r in 0..10 {
+        if r > 0 {
+            k = [k[0].wrapping_add(WEYL0), k[1].wrapping_add(WEYL1)];
+        }
+        c = round(c, k);
+    }
+    c
+}
+
+/// The threshold below which a 32-bit draw drops an element: floor(p * 2^32),
+/// saturated at 2^32 - 1; p = 0 drops nothing.
+pub fn dropout_threshold(p: f64) -> u32 {
+    let scaled = (p.clamp(0.0, 1.0) * 4_294_967_296.0).floor();
+    scaled.min(u32::MAX as f64) as u32
+}
+
+/// The four draws that decide elements 4j..4j+3 of dropout call `call`.
+#[inline]
+pub fn dropout_block(seed: u64, call: u64, block: u64) -> [u32; 4] {
+    philox4x32_10(
+        [
+            block as u32,
+            (block >> 32) as u32,
+            call as u32,
+            (call >> 32) as u32,
+        ],
+        [seed as u32, (seed >> 32) as u32],
+    )
+}
+
+/// Whether element `i` survives dropout call `call` (keep iff draw >= threshold).
+#[inline]
+pub fn dropout_keep(seed: u64, call: u64, i: u64, threshold: u32) -> bool {
+    dropout_block(seed, call, i / 4)[(i % 4) as usize] >= threshold
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Known-answer vectors of Random123 (kat_vectors, philox4x32 10 rounds).
+    #[test]
+    fn philox_matches_random123_known_answers() {
+        let cases: [([u32; 4], [u32; 2], [u32; 4]); 3] = [
+            (
+                [0, 0, 0, 0],
+                [0, 0],
+                [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
+            ),
+            (
+                [u32::MAX; 4],
+                [u32::MAX; 2],
+                [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
+            ),
+            (
+                [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+                [0xa4093822, 0x299f31d0],
+                [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1],
+            ),
+        ];
+        for (counter, key, expected) in cases {
+            assert_eq!(
+                philox4x32_10(counter, key),
+                expected,
+                "counter {counter:x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn threshold_edges() {
+        assert_eq!(dropout_threshold(0.0), 0);
+        assert_eq!(dropout_threshold(0.5), 1 << 31);
+        assert_eq!(dropout_threshold(1.0), u32::MAX);
+        assert_eq!(dropout_threshold(0.25), 1 << 30);
+    }
+
+    #[test]
+    fn keep_rate_follows_p() {
+        let thr = dropout_threshold(0.3);
+        let kept = (0..100_000u64)
+            .filter(|&i| dropout_keep(42, 7, i, thr))
+            .count();
+        let rate = kept as f64 / 100_000.0;
+        assert!((rate - 0.7).abs() < 0.01, "keep rate {rate}");
+    }
+
+    #[test]
+    fn mask_uses_all_four_words_and_the_call_counter() {
+        let thr = dropout_threshold(0.5);
+        let a: Vec<bool> = (0..64).map(|i| dropout_keep(1, 0, i, thr)).collect();
+        let b: Vec<bool> = (0..64).map(|i| dropout_keep(1, 1, i, thr)).collect();
+        assert_ne!(a, b);
+        let words = dropout_block(1, 0, 3);
+        for j in 0..4 {
+            assert_eq!(dropout_keep(1, 0, 12 + j, thr), words[j as usize] >= thr);
+        }
+    }
+}
