@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod vs_cpu;
+
 /// Deterministic inputs (xorshift64*), uniform in [-1, 1).
 pub struct TestRng(u64);
 
