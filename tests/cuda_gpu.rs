@@ -20,6 +20,8 @@ fn gpu_kernels_match_cpu_or_driver_absence_is_a_clear_error() {
                 "the error says what is missing: {msg}"
             );
             assert!(cuda_device(0).is_err());
+            assert!(convformer::Device::cuda(0).is_err());
+            assert_eq!(convformer::Device::auto(), convformer::Device::Cpu);
             if probe_driver().is_err() {
                 loud_skip(&format!("\n==================== SKIPPED: GPU kernel checks ====================\nno GPU here: {msg}\n====================================================================\n"));
             }

@@ -111,6 +111,11 @@ impl CudaBackend {
         })
     }
 
+    /// The stream all work of this backend is ordered on (for cuBLAS in the benchmarks).
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
     pub fn name(&self) -> Result<String> {
         self.ctx.name().map_err(|e| driver_err("device name", e))
     }
