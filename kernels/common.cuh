@@ -11,6 +11,13 @@
 #define DYNAMIC_SHARED(type, name) extern __shared__ type name[]
 #endif
 
+// Full unrolling keeps small fixed-size arrays (accumulator tiles) in registers.
+#ifdef CONVFORMER_EMU
+#define CF_UNROLL
+#else
+#define CF_UNROLL _Pragma("unroll")
+#endif
+
 #define FULL_MASK 0xffffffffu
 #define CF_INF __int_as_float(0x7f800000)
 

@@ -5,28 +5,30 @@
 // when trans_b); all row-major. stride_* = 0 shares an operand across the batch.
 #include "common.cuh"
 
-#define GEMM_BM 64
-#define GEMM_BN 64
-#define GEMM_BK 16
-#define GEMM_THREADS 256  // 16 x 16 threads, each owning a 4 x 4 micro-tile of C
-#define GEMM_TM 4
-#define GEMM_TN 4
+#define GEMM_BM 128
+#define GEMM_BN 128
+#define GEMM_BK 8
+#define GEMM_THREADS 256  // 16 x 16 threads, each owning an 8 x 8 micro-tile of C
+#define GEMM_HALF 64      // a micro-tile is 2 x 2 quads of 4 x 4, 64 rows/columns apart
 
 #define EPILOGUE_NONE 0
 #define EPILOGUE_RELU 1
 #define EPILOGUE_GELU 2
 
-// grid: (ceil(N/64), ceil(M/64), batch); block: 256.
-// Each thread loads 4 elements of the A tile and 4 of the B tile per K step
-// (consecutive threads read consecutive addresses whichever the layout), then
-// accumulates its 4x4 outputs from shared memory in registers.
+// grid: (ceil(N/128), ceil(M/128), batch); block: 256.
+// Per K step of 8, each thread loads 4 elements of the A tile and 4 of the B
+// tile into shared memory (consecutive threads take consecutive addresses for
+// either layout, zero outside the matrix), then accumulates its 8 x 8 outputs
+// from registers: rows ty*4 + {0..3} and 64 + ty*4 + {0..3}, columns likewise
+// with tx. Splitting the micro-tile in quads 64 apart keeps the shared-memory
+// reads of a warp on distinct banks.
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS)
     sgemm_tiled(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
                 const float* __restrict__ bias, int M, int N, int K, int trans_a, int trans_b,
                 long long stride_a, long long stride_b, long long stride_c, float alpha, float beta,
                 int epilogue) {
-    __shared__ float As[GEMM_BK][GEMM_BM + 4];  // As[k][m]
-    __shared__ float Bs[GEMM_BK][GEMM_BN + 4];  // Bs[k][n]
+    __shared__ float As[GEMM_BK][GEMM_BM];  // As[k][m]
+    __shared__ float Bs[GEMM_BK][GEMM_BN];  // Bs[k][n]
     A += blockIdx.z * stride_a;
     B += blockIdx.z * stride_b;
     C += blockIdx.z * stride_c;
@@ -34,9 +36,11 @@ extern "C" __global__ void __launch_bounds__(GEMM_THREADS)
     const int tx = tid % 16, ty = tid / 16;
     const int row0 = blockIdx.y * GEMM_BM, col0 = blockIdx.x * GEMM_BN;
 
-    float acc[GEMM_TM][GEMM_TN];
-    for (int i = 0; i < GEMM_TM; ++i)
-        for (int j = 0; j < GEMM_TN; ++j) acc[i][j] = 0.0f;
+    float acc[8][8];
+    CF_UNROLL
+    for (int i = 0; i < 8; ++i)
+        CF_UNROLL
+        for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
 
     for (int k0 = 0; k0 < K; k0 += GEMM_BK) {
         for (int r = 0; r < (GEMM_BM * GEMM_BK) / GEMM_THREADS; ++r) {
@@ -57,21 +61,31 @@ extern "C" __global__ void __launch_bounds__(GEMM_THREADS)
             Bs[bk][bn] = b;
         }
         __syncthreads();
+        CF_UNROLL
         for (int k = 0; k < GEMM_BK; ++k) {
-            float a[GEMM_TM], b[GEMM_TN];
-            for (int i = 0; i < GEMM_TM; ++i) a[i] = As[k][ty * GEMM_TM + i];
-            for (int j = 0; j < GEMM_TN; ++j) b[j] = Bs[k][tx * GEMM_TN + j];
-            for (int i = 0; i < GEMM_TM; ++i)
-                for (int j = 0; j < GEMM_TN; ++j) acc[i][j] += a[i] * b[j];
+            float a[8], b[8];
+            CF_UNROLL
+            for (int i = 0; i < 4; ++i) {
+                a[i] = As[k][ty * 4 + i];
+                a[4 + i] = As[k][GEMM_HALF + ty * 4 + i];
+                b[i] = Bs[k][tx * 4 + i];
+                b[4 + i] = Bs[k][GEMM_HALF + tx * 4 + i];
+            }
+            CF_UNROLL
+            for (int i = 0; i < 8; ++i)
+                CF_UNROLL
+                for (int j = 0; j < 8; ++j) acc[i][j] += a[i] * b[j];
         }
         __syncthreads();
     }
 
-    for (int i = 0; i < GEMM_TM; ++i) {
-        const int r = row0 + ty * GEMM_TM + i;
+    CF_UNROLL
+    for (int i = 0; i < 8; ++i) {
+        const int r = row0 + (i < 4 ? ty * 4 + i : GEMM_HALF + ty * 4 + i - 4);
         if (r >= M) continue;
-        for (int j = 0; j < GEMM_TN; ++j) {
-            const int c = col0 + tx * GEMM_TN + j;
+        CF_UNROLL
+        for (int j = 0; j < 8; ++j) {
+            const int c = col0 + (j < 4 ? tx * 4 + j : GEMM_HALF + tx * 4 + j - 4);
             if (c >= N) continue;
             float v = alpha * acc[i][j];
             // beta == 0 must not read C: it may hold garbage (or NaN).

@@ -166,8 +166,20 @@ fn check_gemm(
 #[test]
 fn sgemm_edge_shapes() {
     check_gemm(1, 1, 1, 1, false, false, false, false, Epilogue::None, 1);
-    check_gemm(1, 64, 64, 16, false, false, false, false, Epilogue::None, 2);
-    check_gemm(1, 65, 67, 17, true, true, false, true, Epilogue::Relu, 3);
+    check_gemm(
+        1,
+        128,
+        128,
+        8,
+        false,
+        false,
+        false,
+        false,
+        Epilogue::None,
+        2,
+    ); // exactly one tile
+    check_gemm(1, 129, 131, 17, true, true, false, true, Epilogue::Relu, 3); // one past the tile
+    check_gemm(2, 70, 200, 9, true, false, false, false, Epilogue::None, 5);
     check_gemm(3, 13, 70, 33, false, true, true, true, Epilogue::Gelu, 4);
 }
 
@@ -194,7 +206,7 @@ fn sgemm_alpha_beta_accumulates() {
 proptest! {
     #![proptest_config(cases())]
     #[test]
-    fn sgemm_random(batch in 1usize..3, m in 1usize..80, n in 1usize..80, k in 1usize..40, ta: bool, tb: bool, share_b: bool, seed: u64) {
+    fn sgemm_random(batch in 1usize..3, m in 1usize..150, n in 1usize..150, k in 1usize..40, ta: bool, tb: bool, share_b: bool, seed: u64) {
         check_gemm(batch, m, n, k, ta, tb, share_b, false, Epilogue::None, seed);
     }
 }

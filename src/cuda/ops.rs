@@ -106,6 +106,9 @@ impl Gemm {
     }
 }
 
+/// Rows and columns of C per block of `sgemm_tiled`.
+const GEMM_TILE: usize = 128;
+
 pub fn sgemm<B: Backend>(
     be: &B,
     g: &Gemm,
@@ -138,8 +141,8 @@ pub fn sgemm<B: Backend>(
     ];
     let cfg = LaunchCfg {
         grid: [
-            g.n.div_ceil(64) as u32,
-            grid_y(OP, g.m.div_ceil(64))?,
+            g.n.div_ceil(GEMM_TILE) as u32,
+            grid_y(OP, g.m.div_ceil(GEMM_TILE))?,
             grid_y(OP, g.batch)?,
         ],
         block: [256, 1, 1],
