@@ -16,6 +16,8 @@ use convformer::cuda::{Backend, DeviceBuffer, EmuBackend};
 use cuda_support::*;
 use proptest::prelude::*;
 
+type ScalarFn = fn(f64) -> f64;
+
 const ATOL: f64 = 1e-4;
 const RTOL: f64 = 1e-3;
 
@@ -103,6 +105,7 @@ fn typed_wrappers_reject_short_buffers() {
 
 // ---------------------------------------------------------------- sgemm
 
+#[allow(clippy::too_many_arguments)]
 fn check_gemm(
     batch: usize,
     m: usize,
@@ -447,7 +450,7 @@ proptest! {
             let (y, dx) = (out(n), out(n));
             ops::unary_fwd(&EmuBackend, op, n, &ab, &y).unwrap();
             ops::unary_bwd(&EmuBackend, op, n, &ab, &dyb, &dx).unwrap();
-            let (f, g): (fn(f64) -> f64, fn(f64) -> f64) = match op {
+            let (f, g): (ScalarFn, ScalarFn) = match op {
                 Unary::Relu => (|x| x.max(0.0), |x| if x > 0.0 { 1.0 } else { 0.0 }),
                 Unary::Gelu => (gelu, gelu_grad),
             };
@@ -754,4 +757,128 @@ proptest! {
         let want = g.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
         prop_assert!((norm - want).abs() <= 1e-5 * want.max(1.0), "norm {} vs {}", norm, want);
     }
+}
+
+// ---------------------------------------------------------------- emulator semantics
+
+fn launch_selftest(
+    kernel: &'static str,
+    threads: u32,
+    blocks: u32,
+    shared: u32,
+    args: &[convformer::cuda::Arg],
+) -> convformer::Result<()> {
+    let cfg = convformer::cuda::LaunchCfg {
+        grid: [blocks, 1, 1],
+        block: [threads, 1, 1],
+        shared_bytes: shared,
+    };
+    EmuBackend.launch(kernel, cfg, args)
+}
+
+#[test]
+fn emulator_warp_shuffles_and_votes() {
+    use convformer::cuda::Arg;
+    let buf = out(64 * 8);
+    launch_selftest("selftest_warp_ops", 64, 1, 0, &[Arg::Ptr(buf.addr())]).unwrap();
+    let mut bytes = vec![0u8; 64 * 8 * 4];
+    EmuBackend.read(&buf, &mut bytes).unwrap();
+    let got: Vec<i32> = bytes
+        .chunks(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let ballot = (0..32).filter(|l| l % 3 == 0).fold(0u32, |m, l| m | 1 << l) as i32;
+    for tid in 0..64i32 {
+        let (lane, base) = (tid % 32, tid / 32 * 32);
+        let want = [
+            if lane + 3 < 32 { tid + 3 } else { tid },
+            if lane < 2 { tid } else { tid - 2 },
+            base + (lane ^ 5),
+            base + 7,
+            ballot,
+            (tid >= 32) as i32,
+            0,
+            496,
+        ];
+        assert_eq!(&got[tid as usize * 8..][..8], &want, "thread {tid}");
+    }
+}
+
+#[test]
+fn emulator_atomics_count_every_thread() {
+    use convformer::cuda::Arg;
+    let buf = up(&[0.0; 4]);
+    launch_selftest("selftest_atomics", 96, 3, 0, &[Arg::Ptr(buf.addr())]).unwrap();
+    assert_eq!(down(&buf, 4), vec![288.0, 96.0, 96.0, 96.0]);
+}
+
+#[test]
+fn emulator_missing_barrier_reads_poisoned_shared_memory() {
+    use convformer::cuda::Arg;
+    let buf = out(64);
+    launch_selftest(
+        "selftest_neighbour",
+        32,
+        2,
+        0,
+        &[Arg::Ptr(buf.addr()), Arg::I32(1)],
+    )
+    .unwrap();
+    let want: Vec<f32> = (0..64)
+        .map(|i| ((i % 32 + 1) % 32 + 100 * (i / 32)) as f32)
+        .collect();
+    assert_eq!(
+        down(&buf, 64),
+        want,
+        "with the barrier every thread sees its neighbour"
+    );
+    launch_selftest(
+        "selftest_neighbour",
+        32,
+        2,
+        0,
+        &[Arg::Ptr(buf.addr()), Arg::I32(0)],
+    )
+    .unwrap();
+    let got = down(&buf, 64);
+    // Without it, threads 0..30 run before their neighbour wrote: they read the
+    // poison (NaN), in every block, not the previous launch's values.
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, v)| (i % 32 == 31) != v.is_nan()),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn emulator_reports_misused_collectives_and_poisoned_dynamic_shared() {
+    use convformer::cuda::Arg;
+    let buf = out(32);
+    let err = launch_selftest("selftest_exited_lane", 32, 1, 0, &[Arg::Ptr(buf.addr())])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("lane 5") && err.contains("did not take part"),
+        "{err}"
+    );
+    let err = launch_selftest(
+        "selftest_divergent_barrier",
+        32,
+        1,
+        0,
+        &[Arg::Ptr(buf.addr())],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("deadlock"), "{err}");
+    launch_selftest(
+        "selftest_unwritten_shared",
+        32,
+        1,
+        128,
+        &[Arg::Ptr(buf.addr())],
+    )
+    .unwrap();
+    assert!(down(&buf, 32).iter().all(|v| v.is_nan()));
 }

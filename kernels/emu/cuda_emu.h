@@ -8,9 +8,9 @@
 //    until its first barrier before thread 1 starts: a missing barrier makes a
 //    thread read shared memory its neighbours have not written yet, and that
 //    shows deterministically instead of once in a while;
-//  * `__shared__` variables are function statics (blocks never overlap), the
-//    dynamic shared memory is a per-launch buffer poisoned with NaN before each
-//    block;
+//  * `__shared__` variables are function statics (blocks never overlap) placed
+//    in one ELF section, which is poisoned with NaN (all-ones bytes) before each
+//    block, as is the per-launch buffer behind the dynamic shared memory;
 //  * warp shuffles/votes exchange values through a per-warp slot array; reading
 //    from a lane that did not take part in the same collective is an error;
 //  * atomics are plain read-modify-writes (one OS thread runs the launch);
@@ -43,8 +43,12 @@ struct dim3 {
 #define __forceinline__ inline
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
-// Blocks run one at a time, so one static per __shared__ variable is enough.
-#define __shared__ static
+// Blocks run one at a time, so one static per __shared__ variable is enough;
+// the section lets the scheduler poison all of them before each block (the
+// linker defines __start_/__stop_ symbols around a section named like this).
+#define __shared__ __attribute__((section("cf_emu_shared"))) static
+extern "C" __attribute__((weak)) char __start_cf_emu_shared[];
+extern "C" __attribute__((weak)) char __stop_cf_emu_shared[];
 
 // The built-in index variables; the scheduler sets them at every fiber switch.
 inline uint3 threadIdx;
@@ -127,8 +131,13 @@ inline void* dynamic_shared() {
 inline bool run_block(Launch& l) {
     auto& pool = stack_pool();
     while (pool.size() < l.nthreads) pool.emplace_back(new char[kStackBytes]);
-    // Poison dynamic shared memory (all-ones bits: a NaN) so unwritten reads show.
+    // Poison shared memory (all-ones bits: a NaN) so reads of unwritten (or not
+    // yet written) elements show.
     std::memset(l.dyn_shared.data(), 0xff, l.dyn_shared.size());
+    char* shared_begin = __start_cf_emu_shared;
+    char* shared_end = __stop_cf_emu_shared;
+    if (shared_begin && shared_end > shared_begin)
+        std::memset(shared_begin, 0xff, static_cast<size_t>(shared_end - shared_begin));
     for (unsigned t = 0; t < l.nthreads; ++t) {
         l.state[t] = FiberState::Ready;
         l.warp_ops[t] = 0;

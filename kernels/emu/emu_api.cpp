@@ -11,6 +11,7 @@
 #include "../loss.cu"
 #include "../pool.cu"
 #include "../softmax.cu"
+#include "selftest.cu"
 
 #include <cstdio>
 #include <map>
@@ -87,6 +88,9 @@ const std::map<std::string, Binder>& kernels() {
         KERNEL(layernorm_bwd_params), KERNEL(loss_fwd),           KERNEL(loss_bwd),
         KERNEL(mean_pool_fwd),        KERNEL(mean_pool_bwd),      KERNEL(softmax_fwd),
         KERNEL(softmax_bwd),
+        // the emulator's own tests (kernels/emu/selftest.cu)
+        KERNEL(selftest_warp_ops),    KERNEL(selftest_atomics),   KERNEL(selftest_neighbour),
+        KERNEL(selftest_exited_lane), KERNEL(selftest_divergent_barrier), KERNEL(selftest_unwritten_shared),
     };
     return table;
 }

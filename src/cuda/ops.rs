@@ -266,6 +266,7 @@ pub fn conv1d_fwd<B: Backend>(
 }
 
 /// dx from dy; and, when given, dw and dbias. Every output is overwritten.
+#[allow(clippy::too_many_arguments)]
 pub fn conv1d_bwd<B: Backend>(
     be: &B,
     s: &Conv1d,
