@@ -19,7 +19,7 @@ __device__ __forceinline__ float attention_score(const float* qi, const float* k
     return s * scale;
 }
 
-// grid: (ceil(Tq/4), B*H); block: 128; dynamic shared memory: 4 * Tk floats.
+// grid: (B*H, ceil(Tq/4)); block: 128; dynamic shared memory: 4 * Tk floats.
 // One warp per query row i. Its lanes compute the scores s_ij (keys strided
 // over lanes) into the warp's row of shared memory, reduce max and sum, turn
 // the row into probabilities, then each lane accumulates output dims d, d+32, ...
@@ -29,8 +29,8 @@ extern "C" __global__ void attention_fwd_smem(const float* __restrict__ q, const
                                               int D, int Dv, float scale) {
     DYNAMIC_SHARED(float, smem);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int bh = blockIdx.y, b = bh / H;
-    const int i = blockIdx.x * ATT_WARPS + warp;
+    const int bh = blockIdx.x, b = bh / H;
+    const int i = blockIdx.y * ATT_WARPS + warp;
     if (i >= Tq) return;  // whole warp
     float* p = smem + warp * Tk;
     const float* qi = q + ((long long)bh * Tq + i) * D;
@@ -67,15 +67,15 @@ extern "C" __global__ void attention_fwd_smem(const float* __restrict__ q, const
 // 32 at a time (one key per lane), keeps the running max m and sum l, rescales
 // its accumulators when m grows, and adds p_j v_j with p_j broadcast by shuffle;
 // lane owns output dims lane and lane + 32.
-// grid: (ceil(Tq/4), B*H); block: 128.
+// grid: (B*H, ceil(Tq/4)); block: 128.
 extern "C" __global__ void attention_fwd_online(const float* __restrict__ q, const float* __restrict__ k,
                                                 const float* __restrict__ v,
                                                 const unsigned char* __restrict__ key_mask, float* __restrict__ out,
                                                 float* __restrict__ lse, int H, int Tq, int Tk, int D, int Dv,
                                                 float scale) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int bh = blockIdx.y, b = bh / H;
-    const int i = blockIdx.x * ATT_WARPS + warp;
+    const int bh = blockIdx.x, b = bh / H;
+    const int i = blockIdx.y * ATT_WARPS + warp;
     if (i >= Tq) return;
     const float* qi = q + ((long long)bh * Tq + i) * D;
     const float* kb = k + (long long)bh * Tk * D;
@@ -113,7 +113,7 @@ extern "C" __global__ void attention_fwd_online(const float* __restrict__ q, con
 // dQ_i = scale * sum_j dS_ij k_j with P_ij = exp(s_ij - lse_i),
 // dS_ij = P_ij (dO_i . v_j - delta_i). One warp per query row, keys 32 at a
 // time (one per lane), dS_ij broadcast by shuffle; lane owns dims lane, lane+32.
-// grid: (ceil(Tq/4), B*H); block: 128. Needs D <= 64.
+// grid: (B*H, ceil(Tq/4)); block: 128. Needs D <= 64.
 extern "C" __global__ void attention_bwd_query(const float* __restrict__ q, const float* __restrict__ k,
                                                const float* __restrict__ v,
                                                const unsigned char* __restrict__ key_mask,
@@ -122,8 +122,8 @@ extern "C" __global__ void attention_bwd_query(const float* __restrict__ q, cons
                                                float* __restrict__ dq, int H, int Tq, int Tk, int D, int Dv,
                                                float scale) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int bh = blockIdx.y, b = bh / H;
-    const int i = blockIdx.x * ATT_WARPS + warp;
+    const int bh = blockIdx.x, b = bh / H;
+    const int i = blockIdx.y * ATT_WARPS + warp;
     if (i >= Tq) return;
     const long long row = (long long)bh * Tq + i;
     const float* qi = q + row * D;
@@ -164,7 +164,7 @@ extern "C" __global__ void attention_bwd_query(const float* __restrict__ q, cons
 // Backward, key side: dV_j = sum_i P_ij dO_i and dK_j = scale * sum_i dS_ij q_i.
 // One warp per key row j, queries 32 at a time (one per lane); each key row is
 // owned by one warp, so no atomics. Runs after attention_bwd_query (needs delta).
-// grid: (ceil(Tk/4), B*H); block: 128. Needs D, Dv <= 64.
+// grid: (B*H, ceil(Tk/4)); block: 128. Needs D, Dv <= 64.
 extern "C" __global__ void attention_bwd_key(const float* __restrict__ q, const float* __restrict__ k,
                                              const float* __restrict__ v, const unsigned char* __restrict__ key_mask,
                                              const float* __restrict__ dout, const float* __restrict__ lse,
@@ -172,8 +172,8 @@ extern "C" __global__ void attention_bwd_key(const float* __restrict__ q, const 
                                              float* __restrict__ dv, int H, int Tq, int Tk, int D, int Dv,
                                              float scale) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int bh = blockIdx.y, b = bh / H;
-    const int j = blockIdx.x * ATT_WARPS + warp;
+    const int bh = blockIdx.x, b = bh / H;
+    const int j = blockIdx.y * ATT_WARPS + warp;
     if (j >= Tk) return;
     const long long krow = (long long)bh * Tk + j;
     const float* kj = k + krow * D;

@@ -78,6 +78,43 @@ fn out_of_bounds_write_is_an_error() {
 }
 
 #[test]
+fn out_of_bounds_reads_are_nan_and_far_writes_are_caught() {
+    use convformer::cuda::{Arg, LaunchCfg};
+    // Reads 70 elements of a 64-element buffer: the last 6 come from the guard (NaN).
+    let (x, y) = (up(&[1.0; 64]), out(80));
+    let args = [
+        Arg::Ptr(x.addr()),
+        Arg::Ptr(y.addr()),
+        Arg::F32(2.0),
+        Arg::I64(70),
+    ];
+    EmuBackend
+        .launch("scale", LaunchCfg::linear(1, 256), &args)
+        .unwrap();
+    let got = down(&y, 70);
+    assert!(
+        got[..64].iter().all(|&v| v == 2.0) && got[64..].iter().all(|v| v.is_nan()),
+        "{got:?}"
+    );
+    // Writes 3000 elements into 64: the damage reaches ~12 KB past the end.
+    let (x, y) = (up(&[1.0; 3000]), out(64));
+    let args = [
+        Arg::Ptr(x.addr()),
+        Arg::Ptr(y.addr()),
+        Arg::F32(2.0),
+        Arg::I64(3000),
+    ];
+    let err = EmuBackend
+        .launch("scale", LaunchCfg::linear(4, 256), &args)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("past the end of a buffer of 256 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
 fn wrong_argument_types_are_an_error() {
     let x = up(&[1.0; 4]);
     let err = EmuBackend

@@ -22,10 +22,24 @@
 
 namespace {
 
-// Guard zones on both sides of each allocation, filled with this byte (0xA5A5A5A5
-// is a finite float, so it cannot be mistaken for the NaN poison of the data).
-constexpr size_t kGuard = 256;
-constexpr unsigned char kGuardByte = 0xA5;
+// Guard zones on both sides of each allocation, filled with the 32-bit word
+// 0x7FA5A5A5: a NaN, so a read out of bounds poisons the result, and distinct
+// from the data poison (all ones), so a write out of bounds is told apart.
+// 64 KiB per side catches a wrong row stride or block index, not only an
+// off-by-one.
+constexpr size_t kGuard = 64 * 1024;
+constexpr unsigned kGuardWord = 0x7FA5A5A5u;
+
+void fill_guard(unsigned char* p) {
+    for (size_t i = 0; i < kGuard; i += 4) std::memcpy(p + i, &kGuardWord, 4);
+}
+
+// Offset of the first byte of the guard at `p` that was overwritten, or kGuard.
+size_t first_damage(const unsigned char* p) {
+    for (size_t i = 0; i < kGuard; i += 4)
+        if (std::memcmp(p + i, &kGuardWord, 4) != 0) return i;
+    return kGuard;
+}
 
 struct Allocation {
     unsigned char* base;
@@ -110,9 +124,9 @@ unsigned long long cf_emu_alloc(size_t bytes) {
     std::lock_guard<std::mutex> lock(emu_mutex());
     auto* base = new (std::nothrow) unsigned char[bytes + 2 * kGuard];
     if (!base) return 0;
-    std::memset(base, kGuardByte, kGuard);
+    fill_guard(base);
     std::memset(base + kGuard, 0xff, bytes);
-    std::memset(base + kGuard + bytes, kGuardByte, kGuard);
+    fill_guard(base + kGuard + bytes);
     auto addr = reinterpret_cast<unsigned long long>(base + kGuard);
     allocations()[addr] = Allocation{base, bytes};
     return addr;
@@ -145,21 +159,18 @@ int cf_emu_launch(const char* name, const char* signature, const unsigned* grid,
     std::string error = emu::launch(dim3(grid[0], grid[1], grid[2]), dim3(block[0], block[1], block[2]),
                                     shared_bytes, it->second.bind(params));
     for (auto& [addr, a] : allocations()) {
-        const unsigned char* lo = a.base;
-        const unsigned char* hi = a.base + kGuard + a.bytes;
-        for (size_t i = 0; i < kGuard && error.empty(); ++i) {
-            if (lo[i] != kGuardByte)
-                error = "write out of bounds: " + std::to_string(kGuard - i) + " bytes before a buffer of " +
-                        std::to_string(a.bytes) + " bytes";
-            else if (hi[i] != kGuardByte)
-                error = "write out of bounds: byte " + std::to_string(i) + " past the end of a buffer of " +
-                        std::to_string(a.bytes) + " bytes";
-        }
-        if (!error.empty()) {
-            // Restore the guards so later launches are judged on their own.
-            std::memset(a.base, kGuardByte, kGuard);
-            std::memset(a.base + kGuard + a.bytes, kGuardByte, kGuard);
-        }
+        unsigned char* lo = a.base;
+        unsigned char* hi = a.base + kGuard + a.bytes;
+        const size_t below = first_damage(lo), above = first_damage(hi);
+        if (below == kGuard && above == kGuard) continue;
+        if (error.empty())
+            error = below != kGuard ? "write out of bounds: " + std::to_string(kGuard - below) +
+                                          " bytes before a buffer of " + std::to_string(a.bytes) + " bytes"
+                                    : "write out of bounds: byte " + std::to_string(above) +
+                                          " past the end of a buffer of " + std::to_string(a.bytes) + " bytes";
+        // Restore the guards so later launches are judged on their own.
+        fill_guard(lo);
+        fill_guard(hi);
     }
     if (!error.empty()) {
         write_error(err, err_len, std::string(name) + ": " + error);

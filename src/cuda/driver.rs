@@ -299,3 +299,17 @@ pub fn global() -> Result<&'static CudaBackend> {
         .as_ref()
         .map_err(|e| Error::Device(e.clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::size_class;
+
+    #[test]
+    fn size_classes_are_powers_of_two_from_256_bytes() {
+        assert_eq!(size_class(0), 256);
+        assert_eq!(size_class(1), 256);
+        assert_eq!(size_class(256), 256);
+        assert_eq!(size_class(257), 512);
+        assert_eq!(size_class(3 * 1024 * 1024), 4 * 1024 * 1024);
+    }
+}

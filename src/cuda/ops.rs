@@ -121,34 +121,51 @@ pub fn sgemm<B: Backend>(
     if g.m == 0 || g.n == 0 || g.batch == 0 {
         return Ok(());
     }
-    let (sa, sb) = (g.m * g.k, g.k * g.n);
-    let args = [
-        f32s(OP, "A", a, if g.batch_a { g.batch * sa } else { sa })?,
-        f32s(OP, "B", b, if g.batch_b { g.batch * sb } else { sb })?,
-        f32s(OP, "C", c, g.batch * g.m * g.n)?,
-        opt_f32s(OP, "bias", bias, g.n)?,
-        Arg::I32(dim(OP, g.m)?),
-        Arg::I32(dim(OP, g.n)?),
-        Arg::I32(dim(OP, g.k)?),
-        Arg::I32(g.trans_a as i32),
-        Arg::I32(g.trans_b as i32),
-        Arg::I64(if g.batch_a { sa as i64 } else { 0 }),
-        Arg::I64(if g.batch_b { sb as i64 } else { 0 }),
-        Arg::I64((g.m * g.n) as i64),
-        Arg::F32(g.alpha),
-        Arg::F32(g.beta),
-        Arg::I32(g.epilogue as i32),
-    ];
-    let cfg = LaunchCfg {
-        grid: [
-            g.n.div_ceil(GEMM_TILE) as u32,
-            grid_y(OP, g.m.div_ceil(GEMM_TILE))?,
-            grid_y(OP, g.batch)?,
-        ],
-        block: [256, 1, 1],
-        shared_bytes: 0,
+    let (sa, sb, sc) = (g.m * g.k, g.k * g.n, g.m * g.n);
+    let (stride_a, stride_b) = (
+        if g.batch_a { sa } else { 0 },
+        if g.batch_b { sb } else { 0 },
+    );
+    let a = f32s(OP, "A", a, if g.batch_a { g.batch * sa } else { sa })?;
+    let b = f32s(OP, "B", b, if g.batch_b { g.batch * sb } else { sb })?;
+    let c = f32s(OP, "C", c, g.batch * sc)?;
+    let bias = opt_f32s(OP, "bias", bias, g.n)?;
+    let at = |arg: Arg, elems: usize| match arg {
+        Arg::Ptr(p) => Arg::Ptr(p + 4 * elems as u64),
+        other => other,
     };
-    be.launch("sgemm_tiled", cfg, &args)
+    // grid.z holds the batch and stops at 65535: larger batches run in chunks.
+    for first in (0..g.batch).step_by(65535) {
+        let count = (g.batch - first).min(65535);
+        let args = [
+            at(a, first * stride_a),
+            at(b, first * stride_b),
+            at(c, first * sc),
+            bias,
+            Arg::I32(dim(OP, g.m)?),
+            Arg::I32(dim(OP, g.n)?),
+            Arg::I32(dim(OP, g.k)?),
+            Arg::I32(g.trans_a as i32),
+            Arg::I32(g.trans_b as i32),
+            Arg::I64(stride_a as i64),
+            Arg::I64(stride_b as i64),
+            Arg::I64(sc as i64),
+            Arg::F32(g.alpha),
+            Arg::F32(g.beta),
+            Arg::I32(g.epilogue as i32),
+        ];
+        let cfg = LaunchCfg {
+            grid: [
+                g.n.div_ceil(GEMM_TILE) as u32,
+                grid_y(OP, g.m.div_ceil(GEMM_TILE))?,
+                count as u32,
+            ],
+            block: [256, 1, 1],
+            shared_bytes: 0,
+        };
+        be.launch("sgemm_tiled", cfg, &args)?;
+    }
+    Ok(())
 }
 
 /// Zero padding of a stride-1 convolution.
@@ -649,13 +666,12 @@ impl Attention {
         }
         Ok(())
     }
+    /// (batch·heads, row blocks): batch·heads goes in x, which has no 65535 limit.
     fn cfg(&self, rows: usize, op: &'static str) -> Result<LaunchCfg> {
+        let bh = u32::try_from(self.batch * self.heads)
+            .map_err(|_| Error::Invalid(format!("{op}: batch·heads exceeds u32")))?;
         Ok(LaunchCfg {
-            grid: [
-                rows.div_ceil(ATT_WARPS) as u32,
-                grid_y(op, self.batch * self.heads)?,
-                1,
-            ],
+            grid: [bh, grid_y(op, rows.div_ceil(ATT_WARPS))?, 1],
             block: [(ATT_WARPS * 32) as u32, 1, 1],
             shared_bytes: 0,
         })
