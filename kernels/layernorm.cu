@@ -59,21 +59,25 @@ extern "C" __global__ void layernorm_bwd_input(const float* __restrict__ dy, con
     }
 }
 
-// dw[c] = sum_r dy[r, c] * xhat[r, c];  db[c] = sum_r dy[r, c].
-// grid: ceil(C/32); block: (32, 16). Thread (tx, ty) sums the rows ty, ty+16, ...
-// of column c = 32 * blockIdx.x + tx; the 16 partial sums of a column meet in
-// shared memory and thread ty = 0 adds them up. Each column belongs to one block,
-// so there are no atomics and no race.
+// dw[chunk, c] = sum_r dy[r, c] * xhat[r, c];  db[chunk, c] = sum_r dy[r, c],
+// over the rows of chunk `blockIdx.y` (rows_per_chunk each); with more than one
+// chunk, column_sum adds the chunks up afterwards.
+// grid: (ceil(C/32), chunks); block: (32, 16). Thread (tx, ty) sums the rows
+// ty, ty+16, ... of its chunk in column c = 32 * blockIdx.x + tx; the 16 partial
+// sums of a column meet in shared memory and thread ty = 0 adds them up. Each
+// output belongs to one block, so there are no atomics and no race.
 extern "C" __global__ void layernorm_bwd_params(const float* __restrict__ dy, const float* __restrict__ x,
                                                 const float* __restrict__ mean, const float* __restrict__ rstd,
-                                                float* __restrict__ dw, float* __restrict__ db, int R, int C) {
+                                                float* __restrict__ dw, float* __restrict__ db, int R, int C,
+                                                int rows_per_chunk) {
     __shared__ float part_w[16][33];
     __shared__ float part_b[16][33];
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int c = blockIdx.x * 32 + tx;
+    const int r0 = blockIdx.y * rows_per_chunk, r1 = min(R, r0 + rows_per_chunk);
     float sw = 0.0f, sb = 0.0f;
     if (c < C) {
-        for (int r = ty; r < R; r += 16) {
+        for (int r = r0 + ty; r < r1; r += 16) {
             const float g = dy[(long long)r * C + c];
             sw += g * (x[(long long)r * C + c] - mean[r]) * rstd[r];
             sb += g;
@@ -88,7 +92,7 @@ extern "C" __global__ void layernorm_bwd_params(const float* __restrict__ dy, co
             tw += part_w[i][tx];
             tb += part_b[i][tx];
         }
-        dw[c] = tw;
-        db[c] = tb;
+        dw[(long long)blockIdx.y * C + c] = tw;
+        db[(long long)blockIdx.y * C + c] = tb;
     }
 }

@@ -436,6 +436,21 @@ fn layernorm_edge_shapes() {
     check_layernorm(37, 33, 3); // rows over the 16-row stride, two column strips
 }
 
+#[test]
+fn tall_column_reductions_sum_chunks_then_chunks() {
+    // Over 512 rows the weight/bias gradients and column sums go through
+    // per-chunk partial sums and a second pass.
+    check_layernorm(1100, 3, 4);
+    let (rows, c) = (1300, 37);
+    let x = TestRng::new(5).vec(rows * c);
+    let sums = out(c);
+    ops::column_sum(&EmuBackend, rows, c, &up(&x), &sums).unwrap();
+    let want: Vec<f64> = (0..c)
+        .map(|j| (0..rows).map(|r| x[r * c + j] as f64).sum())
+        .collect();
+    assert_close("column_sum 1300 rows", &down(&sums, c), &want, 1e-3, RTOL);
+}
+
 proptest! {
     #![proptest_config(cases())]
     #[test]

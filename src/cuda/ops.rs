@@ -421,22 +421,37 @@ pub fn layernorm_bwd<B: Backend>(
         cc,
     ];
     be.launch("layernorm_bwd_input", row_cfg(rows, 8, 256), &args)?;
-    let cfg = LaunchCfg {
-        grid: [c.div_ceil(32) as u32, 1, 1],
-        block: [32, 16, 1],
-        shared_bytes: 0,
-    };
+    let chunks = rows.div_ceil(ROWS_PER_CHUNK).max(1);
+    if chunks == 1 {
+        let args = [
+            dyp,
+            xp,
+            mp,
+            rp,
+            f32s(OP, "dw", dw, c)?,
+            f32s(OP, "db", db, c)?,
+            r,
+            cc,
+            Arg::I32(ROWS_PER_CHUNK as i32),
+        ];
+        return be.launch("layernorm_bwd_params", column_cfg(c, 1)?, &args);
+    }
+    // Per-chunk sums first (many blocks), then one pass over the chunks.
+    let (part_w, part_b) = (be.alloc(chunks * c * 4)?, be.alloc(chunks * c * 4)?);
     let args = [
         dyp,
         xp,
         mp,
         rp,
-        f32s(OP, "dw", dw, c)?,
-        f32s(OP, "db", db, c)?,
+        Arg::Ptr(part_w.addr()),
+        Arg::Ptr(part_b.addr()),
         r,
         cc,
+        Arg::I32(ROWS_PER_CHUNK as i32),
     ];
-    be.launch("layernorm_bwd_params", cfg, &args)
+    be.launch("layernorm_bwd_params", column_cfg(c, chunks)?, &args)?;
+    column_sum(be, chunks, c, &part_w, dw)?;
+    column_sum(be, chunks, c, &part_b, db)
 }
 
 /// Softmax over the last dim of [rows, c].
@@ -593,7 +608,23 @@ pub fn add_bias<B: Backend>(
     be.launch("add_bias", grid_stride_cfg(n), &args)
 }
 
-/// out[c] = sum over rows of x [rows, c].
+/// Rows one block of a column reduction sums before a second pass adds the chunks.
+const ROWS_PER_CHUNK: usize = 512;
+
+fn column_cfg(c: usize, chunks: usize) -> Result<LaunchCfg> {
+    Ok(LaunchCfg {
+        grid: [
+            c.div_ceil(32) as u32,
+            grid_y("column reduction", chunks)?,
+            1,
+        ],
+        block: [32, 16, 1],
+        shared_bytes: 0,
+    })
+}
+
+/// out[c] = sum over rows of x [rows, c]; tall inputs are summed per chunk of
+/// rows first (enough blocks to fill a GPU), then over the chunks.
 pub fn column_sum<B: Backend>(
     be: &B,
     rows: usize,
@@ -602,18 +633,37 @@ pub fn column_sum<B: Backend>(
     out: &B::Buffer,
 ) -> Result<()> {
     const OP: &str = "column_sum";
-    let cfg = LaunchCfg {
-        grid: [c.div_ceil(32) as u32, 1, 1],
-        block: [32, 16, 1],
-        shared_bytes: 0,
-    };
+    let xp = f32s(OP, "x", x, rows * c)?;
+    let outp = f32s(OP, "out", out, c)?;
+    let (r, cc) = (Arg::I32(dim(OP, rows)?), Arg::I32(dim(OP, c)?));
+    let chunks = rows.div_ceil(ROWS_PER_CHUNK).max(1);
+    if chunks == 1 {
+        return be.launch(
+            "column_sum",
+            column_cfg(c, 1)?,
+            &[xp, outp, r, cc, Arg::I32(ROWS_PER_CHUNK as i32)],
+        );
+    }
+    let partial = be.alloc(chunks * c * 4)?;
+    be.launch(
+        "column_sum",
+        column_cfg(c, chunks)?,
+        &[
+            xp,
+            Arg::Ptr(partial.addr()),
+            r,
+            cc,
+            Arg::I32(ROWS_PER_CHUNK as i32),
+        ],
+    )?;
     let args = [
-        f32s(OP, "x", x, rows * c)?,
-        f32s(OP, "out", out, c)?,
-        Arg::I32(dim(OP, rows)?),
-        Arg::I32(dim(OP, c)?),
+        Arg::Ptr(partial.addr()),
+        outp,
+        Arg::I32(chunks as i32),
+        cc,
+        Arg::I32(chunks as i32),
     ];
-    be.launch("column_sum", cfg, &args)
+    be.launch("column_sum", column_cfg(c, 1)?, &args)
 }
 
 /// Attention shapes: q [batch, heads, tq, d], k [.., tk, d], v [.., tk, dv].
