@@ -1,6 +1,7 @@
 //! Every CPU kernel against a naive reference kept here:
 //! - f64 kernel vs naive f64: |k − r| ≤ 1e-12 · max(1, |r|);
 //! - f32 kernel vs naive f64 on the same (f32-rounded) inputs: |k − r| ≤ 1e-5 · max(1, |r|).
+//!
 //! Output buffers are poisoned with NaN first, so an element a kernel forgets to
 //! write shows up. Backward kernels are checked for the same (they must
 //! overwrite, never accumulate); their values are proven by the gradient checks.
@@ -381,15 +382,15 @@ proptest! {
     fn softmax_relu_gelu_match_naive(rows in size(), dim in size(), seed: u64) {
         let x = uniform(seed, rows * dim);
         let n = x.len();
-        both_precisions("softmax", &[x.clone()], &naive_softmax(dim, &x),
+        both_precisions("softmax", std::slice::from_ref(&x), &naive_softmax(dim, &x),
             |v| { let mut y = poison(n); cpu::softmax::softmax_forward(dim, &v[0], &mut y); y },
             |v| { let mut y = poison(n); cpu::softmax::softmax_forward(dim, &v[0], &mut y); y })?;
         let relu: Vec<f64> = x.iter().map(|&v| v.max(0.0)).collect();
-        both_precisions("relu", &[x.clone()], &relu,
+        both_precisions("relu", std::slice::from_ref(&x), &relu,
             |v| { let mut y = poison(n); cpu::activation::relu_forward(&v[0], &mut y); y },
             |v| { let mut y = poison(n); cpu::activation::relu_forward(&v[0], &mut y); y })?;
         let gelu: Vec<f64> = x.iter().map(|&v| naive_gelu(v)).collect();
-        both_precisions("gelu", &[x.clone()], &gelu,
+        both_precisions("gelu", std::slice::from_ref(&x), &gelu,
             |v| { let mut y = poison(n); cpu::activation::gelu_forward(&v[0], &mut y); y },
             |v| { let mut y = poison(n); cpu::activation::gelu_forward(&v[0], &mut y); y })?;
         let g = uniform(seed ^ 1, n);
@@ -412,7 +413,7 @@ proptest! {
         let want: Vec<f64> = x.iter().enumerate()
             .map(|(i, &v)| if rng::dropout_keep(seed, call, i as u64, thr) { v / (1.0 - p) } else { 0.0 })
             .collect();
-        both_precisions("dropout", &[x.clone()], &want,
+        both_precisions("dropout", std::slice::from_ref(&x), &want,
             |v| { let mut y = poison(n); cpu::dropout::dropout_forward(&d, &v[0], &mut y); y },
             |v| { let mut y = poison(n); cpu::dropout::dropout_forward(&d, &v[0], &mut y); y })?;
     }
@@ -430,13 +431,13 @@ proptest! {
                 }
             }
         }
-        both_precisions("mean_pool", &[x.clone()], &want,
+        both_precisions("mean_pool", std::slice::from_ref(&x), &want,
             |v| { let mut y = poison(want.len()); cpu::elementwise::mean_pool_forward(&pd, &v[0], &mut y); y },
             |v| { let mut y = poison(want.len()); cpu::elementwise::mean_pool_forward(&pd, &v[0], &mut y); y })?;
         // A rotation of the axes exercises every rank.
         let perm: Vec<usize> = (0..shape.len()).map(|i| (i + 1) % shape.len()).collect();
         let want = naive_permute(&shape, &perm, &x);
-        both_precisions("permute", &[x.clone()], &want,
+        both_precisions("permute", std::slice::from_ref(&x), &want,
             |v| { let mut y = poison(x.len()); cpu::elementwise::permute(&shape, &perm, &v[0], &mut y); y },
             |v| { let mut y = poison(x.len()); cpu::elementwise::permute(&shape, &perm, &v[0], &mut y); y })?;
         let c = *shape.last().unwrap();

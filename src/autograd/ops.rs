@@ -382,10 +382,10 @@ impl<'s, T: Float> Tape<'s, T> {
     pub fn loss(&mut self, pred: Var, target: Var, kind: LossKind) -> Result<Var> {
         self.same_shape("loss", pred, target)?;
         match kind {
-            LossKind::Huber(d) if !(d > 0.0) => {
+            LossKind::Huber(d) if d.is_nan() || d <= 0.0 => {
                 return Err(Error::Invalid(format!("loss: Huber delta {d} must be > 0")))
             }
-            LossKind::Quantile(q) if !(q > 0.0 && q < 1.0) => {
+            LossKind::Quantile(q) if q.is_nan() || q <= 0.0 || q >= 1.0 => {
                 return Err(Error::Invalid(format!(
                     "loss: quantile {q} must be in (0, 1)"
                 )))

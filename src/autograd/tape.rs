@@ -212,8 +212,10 @@ impl<'s, T: Float> Tape<'s, T> {
             for (parent, pg) in backward_op(&nodes, &node.op, &node.value, g)? {
                 accumulate(&mut grads[parent.0], pg)?;
             }
-            // The value and saved state of node i are not needed any more.
+            // Every consumer of node i has a larger index and is done: its value
+            // and saved state are not needed any more.
             nodes[i].op = Op::Leaf;
+            nodes[i].value = Tensor::from_vec(Vec::new(), &[0])?;
         }
         let leaves = grads
             .into_iter()
@@ -263,10 +265,15 @@ pub(super) fn accumulate<T: Float>(slot: &mut Option<Tensor<T>>, g: Tensor<T>) -
     match slot {
         None => *slot = Some(g),
         Some(acc) => {
-            let acc = acc.as_mut_slice()?;
-            for (a, b) in acc.iter_mut().zip(g.as_slice()?) {
-                *a += *b;
+            if acc.shape() != g.shape() {
+                return Err(Error::shape(
+                    "backward",
+                    acc.shape(),
+                    g.shape(),
+                    "gradients of one value disagree in shape",
+                ));
             }
+            cpu::elementwise::add_assign(acc.as_mut_slice()?, g.as_slice()?);
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! ReLU and GELU (tanh approximation, as GPT-2 / llm.c).
 
 use super::elementwise::{map, zip_map};
+use super::fastmath::{as_f32, as_f32_mut, exp_f32};
 use crate::float::Float;
 
 pub fn relu_forward<T: Float>(x: &[T], y: &mut [T]) {
@@ -39,10 +40,32 @@ pub fn gelu_grad<T: Float>(x: T) -> T {
     half * (T::ONE + t) + half * x * (T::ONE - t * t) * inner_grad
 }
 
+/// f32 gelu in the equivalent sigmoid form x·σ(2u), u = √(2/π)(x + 0.044715x³)
+/// (since ½(1 + tanh u) = σ(2u)), with the vectorised exp.
+#[inline(always)]
+fn gelu_f32(x: f32) -> f32 {
+    let u = SQRT_2_OVER_PI as f32 * (x + GELU_CUBIC as f32 * x * x * x);
+    x / (1.0 + exp_f32(-2.0 * u))
+}
+
+/// d/dx x·σ(2u) = σ + 2x·σ(1 − σ)·u'.
+#[inline(always)]
+fn gelu_grad_f32(x: f32) -> f32 {
+    let (s, c) = (SQRT_2_OVER_PI as f32, GELU_CUBIC as f32);
+    let sig = 1.0 / (1.0 + exp_f32(-2.0 * s * (x + c * x * x * x)));
+    sig + 2.0 * x * sig * (1.0 - sig) * s * (1.0 + 3.0 * c * x * x)
+}
+
 pub fn gelu_forward<T: Float>(x: &[T], y: &mut [T]) {
-    map(x, y, gelu);
+    match (as_f32(x), as_f32_mut(y)) {
+        (Some(x), Some(y)) => map(x, y, gelu_f32),
+        _ => map(x, y, gelu),
+    }
 }
 
 pub fn gelu_backward<T: Float>(x: &[T], g: &[T], dx: &mut [T]) {
-    zip_map(x, g, dx, |v, g| g * gelu_grad(v));
+    match (as_f32(x), as_f32(g), as_f32_mut(dx)) {
+        (Some(x), Some(g), Some(dx)) => zip_map(x, g, dx, |v, g| g * gelu_grad_f32(v)),
+        _ => zip_map(x, g, dx, |v, g| g * gelu_grad(v)),
+    }
 }

@@ -3,7 +3,7 @@
 //! so nothing is saved.
 
 use crate::float::Float;
-use crate::rng::{dropout_block, dropout_threshold};
+use crate::rng::{dropout_block, dropout_blocks, dropout_threshold};
 use rayon::prelude::*;
 
 /// Which dropout draw: the tape's seed and its dropout call counter.
@@ -16,6 +16,8 @@ pub struct DropoutDims {
 
 /// Elements per task: a multiple of 4, so each Philox block stays in one task.
 const ELEMS_PER_TASK: usize = 1 << 14;
+/// Philox blocks drawn together (vectorised), i.e. 4·LANES elements.
+const LANES: usize = 16;
 
 /// out[i] = x[i] · keep(i) / (1 − p). Used by forward (x) and backward (g).
 pub fn dropout_apply<T: Float>(d: &DropoutDims, x: &[T], out: &mut [T]) {
@@ -28,11 +30,29 @@ pub fn dropout_apply<T: Float>(d: &DropoutDims, x: &[T], out: &mut [T]) {
         .enumerate()
         .for_each(|(task, (oc, xc))| {
             let first_block = (task * ELEMS_PER_TASK / 4) as u64;
-            for (j, (o4, x4)) in oc.chunks_mut(4).zip(xc.chunks(4)).enumerate() {
-                let draws = dropout_block(d.seed, d.call, first_block + j as u64);
-                for ((o, &v), &r) in o4.iter_mut().zip(x4).zip(&draws) {
-                    *o = if r >= threshold { v * scale } else { T::ZERO };
+            let apply =
+                |o: &mut T, v: T, r: u32| *o = if r >= threshold { v * scale } else { T::ZERO };
+            let mut groups = oc
+                .chunks_exact_mut(4 * LANES)
+                .zip(xc.chunks_exact(4 * LANES));
+            let mut block = first_block;
+            for (o, x) in &mut groups {
+                let draws = dropout_blocks::<LANES>(d.seed, d.call, block);
+                for (j, (o4, x4)) in o.chunks_exact_mut(4).zip(x.chunks_exact(4)).enumerate() {
+                    for w in 0..4 {
+                        apply(&mut o4[w], x4[w], draws[w][j]);
+                    }
                 }
+                block += LANES as u64;
+            }
+            // The tail: fewer than 4·LANES elements, one block at a time.
+            let done = (block - first_block) as usize * 4;
+            for (o4, x4) in oc[done..].chunks_mut(4).zip(xc[done..].chunks(4)) {
+                let draws = dropout_block(d.seed, d.call, block);
+                for ((o, &v), &r) in o4.iter_mut().zip(x4).zip(&draws) {
+                    apply(o, v, r);
+                }
+                block += 1;
             }
         });
 }

@@ -31,6 +31,14 @@ pub fn map<T: Float>(a: &[T], out: &mut [T], f: impl Fn(T) -> T + Sync) {
         });
 }
 
+/// acc += x elementwise, in parallel.
+pub fn add_assign<T: Float>(acc: &mut [T], x: &[T]) {
+    assert_eq!(acc.len(), x.len());
+    acc.par_chunks_mut(ELEMS_PER_TASK)
+        .zip(x.par_chunks(ELEMS_PER_TASK))
+        .for_each(|(a, x)| a.iter_mut().zip(x).for_each(|(a, &v)| *a += v));
+}
+
 /// y [rows, c] += bias [c] on every row.
 pub fn add_bias_inplace<T: Float>(y: &mut [T], bias: &[T]) {
     let c = bias.len();

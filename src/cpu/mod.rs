@@ -16,6 +16,7 @@ pub mod attention;
 pub mod conv1d;
 pub mod dropout;
 pub mod elementwise;
+pub mod fastmath;
 pub mod layernorm;
 pub mod losses;
 pub mod matmul;

@@ -1,5 +1,6 @@
 //! Softmax over the last axis of a [rows, dim] matrix.
 
+use super::fastmath::{as_f32_mut, exp_f32};
 use crate::float::Float;
 use rayon::prelude::*;
 
@@ -10,6 +11,9 @@ const ROWS_PER_TASK: usize = 64;
 /// key masked) becomes all zeros rather than NaN.
 #[inline]
 pub(crate) fn softmax_row_inplace<T: Float>(row: &mut [T]) {
+    if let Some(row) = as_f32_mut(row) {
+        return softmax_row_f32(row);
+    }
     let max = row
         .iter()
         .fold(T::from_f64(f64::NEG_INFINITY), |m, &v| m.max(v));
@@ -23,6 +27,21 @@ pub(crate) fn softmax_row_inplace<T: Float>(row: &mut [T]) {
         sum += *v;
     }
     let inv = T::ONE / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// The f32 row with the vectorised exp (max and sum in separate passes so
+/// each loop vectorises).
+#[inline]
+fn softmax_row_f32(row: &mut [f32]) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    if !max.is_finite() {
+        row.fill(0.0);
+        return;
+    }
+    row.iter_mut().for_each(|v| *v = exp_f32(*v - max));
+    let sum: f32 = row.iter().sum();
+    let inv = 1.0 / sum;
     row.iter_mut().for_each(|v| *v *= inv);
 }
 
