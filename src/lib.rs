@@ -3,6 +3,7 @@
 //! kernels loaded through cudarc, a define-by-run autograd tape, and a BOHB tuner.
 
 pub mod autograd;
+pub mod cuda;
 pub mod device;
 pub mod error;
 pub mod float;

@@ -1,0 +1,315 @@
+//! The GPU executor, through cudarc: probes the driver library before touching
+//! it, owns one context and stream, loads each kernel module once per process
+//! (nvcc's PTX from build time, else NVRTC on the embedded source), and hands
+//! out device buffers from a caching allocator.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
+    PushKernelArg,
+};
+use cudarc::nvrtc::{CompileOptions, Ptx};
+
+use super::launch::{Arg, Backend, DeviceBuffer, LaunchCfg};
+use super::modules::Module;
+use crate::device::Device;
+use crate::error::{Error, Result};
+
+fn driver_err(what: &str, e: impl std::fmt::Debug) -> Error {
+    Error::Device(format!("CUDA {what}: {e:?}"))
+}
+
+/// Checks that the NVIDIA driver library can be loaded, without loading it
+/// through cudarc (whose dynamic loader panics when the library is missing).
+pub fn probe_driver() -> Result<()> {
+    // SAFETY: only tries to dlopen the candidate names and closes them again.
+    if unsafe { cudarc::driver::sys::is_culib_present() } {
+        Ok(())
+    } else {
+        Err(Error::Device(
+            "no NVIDIA driver: libcuda.so could not be loaded (is this a machine with an NVIDIA GPU and its driver?)"
+                .into(),
+        ))
+    }
+}
+
+/// `Device::Cuda(ordinal)` once the driver is there and the GPU exists.
+pub fn cuda_device(ordinal: usize) -> Result<Device> {
+    probe_driver()?;
+    let count = CudaContext::device_count().map_err(|e| driver_err("device count", e))?;
+    if ordinal >= count.max(0) as usize {
+        return Err(Error::Device(format!(
+            "CUDA device {ordinal} requested, the driver sees {count}"
+        )));
+    }
+    Ok(Device::Cuda(ordinal))
+}
+
+/// Free device buffers by size class (powers of two from 256 bytes), so a
+/// training step after the first allocates nothing from the driver.
+#[derive(Default)]
+struct Pool {
+    free: HashMap<usize, Vec<CudaSlice<u8>>>,
+    driver_allocations: usize,
+}
+
+fn size_class(bytes: usize) -> usize {
+    bytes.max(256).next_power_of_two()
+}
+
+/// A device buffer; its memory goes back to the pool on drop.
+pub struct CudaBuffer {
+    slice: Option<CudaSlice<u8>>,
+    addr: u64,
+    bytes: usize,
+    pool: Arc<Mutex<Pool>>,
+}
+
+impl DeviceBuffer for CudaBuffer {
+    fn addr(&self) -> u64 {
+        self.addr
+    }
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for CudaBuffer {
+    fn drop(&mut self) {
+        if let (Some(slice), Ok(mut pool)) = (self.slice.take(), self.pool.lock()) {
+            pool.free.entry(slice.len()).or_default().push(slice);
+        }
+    }
+}
+
+pub struct CudaBackend {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    modules: Mutex<HashMap<Module, Arc<CudaModule>>>,
+    functions: Mutex<HashMap<&'static str, CudaFunction>>,
+    pool: Arc<Mutex<Pool>>,
+}
+
+impl CudaBackend {
+    /// A context on GPU `ordinal`; a clear error (never a panic) without driver or GPU.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        cuda_device(ordinal)?;
+        let ctx = CudaContext::new(ordinal).map_err(|e| driver_err("context", e))?;
+        // One stream and raw device addresses as kernel arguments: cudarc's
+        // per-buffer event tracking would only add work.
+        // SAFETY: all work of this backend is ordered on its single stream.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        Ok(CudaBackend {
+            ctx,
+            stream,
+            modules: Mutex::new(HashMap::new()),
+            functions: Mutex::new(HashMap::new()),
+            pool: Arc::new(Mutex::new(Pool::default())),
+        })
+    }
+
+    /// The stream all work of this backend is ordered on (for cuBLAS in the benchmarks).
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    pub fn name(&self) -> Result<String> {
+        self.ctx.name().map_err(|e| driver_err("device name", e))
+    }
+
+    /// How many buffers were obtained from the driver so far (the rest came from the pool).
+    pub fn driver_allocations(&self) -> usize {
+        self.pool.lock().map(|p| p.driver_allocations).unwrap_or(0)
+    }
+
+    fn module(&self, m: Module) -> Result<Arc<CudaModule>> {
+        let mut modules = self
+            .modules
+            .lock()
+            .map_err(|_| Error::Device("module cache poisoned".into()))?;
+        if let Some(loaded) = modules.get(&m) {
+            return Ok(loaded.clone());
+        }
+        let ptx = match m.prebuilt_ptx() {
+            Some(text) => Ptx::from_src(text),
+            None => self.compile(m)?,
+        };
+        let loaded = self
+            .ctx
+            .load_module(ptx)
+            .map_err(|e| driver_err(&format!("loading module {}", m.stem()), e))?;
+        modules.insert(m, loaded.clone());
+        Ok(loaded)
+    }
+
+    fn compile(&self, m: Module) -> Result<Ptx> {
+        nvrtc_ptx(m, self.arch())
+    }
+
+    fn arch(&self) -> Option<&'static str> {
+        match self.ctx.compute_capability().ok()? {
+            (7, 0) => Some("compute_70"),
+            (7, 5) => Some("compute_75"),
+            (8, 0) => Some("compute_80"),
+            (8, 6) => Some("compute_86"),
+            (8, 9) => Some("compute_89"),
+            (9, 0) => Some("compute_90"),
+            _ => None,
+        }
+    }
+
+    fn function(&self, kernel: &'static str) -> Result<CudaFunction> {
+        if let Some(f) = self
+            .functions
+            .lock()
+            .map_err(|_| Error::Device("function cache poisoned".into()))?
+            .get(kernel)
+        {
+            return Ok(f.clone());
+        }
+        let m = Module::of_kernel(kernel)
+            .ok_or_else(|| Error::Invalid(format!("no kernel named {kernel}")))?;
+        let f = self
+            .module(m)?
+            .load_function(kernel)
+            .map_err(|e| driver_err(kernel, e))?;
+        self.functions
+            .lock()
+            .map_err(|_| Error::Device("function cache poisoned".into()))?
+            .insert(kernel, f.clone());
+        Ok(f)
+    }
+}
+
+/// NVRTC compilation of one module (compiled once per process by the backend).
+pub fn nvrtc_ptx(m: Module, arch: Option<&'static str>) -> Result<Ptx> {
+    // SAFETY: only tries to dlopen the candidate names.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(Error::Device(
+            "NVRTC (libnvrtc.so.12) could not be loaded and no nvcc PTX was built in; put the CUDA toolkit's lib64 on LD_LIBRARY_PATH".into(),
+        ));
+    }
+    let opts = CompileOptions {
+        arch,
+        options: vec!["-std=c++17".into()],
+        ..Default::default()
+    };
+    cudarc::nvrtc::compile_ptx_with_opts(m.source(), opts)
+        .map_err(|e| Error::Device(format!("NVRTC on kernels/{}.cu: {e:?}", m.stem())))
+}
+
+impl Backend for CudaBackend {
+    type Buffer = CudaBuffer;
+
+    fn alloc(&self, bytes: usize) -> Result<CudaBuffer> {
+        let class = size_class(bytes);
+        let mut pool = self
+            .pool
+            .lock()
+            .map_err(|_| Error::Device("allocator poisoned".into()))?;
+        let slice = match pool.free.get_mut(&class).and_then(Vec::pop) {
+            Some(s) => s,
+            None => {
+                pool.driver_allocations += 1;
+                // SAFETY: u8 has no invalid bit patterns; contents are unspecified until written.
+                unsafe { self.stream.alloc::<u8>(class) }
+                    .map_err(|e| driver_err("allocation", e))?
+            }
+        };
+        drop(pool);
+        let addr = slice.device_ptr(&self.stream).0;
+        Ok(CudaBuffer {
+            slice: Some(slice),
+            addr,
+            bytes,
+            pool: self.pool.clone(),
+        })
+    }
+
+    fn write(&self, dst: &mut CudaBuffer, src: &[u8]) -> Result<()> {
+        if src.len() > dst.bytes {
+            return Err(Error::Invalid(format!(
+                "write of {} bytes into {} bytes",
+                src.len(),
+                dst.bytes
+            )));
+        }
+        let slice = dst.slice.as_mut().expect("a live buffer holds its slice");
+        let mut view = slice.slice_mut(0..src.len());
+        self.stream
+            .memcpy_htod(src, &mut view)
+            .map_err(|e| driver_err("copy to device", e))
+    }
+
+    fn read(&self, src: &CudaBuffer, dst: &mut [u8]) -> Result<()> {
+        if dst.len() > src.bytes {
+            return Err(Error::Invalid(format!(
+                "read of {} bytes from {} bytes",
+                dst.len(),
+                src.bytes
+            )));
+        }
+        let slice = src.slice.as_ref().expect("a live buffer holds its slice");
+        let view = slice.slice(0..dst.len());
+        self.stream
+            .memcpy_dtoh(&view, dst)
+            .map_err(|e| driver_err("copy to host", e))?;
+        self.synchronize()
+    }
+
+    fn launch(&self, kernel: &'static str, cfg: LaunchCfg, args: &[Arg]) -> Result<()> {
+        let f = self.function(kernel)?;
+        let mut builder = self.stream.launch_builder(&f);
+        for a in args {
+            match a {
+                Arg::Ptr(v) => builder.arg(v),
+                Arg::I32(v) => builder.arg(v),
+                Arg::I64(v) => builder.arg(v),
+                Arg::U32(v) => builder.arg(v),
+                Arg::F32(v) => builder.arg(v),
+            };
+        }
+        let config = LaunchConfig {
+            grid_dim: (cfg.grid[0], cfg.grid[1], cfg.grid[2]),
+            block_dim: (cfg.block[0], cfg.block[1], cfg.block[2]),
+            shared_mem_bytes: cfg.shared_bytes,
+        };
+        // SAFETY: the typed wrappers in `ops` pass exactly the kernel's parameter
+        // types (the emulator checks the same argument lists against the
+        // signatures) and buffers large enough for the shapes.
+        unsafe { builder.launch(config) }.map_err(|e| driver_err(kernel, e))?;
+        Ok(())
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .map_err(|e| driver_err("synchronize", e))
+    }
+}
+
+/// The process-wide backend for GPU 0, created on first use.
+pub fn global() -> Result<&'static CudaBackend> {
+    static BACKEND: OnceLock<std::result::Result<CudaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| CudaBackend::new(0).map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| Error::Device(e.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_class;
+
+    #[test]
+    fn size_classes_are_powers_of_two_from_256_bytes() {
+        assert_eq!(size_class(0), 256);
+        assert_eq!(size_class(1), 256);
+        assert_eq!(size_class(256), 256);
+        assert_eq!(size_class(257), 512);
+        assert_eq!(size_class(3 * 1024 * 1024), 4 * 1024 * 1024);
+    }
+}
