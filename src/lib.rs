@@ -3,6 +3,8 @@
 //! kernels loaded through cudarc, a define-by-run autograd tape, and a BOHB tuner.
 
 pub mod autograd;
+pub mod bohb;
+pub mod cli;
 pub mod device;
 pub mod error;
 pub mod float;

@@ -17,11 +17,19 @@ struct Cli {
 enum Command {
     /// Lists the CPU threads available to the engine.
     Devices,
+    /// Searches hyperparameters with BOHB (Bayesian optimisation + Hyperband).
+    Tune(convformer::cli::tune::TuneArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     match cli.command {
         Command::Devices => println!("cpu: {} rayon threads", rayon::current_num_threads()),
+        Command::Tune(args) => {
+            if let Err(e) = convformer::cli::tune::execute(&args) {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        }
     }
 }
