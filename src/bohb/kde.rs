@@ -21,6 +21,74 @@ pub struct Kde {
     /// Row-major `n × d`.
     data: Vec<f64>,
     bandwidths: Vec<f64>,
+    /// `log_pdf`'s layout: continuous and discrete dimensions apart, so its
+    /// inner loops are branch-free.
+    fast: LogLayout,
+}
+
+#[derive(Clone, Debug)]
+struct LogLayout {
+    /// Indices of the continuous dimensions and 1 / bandwidth for each.
+    continuous: Vec<usize>,
+    inv_h: Vec<f64>,
+    /// Row-major `n × continuous.len()` centres.
+    centres: Vec<f64>,
+    /// Indices and level counts of the discrete dimensions.
+    discrete: Vec<(usize, usize)>,
+    /// All discrete dimensions' tables of ln k(x = v | centre = u), concatenated.
+    log_k: Vec<f64>,
+    /// Row-major `n × discrete.len()`: where each point's table row starts.
+    rows: Vec<usize>,
+    /// Σ over continuous dimensions of -ln(h √(2π)).
+    log_norm: f64,
+}
+
+impl LogLayout {
+    fn new(kinds: &[DimKind], data: &[f64], bandwidths: &[f64]) -> Self {
+        let d = kinds.len();
+        let mut layout = LogLayout {
+            continuous: Vec::new(),
+            inv_h: Vec::new(),
+            centres: Vec::new(),
+            discrete: Vec::new(),
+            log_k: Vec::new(),
+            rows: Vec::new(),
+            log_norm: 0.0,
+        };
+        let mut table_starts = Vec::new();
+        for (j, (kind, &h)) in kinds.iter().zip(bandwidths).enumerate() {
+            match *kind {
+                DimKind::Continuous => {
+                    layout.continuous.push(j);
+                    layout.inv_h.push(1.0 / h);
+                    layout.log_norm -= (h * std::f64::consts::TAU.sqrt()).ln();
+                }
+                DimKind::Categorical(levels) | DimKind::Ordinal(levels) => {
+                    layout.discrete.push((j, levels));
+                    table_starts.push(layout.log_k.len());
+                    layout.log_k.extend(
+                        (0..levels * levels).map(|i| {
+                            kernel(*kind, (i % levels) as f64, (i / levels) as f64, h).ln()
+                        }),
+                    );
+                }
+            }
+        }
+        for p in data.chunks_exact(d.max(1)) {
+            layout
+                .centres
+                .extend(layout.continuous.iter().map(|&j| p[j]));
+            for (&(j, levels), start) in layout.discrete.iter().zip(&table_starts) {
+                layout.rows.push(start + level(p[j], levels) * levels);
+            }
+        }
+        layout
+    }
+}
+
+/// A discrete coordinate as a table index (encodings hold exact indices).
+fn level(x: f64, levels: usize) -> usize {
+    (x.round().max(0.0) as usize).min(levels - 1)
 }
 
 impl Kde {
@@ -55,10 +123,12 @@ impl Kde {
             assert_eq!(r.len(), kinds.len(), "row length must match the dimensions");
             data.extend_from_slice(r);
         }
+        let fast = LogLayout::new(kinds, &data, &bandwidths);
         Kde {
             kinds: kinds.to_vec(),
             data,
             bandwidths,
+            fast,
         }
     }
 
@@ -81,18 +151,41 @@ impl Kde {
 
     /// The density at `x`: the mean over data points of the product kernel.
     pub fn pdf(&self, x: &[f64]) -> f64 {
-        let n = self.len();
-        let total: f64 = (0..n)
-            .map(|i| {
-                let p = self.point(i);
-                let mut k = 1.0;
-                for (j, kind) in self.kinds.iter().enumerate() {
-                    k *= kernel(*kind, x[j], p[j], self.bandwidths[j]);
-                }
-                k
-            })
-            .sum();
-        total / n as f64
+        self.log_pdf(x).exp()
+    }
+
+    /// ln of the density, computed in log space (a product of many narrow
+    /// kernels under- or overflows) with one `exp` per data point.
+    pub fn log_pdf(&self, x: &[f64]) -> f64 {
+        let f = &self.fast;
+        let xc: Vec<f64> = f.continuous.iter().map(|&j| x[j]).collect();
+        let xd: Vec<usize> = f
+            .discrete
+            .iter()
+            .map(|&(j, levels)| level(x[j], levels))
+            .collect();
+        let (nc, nd) = (xc.len(), xd.len());
+        // Online log-sum-exp over data points.
+        let (mut max, mut sum) = (f64::NEG_INFINITY, 0.0);
+        for i in 0..self.len() {
+            let centres = &f.centres[i * nc..(i + 1) * nc];
+            let squares: f64 = xc
+                .iter()
+                .zip(centres)
+                .zip(&f.inv_h)
+                .map(|((x, c), inv_h)| ((x - c) * inv_h).powi(2))
+                .sum();
+            let rows = &f.rows[i * nd..(i + 1) * nd];
+            let discrete: f64 = rows.iter().zip(&xd).map(|(row, v)| f.log_k[row + v]).sum();
+            let log_k = discrete - 0.5 * squares;
+            if log_k > max {
+                sum = sum * (max - log_k).exp() + 1.0;
+                max = log_k;
+            } else {
+                sum += (log_k - max).exp();
+            }
+        }
+        max + sum.ln() + f.log_norm - (self.len() as f64).ln()
     }
 
     /// Draws a point near data point `i`: a Gaussian with bandwidth scaled by
@@ -235,6 +328,64 @@ mod tests {
         }
         // Nearer ordinal values weigh more.
         assert!(kernel(wr, 2.0, 1.0, 0.4) > kernel(wr, 3.0, 1.0, 0.4));
+    }
+
+    #[test]
+    fn mixed_product_density_matches_the_direct_formula() {
+        let kinds = [
+            DimKind::Continuous,
+            DimKind::Categorical(3),
+            DimKind::Ordinal(4),
+        ];
+        let rows: Vec<Vec<f64>> = vec![
+            vec![0.2, 0.0, 3.0],
+            vec![0.7, 2.0, 1.0],
+            vec![0.5, 2.0, 0.0],
+            vec![0.9, 1.0, 2.0],
+        ];
+        let refs: Vec<&[f64]> = rows.iter().map(|r| r.as_slice()).collect();
+        let h = vec![0.15, 0.2, 0.35];
+        let kde = Kde::with_bandwidths(&kinds, &refs, h.clone());
+        for x in [[0.3, 2.0, 1.0], [0.95, 0.0, 3.0], [0.0, 1.0, 0.0]] {
+            let direct: f64 = rows
+                .iter()
+                .map(|r| {
+                    let gauss = (-(x[0] - r[0]).powi(2) / (2.0 * h[0] * h[0])).exp()
+                        / ((2.0 * PI).sqrt() * h[0]);
+                    let aa = if x[1] == r[1] { 1.0 - h[1] } else { h[1] / 2.0 };
+                    let wr = |v: f64| {
+                        if v == r[2] {
+                            1.0 - h[2]
+                        } else {
+                            0.5 * (1.0 - h[2]) * h[2].powf((v - r[2]).abs())
+                        }
+                    };
+                    let wr_norm: f64 = (0..4).map(|v| wr(v as f64)).sum();
+                    gauss * aa * wr(x[2]) / wr_norm
+                })
+                .sum::<f64>()
+                / 4.0;
+            assert!((kde.pdf(&x) - direct).abs() < 1e-12 * direct, "{x:?}");
+            assert!((kde.log_pdf(&x) - direct.ln()).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn log_density_stays_finite_where_the_density_underflows() {
+        let kinds = [DimKind::Continuous; 40];
+        let rows: Vec<Vec<f64>> = vec![vec![0.0; 40], vec![0.01; 40]];
+        let refs: Vec<&[f64]> = rows.iter().map(|r| r.as_slice()).collect();
+        let kde = Kde::with_bandwidths(&kinds, &refs, vec![1e-3; 40]);
+        let far = [1.0; 40];
+        assert_eq!(kde.pdf(&far), 0.0);
+        let log = kde.log_pdf(&far);
+        // Nearest centre 0.01: 40 dims of z = 990 plus the normalisation.
+        let expected =
+            -0.5 * 40.0 * 990f64.powi(2) - 40.0 * (1e-3 * (2.0 * PI).sqrt()).ln() - 2f64.ln();
+        assert!(
+            (log - expected).abs() < 1e-6 * expected.abs(),
+            "{log} vs {expected}"
+        );
     }
 
     #[test]

@@ -158,9 +158,11 @@ impl Model {
             let candidate = fitted
                 .good
                 .sample_near(centre, self.settings.bandwidth_factor, rng);
-            let l = fitted.good.pdf(&candidate).max(1e-32);
-            let g = fitted.bad.pdf(&candidate).max(1e-32);
-            let score = l / g;
+            // l / g with both floored at 1e-32 as hpbandster does, in logs.
+            let floor = 1e-32f64.ln();
+            let l = fitted.good.log_pdf(&candidate).max(floor);
+            let g = fitted.bad.log_pdf(&candidate).max(floor);
+            let score = l - g;
             if score.is_finite() && best.as_ref().is_none_or(|(s, _)| score > *s) {
                 best = Some((score, candidate));
             }
