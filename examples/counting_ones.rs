@@ -2,7 +2,7 @@
 //! BOHB at 8+8 and 16+16 dimensions, budgets 9..729 (eta 3), mean regret of
 //! the incumbent over seeds against cumulative budget.
 //!
-//! `cargo run --release --example counting_ones -- [--seeds 20] [--rounds 4]`
+//! `cargo run --release --example counting_ones -- [--seeds 20] [--rounds 24]`
 //! (one round = one full Hyperband cycle of 5 brackets).
 
 use convformer::bohb::objectives::CountingOnes;
@@ -109,7 +109,7 @@ fn regret_at(problem: &CountingOnes, outcome: &TuneOutcome, budget: f64) -> f64 
 
 fn main() {
     let seeds = arg("--seeds", 20) as u64;
-    let rounds = arg("--rounds", 4);
+    let rounds = arg("--rounds", 24);
     let total = rounds as f64 * round_budget() / MAX_BUDGET;
     println!("counting ones, budgets {MIN_BUDGET}..{MAX_BUDGET}, eta {ETA}, {rounds} Hyperband rounds ({total:.1} max budgets), {seeds} seeds");
     println!("regret = true loss / dims + 1 of the incumbent; mean ± sd over seeds at cumulative budget (x max budget)\n");
