@@ -78,7 +78,8 @@ pub fn write_trajectory(
         .map_err(|e| plot_error(path, e))?;
     let mut mesh = chart.configure_mesh();
     if with_text {
-        mesh.x_desc("cumulative budget").y_desc("incumbent loss");
+        mesh.x_desc("cumulative budget")
+            .y_desc("incumbent loss (best on the largest budget reached)");
     } else {
         mesh.x_labels(0).y_labels(0);
     }

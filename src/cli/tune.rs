@@ -171,6 +171,7 @@ pub fn settings_for(args: &TuneArgs) -> Result<TuneSettings> {
 
 /// `convformer tune`: picks the objective and runs.
 pub fn execute(args: &TuneArgs) -> Result<()> {
+    settings_for(args)?; // a bad --space is reported before anything else
     let objective = objective_for(args)?;
     let summary = run_tune(args, objective)?;
     match &summary.outcome.incumbent {
