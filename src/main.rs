@@ -18,7 +18,7 @@ enum Command {
     /// Lists the CPU threads available to the engine.
     Devices,
     /// Searches hyperparameters with BOHB (Bayesian optimisation + Hyperband).
-    Tune(convformer::cli::tune::TuneArgs),
+    Tune(Box<convformer::cli::tune::TuneArgs>),
 }
 
 fn main() {

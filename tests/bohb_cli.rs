@@ -65,7 +65,7 @@ fn branin_run_writes_journal_best_and_trajectory() {
     let best: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("best.json")).unwrap()).unwrap();
     let loss = best["incumbent"]["loss"].as_f64().unwrap();
-    assert!(loss >= 0.397887 && loss < 20.0, "{loss}");
+    assert!((0.397887..20.0).contains(&loss), "{loss}");
     assert_eq!(best["incumbent"]["budget"].as_f64(), Some(9.0));
     assert!(best["incumbent"]["config"]["x1"].is_f64());
     let png = std::fs::read(out.join("trajectory.png")).unwrap();

@@ -127,22 +127,14 @@ fn the_run_follows_the_hyperband_schedule_and_promotes_the_best() {
 
 #[test]
 fn one_seed_reproduces_a_parallel_run_whatever_the_timing() {
-    let key = |o: &TuneOutcome| -> Vec<(u64, usize, usize, u64, Vec<u64>, Option<u64>)> {
+    // Debug formatting of f64 round-trips, so equal strings mean equal bits.
+    let key = |o: &TuneOutcome| -> Vec<String> {
         o.evaluations
             .iter()
             .map(|e| {
-                let cfg = e
-                    .config
-                    .values()
-                    .map(|v| v.as_f64().unwrap().to_bits())
-                    .collect();
-                (
-                    e.job,
-                    e.bracket,
-                    e.stage,
-                    e.budget.to_bits(),
-                    cfg,
-                    e.loss.map(f64::to_bits),
+                format!(
+                    "{} {} {} {:?} {:?} {:?}",
+                    e.job, e.bracket, e.stage, e.budget, e.config, e.loss
                 )
             })
             .collect()

@@ -227,7 +227,7 @@ struct Replay {
     result: Option<Finished>,
 }
 
-const EVAL_SEED_SALT: u64 = 0x5EED_0F_E7A1;
+const EVAL_SEED_SALT: u64 = 0x005E_ED0F_E7A1;
 
 /// Runs BOHB (or Hyperband, with `random_fraction` 1) to completion.
 pub fn run(
@@ -388,10 +388,13 @@ fn validate(settings: &TuneSettings) -> Result<()> {
             "random_fraction must be in [0, 1]",
         ),
         (
-            !(m.bandwidth_factor > 0.0),
+            !(m.bandwidth_factor.is_finite() && m.bandwidth_factor > 0.0),
             "bandwidth_factor must be positive",
         ),
-        (!(m.min_bandwidth > 0.0), "min_bandwidth must be positive"),
+        (
+            !(m.min_bandwidth.is_finite() && m.min_bandwidth > 0.0),
+            "min_bandwidth must be positive",
+        ),
     ];
     match problems.iter().find(|(bad, _)| *bad) {
         Some((_, why)) => Err(Error::Invalid(why.to_string())),

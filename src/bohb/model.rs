@@ -59,8 +59,11 @@ pub struct Model {
     space: Space,
     kinds: Vec<DimKind>,
     settings: ModelSettings,
-    observations: BTreeMap<u64, Vec<(Vec<f64>, f64)>>,
+    observations: BTreeMap<u64, Observations>,
 }
+
+/// Encoded configurations with their losses (+inf for failures).
+type Observations = Vec<(Vec<f64>, f64)>;
 
 impl Model {
     pub fn new(space: Space, settings: ModelSettings) -> Self {
@@ -104,7 +107,7 @@ impl Model {
             return None;
         }
         let min_points = self.min_points();
-        let mut by_budget: Vec<(f64, &Vec<(Vec<f64>, f64)>)> = self
+        let mut by_budget: Vec<(f64, &Observations)> = self
             .observations
             .iter()
             .map(|(b, o)| (f64::from_bits(*b), o))
@@ -163,7 +166,7 @@ impl Model {
             let l = fitted.good.log_pdf(&candidate).max(floor);
             let g = fitted.bad.log_pdf(&candidate).max(floor);
             let score = l - g;
-            if score.is_finite() && best.as_ref().is_none_or(|(s, _)| score > *s) {
+            if score.is_finite() && best.as_ref().map_or(true, |(s, _)| score > *s) {
                 best = Some((score, candidate));
             }
         }
