@@ -416,6 +416,17 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("low > 0"), "{e}");
+        let e = Space::from_json_str(
+            r#"[{"name": "a", "type": "int", "low": 1, "high": 5, "lgo": true}]"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("lgo"),
+            "a misspelt field is an error: {e}"
+        );
+        let e = Space::from_json_str(r#"[{"name": "a", "type": "integer", "low": 1, "high": 5}]"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("integer"), "{e}");
         let s = mixed();
         let mut c = s.sample_uniform(&mut Rng::new(3));
         c.insert("n".into(), Value::Int(9));

@@ -1,4 +1,14 @@
 //! `convformer tune`: BOHB over a search space, journalled in `--out`.
+//!
+//! ```text
+//! convformer tune --objective counting-ones --min-budget 9 --max-budget 729 \
+//!     --iterations 10 --workers 2 --seed 1 --out runs/tune
+//! convformer tune ... --out runs/tune --resume   # after a crash or kill -9
+//! ```
+//!
+//! `--out` receives `journal.jsonl` (every proposal and result, fsynced),
+//! `best.json`, `trajectory.png` and, for objectives that keep a model,
+//! `final/` (written by [`Objective::train_final`]).
 
 use crate::bohb::objectives::{Branin, CountingOnes};
 use crate::bohb::plot::write_trajectory;
