@@ -168,8 +168,4 @@ impl Journal {
                 ))
             })
     }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }

@@ -1,7 +1,8 @@
 //! The master: Hyperband brackets fed by the model, evaluated on worker
 //! threads, journalled, resumable.
 
-use super::hyperband::{bracket_plan, budget_ladder, promote, BracketPlan};
+use super::bracket::{Bracket, Next};
+use super::hyperband::{bracket_plan, budget_ladder};
 use super::journal::{Journal, Record, Status, JOURNAL_VERSION};
 use super::model::{Model, ModelSettings, Origin};
 use super::rng::Rng;
@@ -111,91 +112,6 @@ pub struct TuneOutcome {
     pub failures: usize,
     pub total_budget: f64,
     pub warnings: Vec<String>,
-}
-
-/// One successive-halving stage of a bracket.
-struct Stage {
-    /// Indices into the bracket's configurations.
-    members: Vec<usize>,
-    /// Per member: `None` while pending, then the loss (`None` if failed).
-    losses: Vec<Option<Option<f64>>>,
-    sent: usize,
-}
-
-struct Bracket {
-    plan: BracketPlan,
-    configs: Vec<(Config, Origin)>,
-    stage: usize,
-    current: Stage,
-    done: bool,
-}
-
-enum Next {
-    /// Run position `slot` of the current stage; `propose` = needs a new config.
-    Run {
-        slot: usize,
-        propose: bool,
-    },
-    Wait,
-    Done,
-}
-
-impl Bracket {
-    fn new(plan: BracketPlan) -> Self {
-        Bracket {
-            plan,
-            configs: Vec::new(),
-            stage: 0,
-            current: Stage {
-                members: Vec::new(),
-                losses: Vec::new(),
-                sent: 0,
-            },
-            done: false,
-        }
-    }
-
-    /// What this bracket can hand out now; advances successive halving when a
-    /// stage has all its results.
-    fn next(&mut self) -> Next {
-        loop {
-            if self.done {
-                return Next::Done;
-            }
-            let target = if self.stage == 0 {
-                self.plan.sizes[0]
-            } else {
-                self.current.members.len()
-            };
-            if self.current.sent < target {
-                return Next::Run {
-                    slot: self.current.sent,
-                    propose: self.stage == 0,
-                };
-            }
-            if self.current.losses.iter().any(Option::is_none) {
-                return Next::Wait;
-            }
-            if self.stage + 1 == self.plan.sizes.len() {
-                self.done = true;
-                continue;
-            }
-            let losses: Vec<Option<f64>> =
-                self.current.losses.iter().map(|l| l.flatten()).collect();
-            let keep = promote(&losses, self.plan.sizes[self.stage + 1]);
-            if keep.is_empty() {
-                self.done = true;
-                continue;
-            }
-            let members: Vec<usize> = keep.iter().map(|&k| self.current.members[k]).collect();
-            self.current = Stage {
-                losses: vec![None; members.len()],
-                members,
-                sent: 0,
-            };
-            self.stage += 1;
-        }
-    }
 }
 
 struct Job {

@@ -12,6 +12,7 @@
 //! which worker finished first; the price is that a free worker can idle
 //! while an older job is still running.
 
+mod bracket;
 pub mod hyperband;
 pub mod journal;
 pub mod kde;
