@@ -127,3 +127,28 @@ fn a_bad_space_file_is_reported_with_its_position() {
     assert!(String::from_utf8_lossy(&o.stderr)
         .contains("--space applies to --objective convformer only"));
 }
+
+#[test]
+fn a_closed_stdout_does_not_stop_the_run() {
+    let out = scratch("closed-stdout");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convformer"))
+        .args([
+            "tune",
+            "--objective",
+            "counting-ones",
+            "--min-budget",
+            "9",
+            "--max-budget",
+            "81",
+        ])
+        .args(["--iterations", "2", "--eval-delay-ms", "2", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // as `| head` does once it has its lines
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("best.json").exists());
+}

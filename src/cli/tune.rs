@@ -185,23 +185,30 @@ pub fn execute(args: &TuneArgs) -> Result<()> {
     let objective = objective_for(args)?;
     let summary = run_tune(args, objective)?;
     match &summary.outcome.incumbent {
-        Some(best) => println!(
+        Some(best) => say(format_args!(
             "best loss {:.6} at budget {} (job {}); wrote {} and {}",
             best.loss,
             best.budget,
             best.job,
             summary.best_json.display(),
             summary.trajectory_png.display()
-        ),
-        None => println!(
+        )),
+        None => say(format_args!(
             "no evaluation succeeded; see {}",
             args.out.join("journal.jsonl").display()
-        ),
+        )),
     }
     if let Some(description) = &summary.final_model {
-        println!("final model: {description}");
+        say(format_args!("final model: {description}"));
     }
     Ok(())
+}
+
+/// Prints a line of the table. A closed stdout (`| head`) must not stop the
+/// run: the journal, not the terminal, is the record.
+fn say(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 /// Runs the tuner with `objective`, printing a live table, then writes
@@ -220,10 +227,10 @@ pub fn run_tune(args: &TuneArgs, objective: Arc<dyn Objective>) -> Result<TuneSu
         ProgressStyle::with_template("{bar:30} {pos}/{len} evaluations, {elapsed} | {msg}")
             .expect("the template is valid"),
     );
-    println!(
+    say(format_args!(
         "{:>5} {:>7} {:>5} {:>9} {:>12} {:>7} {:>9} {:>12}",
         "job", "bracket", "stage", "budget", "loss", "running", "finished", "incumbent"
-    );
+    ));
     let mut table = |event: &Event| match event {
         Event::Started {
             bracket,
@@ -252,12 +259,12 @@ pub fn run_tune(args: &TuneArgs, objective: Arc<dyn Objective>) -> Result<TuneSu
                 .map_or_else(|| "-".to_string(), |i| format!("{:.6}", i.loss));
             let replayed = if e.replayed { " (journal)" } else { "" };
             bar.suspend(|| {
-                println!(
+                say(format_args!(
                     "{:>5} {:>7} {:>5} {:>9.3} {:>12} {:>7} {:>9} {:>12}{replayed}",
                     e.job, e.bracket, e.stage, e.budget, loss, running, finished, inc
-                );
+                ));
                 if let Some(err) = &e.error {
-                    println!("      job {} failed: {err}", e.job);
+                    say(format_args!("      job {} failed: {err}", e.job));
                 }
             });
         }
