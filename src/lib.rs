@@ -3,10 +3,17 @@
 //! kernels loaded through cudarc, a define-by-run autograd tape, and a BOHB tuner.
 
 pub mod autograd;
+pub mod bohb;
+pub mod cli;
+pub mod cpu;
 pub mod cuda;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod float;
+pub mod nn;
+pub mod optim;
+pub mod rng;
 pub mod tensor;
 pub mod train;
 
@@ -15,9 +22,3 @@ pub use device::Device;
 pub use error::{Error, Result};
 pub use float::Float;
 pub use tensor::Tensor;
-pub mod cli;
-pub mod cpu;
-pub mod data;
-pub mod nn;
-pub mod optim;
-pub mod rng;

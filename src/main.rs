@@ -27,6 +27,8 @@ enum Command {
     /// Inspects, plots or generates Borg traces.
     #[command(subcommand)]
     Data(cli::data::DataCmd),
+    /// Searches hyperparameters with BOHB (Bayesian optimisation + Hyperband).
+    Tune(Box<cli::tune::TuneArgs>),
 }
 
 fn main() {
@@ -41,6 +43,7 @@ fn main() {
             Ok(())
         }
         Command::Data(cmd) => cli::data::run(cmd),
+        Command::Tune(args) => cli::tune::execute(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

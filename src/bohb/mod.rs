@@ -1,0 +1,76 @@
+//! BOHB: Bayesian optimisation + Hyperband (Falkner, Klein & Hutter, ICML 2018).
+//!
+//! The tuner is generic over an [`Objective`]; [`run`] drives Hyperband
+//! brackets whose new configurations come from per-budget KDE models
+//! ([`model`]), evaluates them on worker threads, and journals every proposal
+//! and result ([`journal`]) so a killed run resumes to the same evaluations.
+//!
+//! Reproducibility with several workers: results are applied to the
+//! scheduler state strictly in the order jobs were handed out, and a worker
+//! that becomes free waits for the oldest running job before the next
+//! decision. Every decision therefore depends on the seed alone, never on
+//! which worker finished first; the price is that a free worker can idle
+//! while an older job is still running.
+
+mod bracket;
+pub mod hyperband;
+pub mod journal;
+pub mod kde;
+mod master;
+pub mod model;
+pub mod objectives;
+pub mod plot;
+pub mod rng;
+pub mod space;
+
+pub use master::{
+    run, Evaluation, Event, Incumbent, RunOptions, TrajectoryPoint, TuneOutcome, TuneSettings,
+};
+pub use model::{ModelSettings, Origin};
+pub use space::{Config, Domain, Param, Space, Value};
+
+use std::path::Path;
+
+/// What an evaluation knows besides its configuration and budget.
+#[derive(Clone, Debug)]
+pub struct EvalContext {
+    /// The job's number in the run (0-based, in hand-out order).
+    pub job: u64,
+    pub bracket: usize,
+    pub stage: usize,
+    /// A seed derived from the run seed and the job: use it for any
+    /// randomness (initialisation, shuffling) so that reruns match.
+    pub seed: u64,
+}
+
+/// What a finished evaluation reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalResult {
+    /// Lower is better. A non-finite loss is recorded as a failure.
+    pub loss: f64,
+}
+
+/// A function to minimise; `budget` is its fidelity (for ConvFormerNet: epochs).
+pub trait Objective: Send + Sync {
+    /// Evaluates one configuration; an `Err` is recorded as a failed
+    /// evaluation with its message and the run goes on.
+    fn evaluate(
+        &self,
+        config: &Config,
+        budget: f64,
+        ctx: &EvalContext,
+    ) -> Result<EvalResult, String>;
+
+    /// Hook for the end of a run: trains the final model on the best
+    /// configuration into `dir` and returns a one-line description. `Ok(None)`
+    /// means this objective has no model to keep (the synthetic ones).
+    fn train_final(
+        &self,
+        config: &Config,
+        budget: f64,
+        dir: &Path,
+    ) -> Result<Option<String>, String> {
+        let _ = (config, budget, dir);
+        Ok(None)
+    }
+}
