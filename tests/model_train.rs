@@ -229,3 +229,42 @@ fn quantile_loss_raises_coverage() {
         .coverage;
     assert!(cov > 0.75, "coverage {cov} at q = 0.9");
 }
+
+#[test]
+fn early_stopping_restores_the_best_weights() {
+    let data = real_slice();
+    let cfg = TrainConfig {
+        patience: 1,
+        lr: 3e-3,
+        ..small_train(6)
+    };
+    let out = fit(&small_model(), &cfg, &data, &FitOptions::default()).unwrap();
+    let h = &out.history;
+    let best = h.iter().map(|e| e.val_mae).fold(f64::INFINITY, f64::min);
+    assert_eq!(out.best_val_mae, best);
+    assert_eq!(h[out.best_epoch - 1].val_mae, best);
+    // With this seed the run stops early: exactly `patience` epochs after the best.
+    assert!(h.len() < cfg.epochs, "no early stop: {h:?}");
+    assert_eq!(h.len(), out.best_epoch + cfg.patience, "{h:?}");
+    // The returned weights are the best epoch's: they reproduce its validation MAE.
+    let pred =
+        convformer::train::trainer::predict_split(&out.model, &out.store, &data.val, 256).unwrap();
+    let mae = convformer::train::regression_metrics(&pred, &data.val.targets).mae;
+    assert_eq!(mae, best);
+}
+
+#[test]
+fn the_tuner_objective_is_the_best_validation_mae() {
+    let data = real_slice();
+    let cfg = small_train(5);
+    let objective = convformer::train::train_and_validate(&small_model(), &cfg, &data, 2).unwrap();
+    let direct = fit(
+        &small_model(),
+        &TrainConfig { epochs: 2, ..cfg },
+        &data,
+        &FitOptions::default(),
+    )
+    .unwrap();
+    assert!(objective.is_finite() && objective > 0.0);
+    assert_eq!(objective, direct.best_val_mae);
+}
