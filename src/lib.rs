@@ -11,6 +11,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod float;
+pub mod font;
 pub mod nn;
 pub mod optim;
 pub mod rng;

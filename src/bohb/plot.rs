@@ -4,35 +4,6 @@ use super::TrajectoryPoint;
 use crate::{Error, Result};
 use plotters::prelude::*;
 use std::path::Path;
-use std::sync::OnceLock;
-
-/// Fonts searched for axis labels (plotters' ab_glyph backend bundles none).
-const FONT_CANDIDATES: &[&str] = &[
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-    "C:\\Windows\\Fonts\\arial.ttf",
-];
-
-/// Registers a system sans-serif font once; `false` when none was found, in
-/// which case plots are drawn without text.
-fn font_available() -> bool {
-    static FOUND: OnceLock<bool> = OnceLock::new();
-    *FOUND.get_or_init(|| {
-        FONT_CANDIDATES
-            .iter()
-            .any(|path| match std::fs::read(path) {
-                // Leaked once: plotters keeps fonts for the life of the process.
-                Ok(bytes) => {
-                    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes.leak())
-                        .is_ok()
-                }
-                Err(_) => false,
-            })
-    })
-}
 
 fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Invalid(format!(
@@ -48,7 +19,7 @@ pub fn write_trajectory(
     points: &[TrajectoryPoint],
     total_budget: f64,
 ) -> Result<Option<String>> {
-    let with_text = font_available();
+    let with_text = crate::font::ensure_registered();
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
     let x_min = points
@@ -69,7 +40,7 @@ pub fn write_trajectory(
     builder.margin(16);
     if with_text {
         builder
-            .caption("BOHB incumbent", ("sans-serif", 24))
+            .caption("BOHB incumbent", (crate::font::FAMILY, 24))
             .x_label_area_size(48)
             .y_label_area_size(72);
     }
@@ -106,5 +77,7 @@ pub fn write_trajectory(
         )
         .map_err(|e| plot_error(path, e))?;
     root.present().map_err(|e| plot_error(path, e))?;
-    Ok((!with_text).then(|| "no system font found: trajectory.png has no axis labels".to_string()))
+    Ok((!with_text).then(|| {
+        "the embedded font could not be registered: trajectory.png has no axis labels".to_string()
+    }))
 }

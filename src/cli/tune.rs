@@ -15,6 +15,10 @@ use crate::bohb::plot::write_trajectory;
 use crate::bohb::{
     self, Event, ModelSettings, Objective, RunOptions, Space, TuneOutcome, TuneSettings,
 };
+use crate::data::{detect_format, Format};
+use crate::train::run::DataSource;
+use crate::train::tuning::ConvFormerObjective;
+use crate::train::RunConfig;
 use crate::{Error, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -53,9 +57,18 @@ pub struct TuneArgs {
     /// Training data for the ConvFormerNet objective.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Format of `--data` (read by the ConvFormerNet objective).
+    /// Layout of `--data` (detected from its header when left out).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// JSON file with `model` and/or `train` sections: what the search space leaves fixed.
     #[arg(long)]
-    pub format: Option<String>,
+    pub config: Option<PathBuf>,
+    /// History length of a series sample (5-minute windows).
+    #[arg(long, default_value_t = 12)]
+    pub window: usize,
+    /// The target is the peak over the next H windows.
+    #[arg(long, default_value_t = 1)]
+    pub horizon: usize,
     /// JSON search space (array of {"name", "type": int|float|categorical|ordinal|constant, ...});
     /// default: conv_filters 16-64, num_heads 1-8, ff_dim 32-256, dropout_rate 0-0.5, learning_rate 1e-4-1e-2 (log).
     #[arg(long)]
@@ -135,17 +148,28 @@ pub fn space_for(args: &TuneArgs) -> Result<Space> {
 }
 
 /// The objective named by `--objective`.
-///
-/// Hook for the lead: the ConvFormerNet objective (train `budget` epochs on
-/// `--data`, return the validation MAE, and implement `train_final`) goes in
-/// the `Convformer` arm.
 pub fn objective_for(args: &TuneArgs) -> Result<Arc<dyn Objective>> {
     let delay = Duration::from_millis(args.eval_delay_ms);
     match args.objective {
-        ObjectiveKind::Convformer => Err(Error::Invalid(
-            "the ConvFormerNet objective is not wired yet; use --objective branin or counting-ones"
-                .into(),
-        )),
+        ObjectiveKind::Convformer => {
+            let base = match &args.config {
+                Some(path) => RunConfig::from_json_file(path)?,
+                None => RunConfig::default(),
+            };
+            let format = match (&args.data, args.format) {
+                (_, Some(f)) => f,
+                (Some(path), None) => detect_format(path)?,
+                (None, None) => Format::InstanceUsage,
+            };
+            let source = DataSource {
+                path: args.data.clone(),
+                format,
+                window: args.window,
+                horizon: args.horizon,
+                seed: base.train.seed,
+            };
+            Ok(Arc::new(ConvFormerObjective::new(source, base)?))
+        }
         ObjectiveKind::Branin => Ok(Arc::new(Branin { delay })),
         ObjectiveKind::CountingOnes => {
             let (n_cat, n_cont) = COUNTING_ONES_DIMS;

@@ -3,22 +3,16 @@
 
 use super::inspect::feature_columns;
 use super::{DataError, Dataset, Format};
+use crate::font::FAMILY;
 use plotters::prelude::*;
 use plotters::style::FontTransform;
 use std::path::{Path, PathBuf};
 
-/// DejaVu Sans (Bitstream Vera licence, see assets/DejaVuSans-LICENSE.txt), embedded so
-/// text renders on a machine without system fonts.
-const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
 const BINS: usize = 30;
 const MAX_POINTS: usize = 20_000;
 
 fn register_font() -> Result<(), DataError> {
-    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let ok = *REGISTERED
-        .get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
-    if ok {
+    if crate::font::ensure_registered() {
         Ok(())
     } else {
         Err(DataError::Invalid(

@@ -14,6 +14,7 @@ pub mod plots;
 pub mod prepared;
 pub mod run;
 pub mod trainer;
+pub mod tuning;
 
 pub use config::{LossSpec, RunConfig, TrainConfig};
 pub use prepared::{PreparedData, SplitData};

@@ -14,7 +14,7 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
 
 /// Train and validation loss per epoch.
 pub fn loss_curve(path: &Path, history: &[EpochLog]) -> Result<()> {
-    ensure_font();
+    crate::font::ensure_registered();
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
     let values: Vec<f64> = history
@@ -34,7 +34,7 @@ pub fn loss_curve(path: &Path, history: &[EpochLog]) -> Result<()> {
     };
     let epochs = history.len().max(1) as f64;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Loss per epoch", ("sans-serif", 24))
+        .caption("Loss per epoch", (crate::font::FAMILY, 24))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(80)
@@ -81,7 +81,7 @@ pub fn loss_curve(path: &Path, history: &[EpochLog]) -> Result<()> {
 
 /// Scatter of predicted against actual (trace units) with the y = x line.
 pub fn actual_vs_predicted(path: &Path, actual: &[f32], predicted: &[f32]) -> Result<()> {
-    ensure_font();
+    crate::font::ensure_registered();
     let root = BitMapBackend::new(path, (700, 700)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
     let all = actual
@@ -102,7 +102,7 @@ pub fn actual_vs_predicted(path: &Path, actual: &[f32], predicted: &[f32]) -> Re
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!("Actual vs predicted ({} samples)", actual.len()),
-            ("sans-serif", 24),
+            (crate::font::FAMILY, 24),
         )
         .margin(15)
         .x_label_area_size(45)
@@ -132,14 +132,4 @@ pub fn actual_vs_predicted(path: &Path, actual: &[f32], predicted: &[f32]) -> Re
         )
         .map_err(|e| plot_err(path, e))?;
     root.present().map_err(|e| plot_err(path, e))
-}
-
-/// plotters draws text only with a registered font: DejaVu Sans is embedded.
-fn ensure_font() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let bytes: &'static [u8] = include_bytes!("../../assets/DejaVuSans.ttf");
-        // The embedded file is a valid TrueType font; a failure would only drop labels.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, bytes);
-    });
 }

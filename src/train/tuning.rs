@@ -1,0 +1,110 @@
+//! The ConvFormerNet objective of `convformer tune`: a budget is a number of
+//! training epochs, the loss is the best validation MAE (scaled units), and the
+//! best configuration is trained into `final/` as an ordinary run directory.
+
+use std::path::Path;
+
+use super::run::{prepare, train_run, DataSource};
+use super::trainer::model_config_for;
+use super::{train_and_validate, FitOptions, PreparedData, Progress, RunConfig};
+use crate::bohb::{Config, EvalContext, EvalResult, Objective, Value};
+use crate::error::Result;
+
+pub struct ConvFormerObjective {
+    source: DataSource,
+    /// Everything the search space does not set.
+    base: RunConfig,
+    /// Loaded, split and preprocessed once, shared by every evaluation.
+    data: PreparedData,
+}
+
+impl ConvFormerObjective {
+    pub fn new(source: DataSource, base: RunConfig) -> Result<Self> {
+        let ds = source.load(true)?;
+        let data = prepare(&ds, source.seed, base.train.residual)?;
+        Ok(ConvFormerObjective { source, base, data })
+    }
+
+    /// The run configuration of one proposal: the base with the tuned fields
+    /// replaced and the data's shape filled in. A name the model does not know is an error, not ignored.
+    fn run_config(&self, config: &Config, epochs: usize, seed: u64) -> Result<RunConfig, String> {
+        let mut cfg = self.base.clone();
+        for (name, value) in config {
+            let int = || value_usize(name, value);
+            let float = || {
+                value
+                    .as_f64()
+                    .ok_or_else(|| format!("{name}: expected a number, got {value:?}"))
+            };
+            match name.as_str() {
+                "conv_filters" => cfg.model.conv_filters = int()?,
+                "num_heads" => cfg.model.num_heads = int()?,
+                "ff_dim" => cfg.model.ff_dim = int()?,
+                "num_blocks" => cfg.model.num_blocks = int()?,
+                "dense_units" => cfg.model.dense_units = int()?,
+                "dropout_rate" => cfg.model.dropout_rate = float()?,
+                "learning_rate" => cfg.train.lr = float()?,
+                "weight_decay" => cfg.train.weight_decay = float()?,
+                "batch_size" => cfg.train.batch_size = int()?,
+                other => {
+                    return Err(format!(
+                        "the ConvFormerNet objective has no hyperparameter '{other}'"
+                    ))
+                }
+            }
+        }
+        cfg.train.epochs = epochs;
+        cfg.train.seed = seed;
+        cfg.model = model_config_for(&cfg.model, &self.data);
+        cfg.model.validate().map_err(|e| e.to_string())?;
+        cfg.train.validate().map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+}
+
+fn value_usize(name: &str, value: &Value) -> Result<usize, String> {
+    value
+        .as_i64()
+        .and_then(|v| usize::try_from(v).ok())
+        .ok_or_else(|| format!("{name}: expected a non-negative integer, got {value:?}"))
+}
+
+/// Budgets are epochs; fractional budgets round, and at least one epoch runs.
+fn epochs(budget: f64) -> usize {
+    (budget.round() as usize).max(1)
+}
+
+impl Objective for ConvFormerObjective {
+    fn evaluate(
+        &self,
+        config: &Config,
+        budget: f64,
+        ctx: &EvalContext,
+    ) -> Result<EvalResult, String> {
+        let cfg = self.run_config(config, epochs(budget), ctx.seed)?;
+        let loss = train_and_validate(&cfg.model, &cfg.train, &self.data, cfg.train.epochs)
+            .map_err(|e| e.to_string())?;
+        Ok(EvalResult { loss })
+    }
+
+    fn train_final(
+        &self,
+        config: &Config,
+        budget: f64,
+        dir: &Path,
+    ) -> Result<Option<String>, String> {
+        let cfg = self.run_config(config, epochs(budget), self.base.train.seed)?;
+        let opts = FitOptions {
+            progress: Progress::Log,
+            ..FitOptions::default()
+        };
+        let (outcome, _) = train_run(dir, &cfg, &self.source, &opts).map_err(|e| e.to_string())?;
+        Ok(Some(format!(
+            "trained for {} epochs (best {}, validation MAE {:.4e} scaled) in {}",
+            outcome.history.len(),
+            outcome.best_epoch,
+            outcome.best_val_mae,
+            dir.display()
+        )))
+    }
+}
