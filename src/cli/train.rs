@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::device_choice::{resolve, DeviceArg};
-use crate::data::{detect_format, Format};
+use crate::data::Format;
 use crate::error::{Error, Result};
 use crate::train::run::{read_run_file, train_run, DataSource, SplitReport};
 use crate::train::{FitOptions, Progress, RunConfig};
@@ -88,18 +88,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         (dir.clone(), cfg, saved.data, true)
     } else {
         let cfg = run_config(args)?;
-        let format = match (&args.data, args.format) {
-            (_, Some(f)) => f,
-            (Some(path), None) => detect_format(path)?,
-            (None, None) => Format::InstanceUsage,
-        };
-        let source = DataSource {
-            path: args.data.clone(),
-            format,
-            window: args.window,
-            horizon: args.horizon,
-            seed: cfg.train.seed,
-        };
+        let source = DataSource::choose(
+            args.data.clone(),
+            args.format,
+            args.window,
+            args.horizon,
+            cfg.train.seed,
+        )?;
         let out = args
             .out
             .clone()

@@ -15,7 +15,7 @@ use crate::bohb::plot::write_trajectory;
 use crate::bohb::{
     self, Event, ModelSettings, Objective, RunOptions, Space, TuneOutcome, TuneSettings,
 };
-use crate::data::{detect_format, Format};
+use crate::data::Format;
 use crate::train::run::DataSource;
 use crate::train::tuning::ConvFormerObjective;
 use crate::train::RunConfig;
@@ -156,18 +156,13 @@ pub fn objective_for(args: &TuneArgs) -> Result<Arc<dyn Objective>> {
                 Some(path) => RunConfig::from_json_file(path)?,
                 None => RunConfig::default(),
             };
-            let format = match (&args.data, args.format) {
-                (_, Some(f)) => f,
-                (Some(path), None) => detect_format(path)?,
-                (None, None) => Format::InstanceUsage,
-            };
-            let source = DataSource {
-                path: args.data.clone(),
-                format,
-                window: args.window,
-                horizon: args.horizon,
-                seed: base.train.seed,
-            };
+            let source = DataSource::choose(
+                args.data.clone(),
+                args.format,
+                args.window,
+                args.horizon,
+                base.train.seed,
+            )?;
             Ok(Arc::new(ConvFormerObjective::new(source, base)?))
         }
         ObjectiveKind::Branin => Ok(Arc::new(Branin { delay })),

@@ -31,6 +31,29 @@ pub struct DataSource {
 }
 
 impl DataSource {
+    /// The source a command line names: `path` in `format` (detected from the
+    /// header when not given), or the generated series trace without a path.
+    pub fn choose(
+        path: Option<PathBuf>,
+        format: Option<Format>,
+        window: usize,
+        horizon: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let format = match (&path, format) {
+            (_, Some(f)) => f,
+            (Some(p), None) => data::detect_format(p)?,
+            (None, None) => Format::InstanceUsage,
+        };
+        Ok(DataSource {
+            path,
+            format,
+            window,
+            horizon,
+            seed,
+        })
+    }
+
     pub fn load(&self, progress: bool) -> Result<Dataset> {
         match &self.path {
             None => Ok(data::synth::default_trace(self.format, self.seed)),
