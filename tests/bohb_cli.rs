@@ -81,22 +81,6 @@ fn branin_run_writes_journal_best_and_trajectory() {
 }
 
 #[test]
-fn the_convformer_objective_says_it_is_not_wired_yet() {
-    let out = scratch("convformer");
-    let o = Command::new(env!("CARGO_BIN_EXE_convformer"))
-        .args(["tune", "--objective", "convformer", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        stderr.contains("the ConvFormerNet objective is not wired yet"),
-        "{stderr}"
-    );
-}
-
-#[test]
 fn a_bad_space_file_is_reported_with_its_position() {
     let out = scratch("space");
     let space = out.join("space.json");
