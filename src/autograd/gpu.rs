@@ -589,3 +589,39 @@ pub(super) fn backward<E: GpuExec, T: Float>(
         }
     })
 }
+
+/// Σ x² of a device tensor (for the global gradient norm).
+pub(crate) fn sum_squares<T: Float>(t: &Tensor<T>) -> Result<f64> {
+    on_gpu!(t.device(), be => {
+        let norm = ops::l2_norm(be, t.numel(), buf_of(be, t)?)?;
+        Ok(norm * norm)
+    })
+}
+
+/// s·t in a new buffer (gradients may share buffers, so never in place).
+pub(crate) fn scaled<T: Float>(t: &Tensor<T>, s: T) -> Result<Tensor<T>> {
+    on_gpu!(t.device(), be => scale(be, t, s))
+}
+
+/// One AdamW update of a device parameter with its gradient and moments.
+pub(crate) fn adamw<T: Float>(
+    step: &ops::AdamStep,
+    p: &Tensor<T>,
+    g: &Tensor<T>,
+    m: &Tensor<T>,
+    v: &Tensor<T>,
+) -> Result<()> {
+    on_gpu!(p.device(), be => ops::adamw_step(
+        be,
+        p.numel(),
+        step,
+        buf_of(be, p)?,
+        buf_of(be, g)?,
+        buf_of(be, m)?,
+        buf_of(be, v)?,
+    ))
+}
+
+fn buf_of<'a, E: GpuExec, T: Float>(_: &E, t: &'a Tensor<T>) -> Result<&'a E::Buffer> {
+    buf::<E, T>(t)
+}

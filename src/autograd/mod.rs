@@ -1,6 +1,6 @@
 //! Autograd: a define-by-run tape over named parameters.
 
-mod gpu;
+pub(crate) mod gpu;
 mod ops;
 mod params;
 mod tape;
