@@ -130,6 +130,11 @@ impl<T: Float> AdamW<T> {
                         host(&mut self.second_moment[i])?,
                     ));
                 }
+                // The update writes in place: a parameter whose memory a clone
+                // of the store shares gets its own copy first (1·x is exact).
+                if p.gpu_buffer()?.is_shared() {
+                    *p = gpu::scaled(p, T::ONE)?;
+                }
                 let (m, v) = self.device_moments[i].as_ref().expect("set above");
                 gpu::adamw(&adam, p, g, m, v)?;
                 continue;

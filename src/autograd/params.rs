@@ -53,6 +53,11 @@ impl<T: Float> ParamStore<T> {
         })
     }
 
+    /// Where the parameters live (the CPU for an empty store).
+    pub fn device(&self) -> crate::Device {
+        self.values.first().map(Tensor::device).unwrap_or_default()
+    }
+
     pub fn len(&self) -> usize {
         self.values.len()
     }

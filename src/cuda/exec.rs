@@ -39,6 +39,15 @@ impl GpuBuffer {
             GpuBuffer::Emu(b) => b.bytes(),
         }
     }
+
+    /// Whether another tensor holds this memory too (writes in place must
+    /// copy it first).
+    pub fn is_shared(&self) -> bool {
+        match self {
+            GpuBuffer::Cuda(b) => Arc::strong_count(b) > 1,
+            GpuBuffer::Emu(b) => Arc::strong_count(b) > 1,
+        }
+    }
 }
 
 /// A backend whose buffers can live in a [`GpuBuffer`].
