@@ -180,6 +180,15 @@ fn clear_errors_for_bad_requests() {
         let o = bin(&["train", "--out", &out, "--device", "cuda"]);
         assert!(!o.status.success());
         assert!(text(&o).contains("no NVIDIA driver"), "{}", text(&o));
+        for cmd in ["eval", "predict"] {
+            let mut args = vec![cmd, "--model", &out, "--data", &out, "--device", "cuda"];
+            if cmd == "predict" {
+                args.extend(["--out", &out]);
+            }
+            let o = bin(&args);
+            assert!(!o.status.success());
+            assert!(text(&o).contains("no NVIDIA driver"), "{cmd}: {}", text(&o));
+        }
     }
     let o = bin(&["train", "--out", &out, "--loss", "quantile:2"]);
     assert!(!o.status.success());
