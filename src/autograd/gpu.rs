@@ -9,9 +9,9 @@ use crate::autograd::Padding;
 use crate::cpu::dropout::DropoutDims;
 use crate::cpu::elementwise::{inverse_permutation, permuted_shape, PoolDims};
 use crate::cpu::{AttentionDims, Conv1dDims, LayerNormDims, LinearDims, MatmulDims};
-use crate::cuda::exec::GpuExec;
+use crate::cuda::exec::{wrap_for, GpuExec};
 use crate::cuda::launch::Backend;
-use crate::cuda::ops::{self, Binary, ConvPadding, Epilogue, Gemm, Unary};
+use crate::cuda::ops::{self, Binary, ConvPadding, Gemm, Unary};
 use crate::cuda::GpuBuffer;
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -24,7 +24,7 @@ fn buf<E: GpuExec, T: Float>(t: &Tensor<T>) -> Result<&E::Buffer> {
     E::unwrap(t.gpu_buffer()?)
 }
 
-fn opt_buf<'a, E: GpuExec, T: Float>(t: Option<&'a Tensor<T>>) -> Result<Option<&'a E::Buffer>> {
+fn opt_buf<E: GpuExec, T: Float>(t: Option<&Tensor<T>>) -> Result<Option<&E::Buffer>> {
     t.map(buf::<E, T>).transpose()
 }
 
@@ -220,10 +220,7 @@ pub(super) fn linear<E: GpuExec, T: Float>(
     b: Option<&Tensor<T>>,
     shape: &[usize],
 ) -> Result<Tensor<T>> {
-    let g = Gemm {
-        epilogue: Epilogue::None,
-        ..plain_gemm(1, d.rows, d.d_out, d.d_in, false, true)
-    };
+    let g = plain_gemm(1, d.rows, d.d_out, d.d_in, false, true);
     gemm(be, &g, x, w, b, shape)
 }
 
@@ -294,11 +291,7 @@ pub(super) fn unary<E: GpuExec, T: Float>(be: &E, op: Unary, x: &Tensor<T>) -> R
 
 /// The key mask as one byte per entry on the executor of `device`.
 pub(super) fn upload_mask(device: Device, mask: &[bool]) -> Result<GpuBuffer> {
-    on_gpu!(device, be => Ok(wrap_like(be, be.upload_mask(mask)?)))
-}
-
-fn wrap_like<E: GpuExec>(_: &E, b: E::Buffer) -> GpuBuffer {
-    E::wrap(b)
+    on_gpu!(device, be => Ok(wrap_for(be, be.upload_mask(mask)?)))
 }
 
 /// out and the log-sum-exp of each query row (what the backward needs).

@@ -128,11 +128,12 @@ macro_rules! on_gpu {
 
 /// Uploads f32 values to `device`.
 pub fn upload(device: Device, data: &[f32]) -> Result<GpuBuffer> {
-    on_gpu!(device, be => be.upload_f32(data).map(wrap_of(be)))
+    on_gpu!(device, be => Ok(wrap_for(be, be.upload_f32(data)?)))
 }
 
-fn wrap_of<E: GpuExec>(_: &E) -> fn(E::Buffer) -> GpuBuffer {
-    E::wrap
+/// `E::wrap` where `E` is only known through a value (inside `on_gpu!`).
+pub fn wrap_for<E: GpuExec>(_: &E, buf: E::Buffer) -> GpuBuffer {
+    E::wrap(buf)
 }
 
 /// Downloads the first `len` f32 values of `buf`.
