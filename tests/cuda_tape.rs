@@ -270,3 +270,62 @@ fn mixed_devices_and_f64_are_clear_errors() {
         &[3.5, 3.5]
     );
 }
+
+#[test]
+fn adamw_on_the_device_matches_cpu_and_leaves_store_clones_alone() {
+    use convformer::optim::{AdamConfig, AdamW};
+    let mut rng = TestRng::new(60);
+    let (p0, g0) = (rng.vec(37), rng.vec(37));
+    let step = |device: Device| {
+        let mut store = ParamStore::<f32>::new();
+        let id = store
+            .add("w", Tensor::from_vec(p0.clone(), &[37]).unwrap())
+            .unwrap();
+        let mut store = store.to_device(&device).unwrap();
+        let snapshot = store.clone();
+        let mut opt = AdamW::new(AdamConfig {
+            weight_decay: 0.1,
+            ..AdamConfig::default()
+        });
+        let mut tape = Tape::new(&store);
+        let w = tape.param(id);
+        let g = tape.input(
+            Tensor::from_vec(g0.clone(), &[37])
+                .unwrap()
+                .to_device(&device)
+                .unwrap(),
+        );
+        // d(Σ w·g)/dw = g, through mul and a sum (mean_pool · 37).
+        let prod = tape.mul(w, g).unwrap();
+        let mean = tape.mean_pool(prod, 0).unwrap();
+        let loss = tape.scale(mean, 37.0).unwrap();
+        let grads = tape.backward(loss).unwrap().params;
+        for _ in 0..3 {
+            opt.step(&mut store, &grads, 0.01).unwrap();
+        }
+        assert_eq!(
+            snapshot.get(id).to_vec().unwrap(),
+            p0,
+            "{device}: a clone of the store moved"
+        );
+        (store.get(id).to_vec().unwrap(), opt.export_state().unwrap())
+    };
+    let (cpu, cpu_state) = step(Device::Cpu);
+    let (gpu, gpu_state) = step(EMU);
+    assert!(
+        cpu.iter().zip(&p0).all(|(a, b)| a != b),
+        "AdamW did not move"
+    );
+    assert_close("AdamW parameters", &gpu, &cpu);
+    assert_eq!(gpu_state.steps, 3);
+    assert_close(
+        "AdamW first moment",
+        &gpu_state.first_moment[0],
+        &cpu_state.first_moment[0],
+    );
+    assert_close(
+        "AdamW second moment",
+        &gpu_state.second_moment[0],
+        &cpu_state.second_moment[0],
+    );
+}
