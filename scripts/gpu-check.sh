@@ -7,7 +7,8 @@
 #                                      into DIR (default target/gpu-bundle, < 64 MiB)
 #   DIR/gpu-check.sh run               there: kernels compile with the machine's
 #                                      NVRTC; runs every op CUDA vs CPU (forward and
-#                                      backward), the benchmark table, and a PyTorch
+#                                      backward), 50 training steps CUDA vs CPU
+#                                      (same seed), the benchmark table, and a PyTorch
 #                                      eager step at the model's shapes if torch is
 #                                      installed; prints a short table last.
 # Budget: about 8 minutes in total (each part has its own timeout).
@@ -118,7 +119,11 @@ run() {
     printf '%-40s %s\n' "ops CUDA vs CPU (fwd+bwd, all kernels)" "$ops_status"
     grep -E "^sgemm" "$log" | tail -1
     grep -E "attention (fwd|bwd) .* b256 t16|linear\+gelu fwd .* b256 t16|conv1d bwd 48" "$log" | head -4
-    printf '%-40s %s\n' "training step on --device cuda" "NOT AVAILABLE (the tape has no CUDA storage yet)"
+    local train_status="FAIL (see $log)"
+    grep -q "training steps on cuda:0 vs the CPU" "$log" &&
+        train_status="PASS, $(grep -o 'max relative loss difference .*' "$log" | tail -1)"
+    grep -q "SKIPPED: GPU training comparison" "$log" && train_status="SKIPPED (no usable GPU)"
+    printf '%-40s %s\n' "50 training steps CUDA vs CPU" "$train_status"
     echo "$torch_line"
 }
 

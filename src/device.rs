@@ -8,8 +8,17 @@ pub enum Device {
     /// Host memory; kernels run on rayon's thread pool.
     #[default]
     Cpu,
-    /// CUDA device with this ordinal; filled in by the CUDA backend.
+    /// CUDA device with this ordinal (`Device::cuda` checks that it exists).
     Cuda(usize),
+    /// The CUDA-execution emulator: the same kernels and launches run on the
+    /// CPU; for the tests of the GPU path on machines without a GPU.
+    CudaEmu,
+}
+
+impl Device {
+    pub fn is_gpu(self) -> bool {
+        !matches!(self, Device::Cpu)
+    }
 }
 
 impl fmt::Display for Device {
@@ -17,6 +26,7 @@ impl fmt::Display for Device {
         match self {
             Device::Cpu => write!(f, "cpu"),
             Device::Cuda(i) => write!(f, "cuda:{i}"),
+            Device::CudaEmu => write!(f, "cuda-emulator"),
         }
     }
 }

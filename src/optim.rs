@@ -1,9 +1,12 @@
 //! Adam / AdamW with bias correction, global-norm gradient clipping, and
 //! learning-rate schedules.
 
+use crate::autograd::gpu;
 use crate::autograd::{Grads, ParamStore};
+use crate::cuda::ops::AdamStep;
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,13 +33,17 @@ impl Default for AdamConfig {
 
 /// AdamW (Loshchilov & Hutter): p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + eps), with
 /// m̂ = m/(1 − β1ᵗ), v̂ = v/(1 − β2ᵗ). Moments are kept in `T`, one buffer per
-/// parameter, created on the first step that sees its gradient.
+/// parameter, created on the first step that sees its gradient. Parameters on
+/// a GPU keep their moments there and update with the fused `adamw_step` kernel.
 #[derive(Clone, Debug)]
 pub struct AdamW<T: Float = f32> {
     pub config: AdamConfig,
     step: u64,
     first_moment: Vec<Vec<T>>,
     second_moment: Vec<Vec<T>>,
+    /// (m, v) of the parameters on a GPU; they take over from the host
+    /// moments (an imported state) on their first device step.
+    device_moments: Vec<Option<(Tensor<T>, Tensor<T>)>>,
 }
 
 impl<T: Float> AdamW<T> {
@@ -46,6 +53,7 @@ impl<T: Float> AdamW<T> {
             step: 0,
             first_moment: Vec::new(),
             second_moment: Vec::new(),
+            device_moments: Vec::new(),
         }
     }
 
@@ -67,6 +75,7 @@ impl<T: Float> AdamW<T> {
         }
         self.first_moment.resize(store.len(), Vec::new());
         self.second_moment.resize(store.len(), Vec::new());
+        self.device_moments.resize(store.len(), None);
         self.step += 1;
         let AdamConfig {
             beta1,
@@ -96,6 +105,40 @@ impl<T: Float> AdamW<T> {
                     format!("gradient of '{name}' has another shape"),
                 ));
             }
+            if p.device().is_gpu() {
+                let adam = AdamStep {
+                    lr: lr as f32,
+                    beta1: beta1 as f32,
+                    beta2: beta2 as f32,
+                    eps: eps.to_f64() as f32,
+                    weight_decay: weight_decay as f32,
+                    t: t as u32,
+                };
+                let i = id.index();
+                if self.device_moments[i].is_none() {
+                    let host = |m: &mut Vec<T>| -> Result<Tensor<T>> {
+                        let m = std::mem::take(m);
+                        let m = if m.len() == p.numel() {
+                            m
+                        } else {
+                            vec![T::ZERO; p.numel()]
+                        };
+                        Tensor::from_vec(m, p.shape())?.to_device(&p.device())
+                    };
+                    self.device_moments[i] = Some((
+                        host(&mut self.first_moment[i])?,
+                        host(&mut self.second_moment[i])?,
+                    ));
+                }
+                // The update writes in place: a parameter whose memory a clone
+                // of the store shares gets its own copy first (1·x is exact).
+                if p.gpu_buffer()?.is_shared() {
+                    *p = gpu::scaled(p, T::ONE)?;
+                }
+                let (m, v) = self.device_moments[i].as_ref().expect("set above");
+                gpu::adamw(&adam, p, g, m, v)?;
+                continue;
+            }
             let (g, p) = (g.as_slice()?, p.as_mut_slice()?);
             let (m, v) = (
                 &mut self.first_moment[id.index()],
@@ -122,17 +165,24 @@ impl<T: Float> AdamW<T> {
 pub fn clip_grad_norm<T: Float>(grads: &mut Grads<T>, max_norm: f64) -> Result<f64> {
     let mut sum_sq = 0.0f64;
     for g in grads.params.iter().flatten() {
-        sum_sq += g
-            .as_slice()?
-            .iter()
-            .map(|&v| v.to_f64() * v.to_f64())
-            .sum::<f64>();
+        sum_sq += if g.device().is_gpu() {
+            gpu::sum_squares(g)?
+        } else {
+            g.as_slice()?
+                .iter()
+                .map(|&v| v.to_f64() * v.to_f64())
+                .sum::<f64>()
+        };
     }
     let norm = sum_sq.sqrt();
     if norm.is_finite() && norm > max_norm {
         let factor = T::from_f64(max_norm / (norm + 1e-6));
         for g in grads.params.iter_mut().flatten() {
-            g.as_mut_slice()?.iter_mut().for_each(|v| *v *= factor);
+            if g.device().is_gpu() {
+                *g = gpu::scaled(g, factor)?;
+            } else {
+                g.as_mut_slice()?.iter_mut().for_each(|v| *v *= factor);
+            }
         }
     }
     Ok(norm)
@@ -184,12 +234,21 @@ pub struct AdamState<T> {
 }
 
 impl<T: Float> AdamW<T> {
-    pub fn export_state(&self) -> AdamState<T> {
-        AdamState {
-            steps: self.step,
-            first_moment: self.first_moment.clone(),
-            second_moment: self.second_moment.clone(),
+    /// The moments on the host, whichever device they are kept on.
+    pub fn export_state(&self) -> Result<AdamState<T>> {
+        let (mut first_moment, mut second_moment) =
+            (self.first_moment.clone(), self.second_moment.clone());
+        for (i, moments) in self.device_moments.iter().enumerate() {
+            if let Some((m, v)) = moments {
+                first_moment[i] = m.to_vec()?;
+                second_moment[i] = v.to_vec()?;
+            }
         }
+        Ok(AdamState {
+            steps: self.step,
+            first_moment,
+            second_moment,
+        })
     }
 
     pub fn import_state(&mut self, state: AdamState<T>) -> Result<()> {
@@ -201,6 +260,7 @@ impl<T: Float> AdamW<T> {
         self.step = state.steps;
         self.first_moment = state.first_moment;
         self.second_moment = state.second_moment;
+        self.device_moments.clear();
         Ok(())
     }
 }

@@ -1,15 +1,23 @@
 //! Row-major, contiguous tensors of up to 4 dimensions.
 
+use crate::cuda::exec::{self as gpu, GpuBuffer};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::float::Float;
 
 pub const MAX_DIMS: usize = 4;
 
-/// The memory behind a tensor. The CUDA backend adds its variant here.
+/// The memory behind a tensor. `Gpu` holds f32 values whatever `T` is: only
+/// `Tensor<f32>` can be moved there (`to_device` refuses f64).
 #[derive(Clone, Debug)]
 pub enum Storage<T: Float> {
     Cpu(Vec<T>),
+    Gpu(GpuBuffer),
+}
+
+/// Float has two implementors, f32 and f64: the 4-byte one is f32.
+fn is_f32<T: Float>() -> bool {
+    std::mem::size_of::<T>() == 4
 }
 
 #[derive(Clone, Debug)]
@@ -78,7 +86,63 @@ impl<T: Float> Tensor<T> {
     pub fn device(&self) -> Device {
         match &self.storage {
             Storage::Cpu(_) => Device::Cpu,
+            Storage::Gpu(b) => b.device(),
         }
+    }
+
+    /// A tensor on GPU memory from its buffer (f32 values, `numel` of them).
+    pub fn from_gpu(buf: GpuBuffer, shape: &[usize]) -> Result<Self> {
+        check_dims("Tensor::from_gpu", shape)?;
+        if !is_f32::<T>() {
+            return Err(Error::Device("GPU tensors hold f32 only".into()));
+        }
+        let numel: usize = shape.iter().product();
+        if buf.bytes() < numel * 4 {
+            return Err(Error::shape(
+                "Tensor::from_gpu",
+                shape,
+                &[buf.bytes() / 4],
+                "buffer smaller than the shape",
+            ));
+        }
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            storage: Storage::Gpu(buf),
+        })
+    }
+
+    /// The device buffer; an error for host tensors.
+    pub fn gpu_buffer(&self) -> Result<&GpuBuffer> {
+        match &self.storage {
+            Storage::Gpu(b) => Ok(b),
+            Storage::Cpu(_) => Err(Error::Device(
+                "a CPU tensor where GPU memory was expected".into(),
+            )),
+        }
+    }
+
+    /// A copy on `device` (a clone when it is there already). GPU devices
+    /// take f32 tensors only; moving an f64 tensor there is an error.
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        if self.device() == *device {
+            return Ok(self.clone());
+        }
+        let storage = match device {
+            Device::Cpu => Storage::Cpu(self.to_vec()?),
+            gpu_device => {
+                if !is_f32::<T>() {
+                    return Err(Error::Device(format!(
+                        "{gpu_device} holds f32 tensors only; this one is f64"
+                    )));
+                }
+                let host: Vec<f32> = self.to_vec()?.iter().map(|v| v.to_f64() as f32).collect();
+                Storage::Gpu(gpu::upload(*gpu_device, &host)?)
+            }
+        };
+        Ok(Tensor {
+            shape: self.shape.clone(),
+            storage,
+        })
     }
 
     pub fn storage(&self) -> &Storage<T> {
@@ -89,23 +153,32 @@ impl<T: Float> Tensor<T> {
     pub fn as_slice(&self) -> Result<&[T]> {
         match &self.storage {
             Storage::Cpu(v) => Ok(v),
+            Storage::Gpu(b) => Err(not_on_host(b)),
         }
     }
 
     pub fn as_mut_slice(&mut self) -> Result<&mut [T]> {
         match &mut self.storage {
             Storage::Cpu(v) => Ok(v),
+            Storage::Gpu(b) => Err(not_on_host(b)),
         }
     }
 
     /// A host copy of the data, whatever the device.
     pub fn to_vec(&self) -> Result<Vec<T>> {
-        Ok(self.as_slice()?.to_vec())
+        match &self.storage {
+            Storage::Cpu(v) => Ok(v.clone()),
+            Storage::Gpu(b) => Ok(gpu::download(b, self.numel())?
+                .into_iter()
+                .map(|v| T::from_f64(v as f64))
+                .collect()),
+        }
     }
 
     pub fn into_vec(self) -> Result<Vec<T>> {
         match self.storage {
             Storage::Cpu(v) => Ok(v),
+            Storage::Gpu(_) => self.to_vec(),
         }
     }
 
@@ -134,6 +207,13 @@ impl<T: Float> Tensor<T> {
                 "item() needs exactly one element",
             ));
         }
-        Ok(self.as_slice()?[0])
+        Ok(self.to_vec()?[0])
     }
+}
+
+fn not_on_host(b: &GpuBuffer) -> Error {
+    Error::Device(format!(
+        "the tensor is on {}: copy it to the host with to_device(&Device::Cpu) or to_vec()",
+        b.device()
+    ))
 }

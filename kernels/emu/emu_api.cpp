@@ -101,7 +101,7 @@ const std::map<std::string, Binder>& kernels() {
         KERNEL(sgemm_tiled),          KERNEL(layernorm_fwd),      KERNEL(layernorm_bwd_input),
         KERNEL(layernorm_bwd_params), KERNEL(loss_fwd),           KERNEL(loss_bwd),
         KERNEL(mean_pool_fwd),        KERNEL(mean_pool_bwd),      KERNEL(softmax_fwd),
-        KERNEL(softmax_bwd),
+        KERNEL(softmax_bwd),          KERNEL(permute4),
         // the emulator's own tests (kernels/emu/selftest.cu)
         KERNEL(selftest_warp_ops),    KERNEL(selftest_atomics),   KERNEL(selftest_neighbour),
         KERNEL(selftest_exited_lane), KERNEL(selftest_divergent_barrier), KERNEL(selftest_unwritten_shared),

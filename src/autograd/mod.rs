@@ -1,5 +1,6 @@
 //! Autograd: a define-by-run tape over named parameters.
 
+pub(crate) mod gpu;
 mod ops;
 mod params;
 mod tape;

@@ -1,12 +1,16 @@
 //! The tape's kernel ops: shape checks, a call into `cpu::`, and the node that
 //! the backward pass needs. Shape errors name the op and both shapes.
 
+use super::gpu;
 use super::tape::{map, Node, Op, Tape, Var};
 use super::{LossKind, Padding};
 use crate::cpu::{self, dropout::DropoutDims, elementwise::PoolDims};
 use crate::cpu::{AttentionDims, Conv1dDims, LayerNormDims, LinearDims, MatmulDims};
+use crate::cuda::ops::Unary;
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::on_gpu;
 use crate::tensor::Tensor;
 
 fn zeros<T: Float>(n: usize) -> Vec<T> {
@@ -60,11 +64,18 @@ impl<'s, T: Float> Tape<'s, T> {
             trans_b,
             b_shared,
         };
-        let mut c = zeros(dims.c_len());
-        cpu::matmul::matmul_forward(&dims, self.data(a)?, self.data(b)?, &mut c);
         let mut shape = sa[..sa.len() - 2].to_vec();
         shape.extend([m, n]);
-        let value = Tensor::from_vec(c, &shape)?;
+        let value = match self.device_of("matmul", &[a, b])? {
+            Device::Cpu => {
+                let mut c = zeros(dims.c_len());
+                cpu::matmul::matmul_forward(&dims, self.data(a)?, self.data(b)?, &mut c);
+                Tensor::from_vec(c, &shape)?
+            }
+            dev => {
+                on_gpu!(dev, be => gpu::matmul(be, &dims, self.value(a), self.value(b), &shape))?
+            }
+        };
         Ok(self.push(value, Op::Matmul { a, b, dims }))
     }
 
@@ -95,12 +106,21 @@ impl<'s, T: Float> Tape<'s, T> {
             d_in,
             d_out,
         };
-        let mut y = zeros(dims.rows * d_out);
-        let bias = b.map(|b| self.data(b)).transpose()?;
-        cpu::matmul::linear_forward(&dims, self.data(x)?, self.data(w)?, bias, &mut y);
         let mut shape = sx.clone();
         *shape.last_mut().expect("rank >= 1") = d_out;
-        let value = Tensor::from_vec(y, &shape)?;
+        let operands: Vec<Var> = [x, w].into_iter().chain(b).collect();
+        let value = match self.device_of("linear", &operands)? {
+            Device::Cpu => {
+                let mut y = zeros(dims.rows * d_out);
+                let bias = b.map(|b| self.data(b)).transpose()?;
+                cpu::matmul::linear_forward(&dims, self.data(x)?, self.data(w)?, bias, &mut y);
+                Tensor::from_vec(y, &shape)?
+            }
+            dev => {
+                let bias = b.map(|b| self.value(b));
+                on_gpu!(dev, be => gpu::linear(be, &dims, self.value(x), self.value(w), bias, &shape))?
+            }
+        };
         Ok(self.push(value, Op::Linear { x, w, b, dims }))
     }
 
@@ -137,10 +157,19 @@ impl<'s, T: Float> Tape<'s, T> {
                 ));
             }
         }
-        let mut y = zeros(dims.y_len());
-        let bias = b.map(|b| self.data(b)).transpose()?;
-        cpu::conv1d::conv1d_forward(&dims, self.data(x)?, self.data(w)?, bias, &mut y);
-        let value = Tensor::from_vec(y, &[dims.batch, dims.c_out, dims.out_len()])?;
+        let operands: Vec<Var> = [x, w].into_iter().chain(b).collect();
+        let value = match self.device_of("conv1d", &operands)? {
+            Device::Cpu => {
+                let mut y = zeros(dims.y_len());
+                let bias = b.map(|b| self.data(b)).transpose()?;
+                cpu::conv1d::conv1d_forward(&dims, self.data(x)?, self.data(w)?, bias, &mut y);
+                Tensor::from_vec(y, &[dims.batch, dims.c_out, dims.out_len()])?
+            }
+            dev => {
+                let bias = b.map(|b| self.value(b));
+                on_gpu!(dev, be => gpu::conv1d(be, &dims, self.value(x), self.value(w), bias))?
+            }
+        };
         Ok(self.push(value, Op::Conv1d { x, w, b, dims }))
     }
 
@@ -163,6 +192,22 @@ impl<'s, T: Float> Tape<'s, T> {
             dim,
             eps,
         };
+        if let dev @ (Device::Cuda(_) | Device::CudaEmu) =
+            self.device_of("layer_norm", &[x, w, b])?
+        {
+            let (value, mean, rstd) = on_gpu!(dev, be => gpu::layer_norm(
+                be, &dims, self.value(x), self.value(w), self.value(b)
+            ))?;
+            let op = Op::LayerNormGpu {
+                x,
+                w,
+                b,
+                dims,
+                mean,
+                rstd,
+            };
+            return Ok(self.push(value, op));
+        }
         let (mut y, mut mean, mut rstd) = (
             zeros(sx.iter().product()),
             zeros(dims.rows),
@@ -193,6 +238,10 @@ impl<'s, T: Float> Tape<'s, T> {
 
     /// Softmax over the last dimension.
     pub fn softmax(&mut self, x: Var) -> Result<Var> {
+        if let dev @ (Device::Cuda(_) | Device::CudaEmu) = self.value(x).device() {
+            let value = on_gpu!(dev, be => gpu::softmax(be, self.value(x)))?;
+            return Ok(self.push(value, Op::Softmax(x)));
+        }
         let dim = *self.shape(x).last().expect("rank >= 1");
         let mut y = zeros(self.value(x).numel());
         if dim > 0 {
@@ -203,6 +252,10 @@ impl<'s, T: Float> Tape<'s, T> {
     }
 
     pub fn relu(&mut self, x: Var) -> Result<Var> {
+        if let dev @ (Device::Cuda(_) | Device::CudaEmu) = self.value(x).device() {
+            let value = on_gpu!(dev, be => gpu::unary(be, Unary::Relu, self.value(x)))?;
+            return Ok(self.push(value, Op::Relu(x)));
+        }
         let mut y = zeros(self.value(x).numel());
         cpu::activation::relu_forward(self.data(x)?, &mut y);
         let value = Tensor::from_vec(y, self.shape(x))?;
@@ -211,6 +264,10 @@ impl<'s, T: Float> Tape<'s, T> {
 
     /// GELU, tanh approximation.
     pub fn gelu(&mut self, x: Var) -> Result<Var> {
+        if let dev @ (Device::Cuda(_) | Device::CudaEmu) = self.value(x).device() {
+            let value = on_gpu!(dev, be => gpu::unary(be, Unary::Gelu, self.value(x)))?;
+            return Ok(self.push(value, Op::Gelu(x)));
+        }
         let mut y = zeros(self.value(x).numel());
         cpu::activation::gelu_forward(self.data(x)?, &mut y);
         let value = Tensor::from_vec(y, self.shape(x))?;
@@ -262,6 +319,23 @@ impl<'s, T: Float> Tape<'s, T> {
                 ));
             }
         }
+        if let dev @ (Device::Cuda(_) | Device::CudaEmu) =
+            self.device_of("attention", &[q, k, v])?
+        {
+            let key_mask = key_mask.map(|m| gpu::upload_mask(dev, m)).transpose()?;
+            let (value, lse) = on_gpu!(dev, be => gpu::attention(
+                be, &dims, self.value(q), self.value(k), self.value(v), key_mask.as_ref()
+            ))?;
+            let op = Op::AttentionGpu {
+                q,
+                k,
+                v,
+                dims,
+                key_mask,
+                lse,
+            };
+            return Ok(self.push(value, op));
+        }
         let (mut out, mut probs) = (zeros(dims.out_len()), zeros(dims.probs_len()));
         cpu::attention::attention_forward(
             &dims,
@@ -306,9 +380,14 @@ impl<'s, T: Float> Tape<'s, T> {
         if p == 0.0 {
             return Ok(x);
         }
-        let mut y = zeros(self.value(x).numel());
-        cpu::dropout::dropout_forward(&dims, self.data(x)?, &mut y);
-        let value = Tensor::from_vec(y, self.shape(x))?;
+        let value = match self.value(x).device() {
+            Device::Cpu => {
+                let mut y = zeros(self.value(x).numel());
+                cpu::dropout::dropout_forward(&dims, self.data(x)?, &mut y);
+                Tensor::from_vec(y, self.shape(x))?
+            }
+            dev => on_gpu!(dev, be => gpu::dropout(be, &dims, self.value(x)))?,
+        };
         Ok(self.push(value, Op::Dropout(x, dims)))
     }
 
@@ -323,9 +402,14 @@ impl<'s, T: Float> Tape<'s, T> {
                 "bias must be [last dim of x]",
             ));
         }
-        let mut y = zeros(self.value(x).numel());
-        cpu::elementwise::add_bias_forward(self.data(x)?, self.data(b)?, &mut y);
-        let value = Tensor::from_vec(y, &sx)?;
+        let value = match self.device_of("add_bias", &[x, b])? {
+            Device::Cpu => {
+                let mut y = zeros(self.value(x).numel());
+                cpu::elementwise::add_bias_forward(self.data(x)?, self.data(b)?, &mut y);
+                Tensor::from_vec(y, &sx)?
+            }
+            dev => on_gpu!(dev, be => gpu::add_bias(be, self.value(x), self.value(b)))?,
+        };
         Ok(self.push(value, Op::AddBias(x, b)))
     }
 
@@ -341,8 +425,6 @@ impl<'s, T: Float> Tape<'s, T> {
             ));
         }
         let dims = PoolDims::around(&sx, axis);
-        let mut y = zeros(dims.outer * dims.inner);
-        cpu::elementwise::mean_pool_forward(&dims, self.data(x)?, &mut y);
         let mut shape: Vec<usize> = sx
             .iter()
             .enumerate()
@@ -352,7 +434,14 @@ impl<'s, T: Float> Tape<'s, T> {
         if shape.is_empty() {
             shape.push(1);
         }
-        let value = Tensor::from_vec(y, &shape)?;
+        let value = match self.value(x).device() {
+            Device::Cpu => {
+                let mut y = zeros(dims.outer * dims.inner);
+                cpu::elementwise::mean_pool_forward(&dims, self.data(x)?, &mut y);
+                Tensor::from_vec(y, &shape)?
+            }
+            dev => on_gpu!(dev, be => gpu::mean_pool(be, &dims, self.value(x), &shape))?,
+        };
         Ok(self.push(value, Op::MeanPool(x, dims)))
     }
 
@@ -372,9 +461,14 @@ impl<'s, T: Float> Tape<'s, T> {
                 "perm must be a permutation of the axes",
             ));
         }
-        let mut y = zeros(self.value(x).numel());
-        cpu::elementwise::permute(&sx, perm, self.data(x)?, &mut y);
-        let value = Tensor::from_vec(y, &cpu::elementwise::permuted_shape(&sx, perm))?;
+        let value = match self.value(x).device() {
+            Device::Cpu => {
+                let mut y = zeros(self.value(x).numel());
+                cpu::elementwise::permute(&sx, perm, self.data(x)?, &mut y);
+                Tensor::from_vec(y, &cpu::elementwise::permuted_shape(&sx, perm))?
+            }
+            dev => on_gpu!(dev, be => gpu::permute(be, self.value(x), perm))?,
+        };
         Ok(self.push(value, Op::Permute(x, perm.to_vec())))
     }
 
@@ -392,8 +486,15 @@ impl<'s, T: Float> Tape<'s, T> {
             }
             _ => {}
         }
-        let l = cpu::losses::loss_forward(kind, self.data(pred)?, self.data(target)?);
-        Ok(self.push(Tensor::scalar(l), Op::Loss { pred, target, kind }))
+        let value = match self.device_of("loss", &[pred, target])? {
+            Device::Cpu => Tensor::scalar(cpu::losses::loss_forward(
+                kind,
+                self.data(pred)?,
+                self.data(target)?,
+            )),
+            dev => on_gpu!(dev, be => gpu::loss(be, kind, self.value(pred), self.value(target)))?,
+        };
+        Ok(self.push(value, Op::Loss { pred, target, kind }))
     }
 }
 
@@ -557,6 +658,11 @@ pub(super) fn backward_kernel<T: Float>(
         }
         Op::Leaf | Op::Param(_) | Op::Add(..) | Op::Mul(..) | Op::Scale(..) | Op::Reshape(_) => {
             unreachable!("handled in tape::backward_op")
+        }
+        Op::LayerNormGpu { .. } | Op::AttentionGpu { .. } => {
+            return Err(Error::Device(
+                "a GPU node's backward with a CPU gradient".into(),
+            ))
         }
     })
 }

@@ -41,6 +41,23 @@ impl<T: Float> ParamStore<T> {
         Ok(ParamId(self.values.len() - 1))
     }
 
+    /// A copy of every parameter on `device` (same names and ids).
+    pub fn to_device(&self, device: &crate::Device) -> Result<Self> {
+        Ok(ParamStore {
+            names: self.names.clone(),
+            values: self
+                .values
+                .iter()
+                .map(|v| v.to_device(device))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// Where the parameters live (the CPU for an empty store).
+    pub fn device(&self) -> crate::Device {
+        self.values.first().map(Tensor::device).unwrap_or_default()
+    }
+
     pub fn len(&self) -> usize {
         self.values.len()
     }

@@ -3,12 +3,17 @@
 //! gradient of a value used several times, and frees each node's gradient as soon
 //! as its parents have received their share.
 
+use super::gpu;
 use super::params::{Grads, ParamId, ParamStore};
 use crate::cpu;
 use crate::cpu::dropout::DropoutDims;
 use crate::cpu::elementwise::PoolDims;
+use crate::cuda::exec::GpuBuffer;
+use crate::cuda::ops::Binary;
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::on_gpu;
 use crate::tensor::Tensor;
 
 /// A value recorded on a tape: an index, cheap to copy.
@@ -78,6 +83,25 @@ pub(crate) enum Op<T: Float> {
         v: Var,
         dims: cpu::AttentionDims,
         probs: Vec<T>,
+    },
+    /// Layer norm on a GPU: the saved statistics stay in device memory.
+    LayerNormGpu {
+        x: Var,
+        w: Var,
+        b: Var,
+        dims: cpu::LayerNormDims,
+        mean: Tensor<T>,
+        rstd: Tensor<T>,
+    },
+    /// Attention on a GPU saves the log-sum-exp of each query row (the
+    /// backward recomputes the probabilities) and the uploaded key mask.
+    AttentionGpu {
+        q: Var,
+        k: Var,
+        v: Var,
+        dims: cpu::AttentionDims,
+        key_mask: Option<GpuBuffer>,
+        lse: Tensor<T>,
     },
     Dropout(Var, DropoutDims),
     AddBias(Var, Var),
@@ -193,7 +217,8 @@ impl<'s, T: Float> Tape<'s, T> {
             ));
         }
         let mut grads: Vec<Option<Tensor<T>>> = (0..self.nodes.len()).map(|_| None).collect();
-        grads[loss.0] = Some(Tensor::full(T::ONE, &loss_shape)?);
+        let device = self.nodes[loss.0].value.device();
+        grads[loss.0] = Some(Tensor::full(T::ONE, &loss_shape)?.to_device(&device)?);
         let mut params = Grads::new(self.store.len());
         let mut nodes = self.nodes;
         for i in (0..=loss.0).rev() {
@@ -225,6 +250,20 @@ impl<'s, T: Float> Tape<'s, T> {
         Ok(Backward { params, leaves })
     }
 
+    /// The device of all `vars`; operands on two devices are an error naming both.
+    pub(super) fn device_of(&self, op: &'static str, vars: &[Var]) -> Result<Device> {
+        let first = self.value(vars[0]).device();
+        for v in &vars[1..] {
+            let other = self.value(*v).device();
+            if other != first {
+                return Err(Error::Device(format!(
+                    "{op}: operands on two devices, {first} and {other}"
+                )));
+            }
+        }
+        Ok(first)
+    }
+
     pub(super) fn same_shape(&self, op: &'static str, a: Var, b: Var) -> Result<()> {
         let (sa, sb) = (self.shape(a), self.shape(b));
         if sa != sb {
@@ -240,18 +279,27 @@ impl<'s, T: Float> Tape<'s, T> {
 
     pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
         self.same_shape("add", a, b)?;
-        let value = zip_map(self.value(a), self.value(b), |x, y| x + y)?;
+        let value = match self.device_of("add", &[a, b])? {
+            Device::Cpu => zip_map(self.value(a), self.value(b), |x, y| x + y)?,
+            dev => on_gpu!(dev, be => gpu::binary(be, Binary::Add, self.value(a), self.value(b)))?,
+        };
         Ok(self.push(value, Op::Add(a, b)))
     }
 
     pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
         self.same_shape("mul", a, b)?;
-        let value = zip_map(self.value(a), self.value(b), |x, y| x * y)?;
+        let value = match self.device_of("mul", &[a, b])? {
+            Device::Cpu => zip_map(self.value(a), self.value(b), |x, y| x * y)?,
+            dev => on_gpu!(dev, be => gpu::binary(be, Binary::Mul, self.value(a), self.value(b)))?,
+        };
         Ok(self.push(value, Op::Mul(a, b)))
     }
 
     pub fn scale(&mut self, a: Var, s: T) -> Result<Var> {
-        let value = map(self.value(a), |x| x * s)?;
+        let value = match self.value(a).device() {
+            Device::Cpu => map(self.value(a), |x| x * s)?,
+            dev => on_gpu!(dev, be => gpu::scale(be, self.value(a), s))?,
+        };
         Ok(self.push(value, Op::Scale(a, s)))
     }
 
@@ -273,7 +321,12 @@ pub(super) fn accumulate<T: Float>(slot: &mut Option<Tensor<T>>, g: Tensor<T>) -
                     "gradients of one value disagree in shape",
                 ));
             }
-            cpu::elementwise::add_assign(acc.as_mut_slice()?, g.as_slice()?);
+            match acc.device() {
+                Device::Cpu => cpu::elementwise::add_assign(acc.as_mut_slice()?, g.as_slice()?),
+                // Out of place: a GPU gradient may share its buffer (add's
+                // backward hands the same tensor to both operands).
+                dev => *acc = on_gpu!(dev, be => gpu::binary(be, Binary::Add, acc, &g))?,
+            }
         }
     }
     Ok(())
@@ -302,6 +355,9 @@ fn backward_op<T: Float>(
     out: &Tensor<T>,
     g: Tensor<T>,
 ) -> Result<Vec<(Var, Tensor<T>)>> {
+    if let dev @ (Device::Cuda(_) | Device::CudaEmu) = g.device() {
+        return on_gpu!(dev, be => gpu::backward(be, nodes, op, out, g));
+    }
     let val = |v: Var| &nodes[v.0].value;
     Ok(match op {
         Op::Leaf | Op::Param(_) => Vec::new(),

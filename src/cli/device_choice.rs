@@ -1,6 +1,7 @@
 //! `--device auto|cpu|cuda` for the commands that run the model.
 
-use crate::error::{Error, Result};
+use crate::device::Device;
+use crate::error::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum DeviceArg {
@@ -10,19 +11,12 @@ pub enum DeviceArg {
     Cuda,
 }
 
-/// The device to run on. This build trains on the CPU only: the CUDA training
-/// backend is a separate piece, so `cuda` is refused with the reason.
-pub fn resolve(arg: DeviceArg, quiet: bool) -> Result<crate::Device> {
+/// The device to run on: `cuda` is GPU 0 or an error saying what is missing
+/// (no driver, no GPU); `auto` falls back to the CPU and says so once on stderr.
+pub fn resolve(arg: DeviceArg) -> Result<Device> {
     match arg {
-        DeviceArg::Cpu => Ok(crate::Device::Cpu),
-        DeviceArg::Cuda => Err(Error::Device(
-            "this build has no CUDA training backend yet; use --device cpu (or auto)".into(),
-        )),
-        DeviceArg::Auto => {
-            if !quiet {
-                eprintln!("device: no CUDA training backend in this build, running on the CPU");
-            }
-            Ok(crate::Device::Cpu)
-        }
+        DeviceArg::Cpu => Ok(Device::Cpu),
+        DeviceArg::Cuda => Device::cuda(0),
+        DeviceArg::Auto => Ok(Device::auto()),
     }
 }

@@ -6,6 +6,8 @@ use crate::data::{detect_format, Format};
 use crate::error::Result;
 use crate::train::run::{evaluate, DataSource, LoadedRun};
 
+use super::device_choice::{resolve, DeviceArg};
+
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
     /// A run directory written by `convformer train`.
@@ -19,6 +21,9 @@ pub struct EvalArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Where the network runs (auto: CUDA when usable, else the CPU).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
 }
 
 /// Loads `path` with the run's window and horizon, in its own detected format.
@@ -40,7 +45,9 @@ pub fn load_for_run(
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let run = LoadedRun::open(&args.model)?;
+    let device = resolve(args.device)?;
+    let mut run = LoadedRun::open(&args.model)?;
+    run.store = run.store.to_device(&device)?;
     let ds = load_for_run(&run, &args.data, args.format)?;
     let data = run.prepare(&ds)?;
     let report = evaluate(

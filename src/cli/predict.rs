@@ -6,6 +6,8 @@ use crate::data::Format;
 use crate::error::{Error, Result};
 use crate::train::run::LoadedRun;
 
+use super::device_choice::{resolve, DeviceArg};
+
 #[derive(clap::Args, Debug)]
 pub struct PredictArgs {
     /// A run directory written by `convformer train`.
@@ -18,10 +20,15 @@ pub struct PredictArgs {
     /// CSV to write: id, actual, prediction (trace units).
     #[arg(long)]
     pub out: PathBuf,
+    /// Where the network runs (auto: CUDA when usable, else the CPU).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
-    let run = LoadedRun::open(&args.model)?;
+    let device = resolve(args.device)?;
+    let mut run = LoadedRun::open(&args.model)?;
+    run.store = run.store.to_device(&device)?;
     let ds = super::eval::load_for_run(&run, &args.data, args.format)?;
     let pred = run.predict_all(&ds)?;
     let fail = |e: csv::Error| Error::Invalid(format!("cannot write {}: {e}", args.out.display()));

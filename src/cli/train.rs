@@ -73,7 +73,7 @@ fn run_config(args: &TrainArgs) -> Result<RunConfig> {
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
-    resolve(args.device, args.quiet)?;
+    let device = resolve(args.device)?;
     let progress = if args.quiet {
         Progress::Log
     } else {
@@ -110,6 +110,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let opts = FitOptions {
         progress,
         resume,
+        device,
         ..FitOptions::default()
     };
     let (outcome, metrics) = train_run(&run_dir, &cfg, &source, &opts)?;

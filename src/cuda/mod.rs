@@ -8,12 +8,14 @@
 
 pub mod driver;
 pub mod emu;
+pub mod exec;
 pub mod launch;
 pub mod modules;
 pub mod ops;
 
 pub use driver::CudaBackend;
 pub use emu::EmuBackend;
+pub use exec::{GpuBuffer, GpuExec};
 pub use launch::{Arg, Backend, DeviceBuffer, LaunchCfg};
 pub use modules::Module;
 

@@ -73,7 +73,7 @@ pub fn save(
     opt: &AdamW<f32>,
     state: &TrainState,
 ) -> Result<()> {
-    let adam = opt.export_state();
+    let adam = opt.export_state()?;
     let mut f32s = store_tensors(store, "param.")?;
     f32s.extend(store_tensors(best, "best.")?);
     for (id, (m, v)) in store

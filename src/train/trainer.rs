@@ -12,6 +12,7 @@ use super::checkpoint::{self, TrainState};
 use super::config::TrainConfig;
 use super::prepared::{PreparedData, SplitData};
 use crate::autograd::{Grads, ParamStore, Tape};
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::{ConvFormerNet, ModelConfig, SeedRng};
 use crate::optim::{clip_grad_norm, AdamConfig, AdamW, LrSchedule};
@@ -48,6 +49,8 @@ pub struct FitOptions {
     pub resume: bool,
     /// Stop after this many epochs of this call (simulates an interruption in tests).
     pub stop_after: Option<usize>,
+    /// Where the parameters, batches and optimizer state live during training.
+    pub device: Device,
 }
 
 impl Default for FitOptions {
@@ -57,13 +60,14 @@ impl Default for FitOptions {
             checkpoint_dir: None,
             resume: false,
             stop_after: None,
+            device: Device::Cpu,
         }
     }
 }
 
 pub struct FitOutcome {
     pub model: ConvFormerNet,
-    /// The best weights (lowest validation MAE).
+    /// The best weights (lowest validation MAE), on the CPU.
     pub store: ParamStore<f32>,
     pub history: Vec<EpochLog>,
     pub best_epoch: usize,
@@ -132,9 +136,10 @@ pub fn predict(
     for chunk in inputs.chunks(batch_size.max(1) * sample) {
         let b = chunk.len() / sample;
         let mut tape = Tape::new(store).inference();
-        let x = tape.input(Tensor::from_vec(chunk.to_vec(), &[b, l, c])?);
+        let x = Tensor::from_vec(chunk.to_vec(), &[b, l, c])?.to_device(&store.device())?;
+        let x = tape.input(x);
         let y = model.forward(&mut tape, x)?;
-        out.extend_from_slice(tape.value(y).as_slice()?);
+        out.extend(tape.value(y).to_vec()?);
     }
     Ok(out)
 }
@@ -142,7 +147,7 @@ pub fn predict(
 fn first_non_finite(store: &ParamStore<f32>, grads: &Grads<f32>) -> Option<String> {
     store.ids().find_map(|id| {
         let g = grads.get(id)?;
-        let bad = g.as_slice().ok()?.iter().any(|v| !v.is_finite());
+        let bad = g.to_vec().ok()?.iter().any(|v| !v.is_finite());
         bad.then(|| store.name(id).to_string())
     })
 }
@@ -199,6 +204,10 @@ pub fn fit(
             eprintln!("no checkpoint in {}: starting from epoch 1", path.display());
         }
     }
+    // Initialised (or restored) on the host, then trained where asked. Clones
+    // of a device store share memory until the optimizer writes (it copies then).
+    store = store.to_device(&opts.device)?;
+    best = best.to_device(&opts.device)?;
 
     let n = data.train.len();
     let steps_per_epoch = n.div_ceil(cfg.batch_size);
@@ -280,7 +289,7 @@ pub fn fit(
     let finished = state.epoch >= cfg.epochs || state.stopped;
     Ok(FitOutcome {
         model,
-        store: best,
+        store: best.to_device(&Device::Cpu)?,
         history: state.history,
         best_epoch: state.best_epoch,
         best_val_mae: state.best_val_mae,
@@ -304,8 +313,10 @@ fn train_step(
     let (x, y) = gather(&data.train, idx, sample);
     let b = idx.len();
     let mut tape = Tape::new(store).training(dropout_seed(cfg.seed, state.step));
-    let xv = tape.input(Tensor::from_vec(x, &[b, data.seq_len, data.channels])?);
-    let yv = tape.input(Tensor::from_vec(y, &[b])?);
+    let device = store.device();
+    let x = Tensor::from_vec(x, &[b, data.seq_len, data.channels])?.to_device(&device)?;
+    let xv = tape.input(x);
+    let yv = tape.input(Tensor::from_vec(y, &[b])?.to_device(&device)?);
     let pred = model.forward(&mut tape, xv)?;
     let loss_var = tape.loss(pred, yv, cfg.loss.0)?;
     let loss = tape.value(loss_var).item()? as f64;

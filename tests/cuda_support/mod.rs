@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod training;
 pub mod vs_cpu;
 
 /// Deterministic inputs (xorshift64*), uniform in [-1, 1).
