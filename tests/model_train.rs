@@ -257,7 +257,14 @@ fn early_stopping_restores_the_best_weights() {
 fn the_tuner_objective_is_the_best_validation_mae() {
     let data = real_slice();
     let cfg = small_train(5);
-    let objective = convformer::train::train_and_validate(&small_model(), &cfg, &data, 2).unwrap();
+    let objective = convformer::train::train_and_validate(
+        &small_model(),
+        &cfg,
+        &data,
+        2,
+        convformer::Device::Cpu,
+    )
+    .unwrap();
     let direct = fit(
         &small_model(),
         &TrainConfig { epochs: 2, ..cfg },

@@ -123,3 +123,21 @@ fn unknown_hyperparameter_is_a_recorded_failure() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn tune_on_cuda_without_a_driver_is_a_clear_error() {
+    if convformer::Device::cuda(0).is_ok() {
+        println!("SKIPPED: a CUDA device is present, so --device cuda cannot fail here");
+        return;
+    }
+    let out = fresh_dir("tune-cuda");
+    let run = tune(&out, &["--device", "cuda"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success(),
+        "tune --device cuda ran without a GPU"
+    );
+    assert!(stderr.to_lowercase().contains("driver"), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    let _ = std::fs::remove_dir_all(&out);
+}

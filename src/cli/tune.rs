@@ -15,6 +15,7 @@ use crate::bohb::plot::write_trajectory;
 use crate::bohb::{
     self, Event, ModelSettings, Objective, RunOptions, Space, TuneOutcome, TuneSettings,
 };
+use crate::cli::device_choice::{resolve, DeviceArg};
 use crate::data::Format;
 use crate::train::run::DataSource;
 use crate::train::tuning::ConvFormerObjective;
@@ -63,6 +64,9 @@ pub struct TuneArgs {
     /// JSON file with `model` and/or `train` sections: what the search space leaves fixed.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Where the ConvFormerNet objective trains.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
     /// History length of a series sample (5-minute windows).
     #[arg(long, default_value_t = 12)]
     pub window: usize,
@@ -163,7 +167,8 @@ pub fn objective_for(args: &TuneArgs) -> Result<Arc<dyn Objective>> {
                 args.horizon,
                 base.train.seed,
             )?;
-            Ok(Arc::new(ConvFormerObjective::new(source, base)?))
+            let device = resolve(args.device)?;
+            Ok(Arc::new(ConvFormerObjective::new(source, base, device)?))
         }
         ObjectiveKind::Branin => Ok(Arc::new(Branin { delay })),
         ObjectiveKind::CountingOnes => {

@@ -385,11 +385,16 @@ pub fn train_and_validate(
     train_cfg: &TrainConfig,
     data: &PreparedData,
     epochs: usize,
+    device: Device,
 ) -> Result<f64> {
     let cfg = TrainConfig {
         epochs: epochs.max(1),
         ..train_cfg.clone()
     };
-    let out = fit(model_cfg, &cfg, data, &FitOptions::default())?;
+    let opts = FitOptions {
+        device,
+        ..FitOptions::default()
+    };
+    let out = fit(model_cfg, &cfg, data, &opts)?;
     Ok(out.best_val_mae)
 }

@@ -8,6 +8,7 @@ use super::run::{prepare, train_run, DataSource};
 use super::trainer::model_config_for;
 use super::{train_and_validate, FitOptions, PreparedData, Progress, RunConfig};
 use crate::bohb::{Config, EvalContext, EvalResult, Objective, Value};
+use crate::device::Device;
 use crate::error::Result;
 
 pub struct ConvFormerObjective {
@@ -16,13 +17,19 @@ pub struct ConvFormerObjective {
     base: RunConfig,
     /// Loaded, split and preprocessed once, shared by every evaluation.
     data: PreparedData,
+    device: Device,
 }
 
 impl ConvFormerObjective {
-    pub fn new(source: DataSource, base: RunConfig) -> Result<Self> {
+    pub fn new(source: DataSource, base: RunConfig, device: Device) -> Result<Self> {
         let ds = source.load(true)?;
         let data = prepare(&ds, source.seed, base.train.residual)?;
-        Ok(ConvFormerObjective { source, base, data })
+        Ok(ConvFormerObjective {
+            source,
+            base,
+            data,
+            device,
+        })
     }
 
     /// The run configuration of one proposal: the base with the tuned fields
@@ -82,8 +89,14 @@ impl Objective for ConvFormerObjective {
         ctx: &EvalContext,
     ) -> Result<EvalResult, String> {
         let cfg = self.run_config(config, epochs(budget), ctx.seed)?;
-        let loss = train_and_validate(&cfg.model, &cfg.train, &self.data, cfg.train.epochs)
-            .map_err(|e| e.to_string())?;
+        let loss = train_and_validate(
+            &cfg.model,
+            &cfg.train,
+            &self.data,
+            cfg.train.epochs,
+            self.device,
+        )
+        .map_err(|e| e.to_string())?;
         Ok(EvalResult { loss })
     }
 
@@ -96,6 +109,7 @@ impl Objective for ConvFormerObjective {
         let cfg = self.run_config(config, epochs(budget), self.base.train.seed)?;
         let opts = FitOptions {
             progress: Progress::Log,
+            device: self.device,
             ..FitOptions::default()
         };
         let (outcome, _) = train_run(dir, &cfg, &self.source, &opts).map_err(|e| e.to_string())?;
