@@ -5,5 +5,6 @@ pub mod device_choice;
 pub mod devices;
 pub mod eval;
 pub mod predict;
+pub mod source_args;
 pub mod train;
 pub mod tune;

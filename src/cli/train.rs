@@ -3,19 +3,15 @@
 use std::path::PathBuf;
 
 use super::device_choice::{resolve, DeviceArg};
-use crate::data::Format;
+use super::source_args::SourceArgs;
 use crate::error::{Error, Result};
-use crate::train::run::{read_run_file, train_run, DataSource, SplitReport};
+use crate::train::run::{read_run_file, train_run, SplitReport};
 use crate::train::{FitOptions, Progress, RunConfig};
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// A trace file or directory; without it, the built-in generated trace.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Layout of --data (detected from its header when left out).
-    #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// JSON file with `model` and/or `train` sections (any field may be left out).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -32,12 +28,6 @@ pub struct TrainArgs {
     pub batch_size: Option<usize>,
     #[arg(long)]
     pub lr: Option<f64>,
-    /// History length of a series sample (5-minute windows).
-    #[arg(long, default_value_t = 12)]
-    pub window: usize,
-    /// The target is the peak over the next H windows.
-    #[arg(long, default_value_t = 1)]
-    pub horizon: usize,
     /// The run directory to write.
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
@@ -88,13 +78,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         (dir.clone(), cfg, saved.data, true)
     } else {
         let cfg = run_config(args)?;
-        let source = DataSource::choose(
-            args.data.clone(),
-            args.format,
-            args.window,
-            args.horizon,
-            cfg.train.seed,
-        )?;
+        let source = args.source.source(cfg.train.seed)?;
         let out = args
             .out
             .clone()

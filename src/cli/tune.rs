@@ -16,8 +16,7 @@ use crate::bohb::{
     self, Event, ModelSettings, Objective, RunOptions, Space, TuneOutcome, TuneSettings,
 };
 use crate::cli::device_choice::{resolve, DeviceArg};
-use crate::data::Format;
-use crate::train::run::DataSource;
+use crate::cli::source_args::SourceArgs;
 use crate::train::tuning::ConvFormerObjective;
 use crate::train::RunConfig;
 use crate::{Error, Result};
@@ -55,24 +54,15 @@ pub struct TuneArgs {
     /// What to tune.
     #[arg(long, value_enum, default_value = "convformer")]
     pub objective: ObjectiveKind,
-    /// Training data for the ConvFormerNet objective.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Layout of `--data` (detected from its header when left out).
-    #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    /// Training data of the ConvFormerNet objective.
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// JSON file with `model` and/or `train` sections: what the search space leaves fixed.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where the ConvFormerNet objective trains.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceArg,
-    /// History length of a series sample (5-minute windows).
-    #[arg(long, default_value_t = 12)]
-    pub window: usize,
-    /// The target is the peak over the next H windows.
-    #[arg(long, default_value_t = 1)]
-    pub horizon: usize,
     /// JSON search space (array of {"name", "type": int|float|categorical|ordinal|constant, ...});
     /// default: conv_filters 16-64, num_heads 1-8, ff_dim 32-256, dropout_rate 0-0.5, learning_rate 1e-4-1e-2 (log).
     #[arg(long)]
@@ -160,13 +150,7 @@ pub fn objective_for(args: &TuneArgs) -> Result<Arc<dyn Objective>> {
                 Some(path) => RunConfig::from_json_file(path)?,
                 None => RunConfig::default(),
             };
-            let source = DataSource::choose(
-                args.data.clone(),
-                args.format,
-                args.window,
-                args.horizon,
-                base.train.seed,
-            )?;
+            let source = args.source.source(base.train.seed)?;
             let device = resolve(args.device)?;
             Ok(Arc::new(ConvFormerObjective::new(source, base, device)?))
         }
