@@ -6,7 +6,7 @@
 
 use super::cells::{self, CellError};
 use super::{
-    byte_progress, cell_text, column_indices, record_error, DataError, Dataset, Format,
+    byte_progress, cell_text, read_required_columns, record_error, DataError, Dataset, Format,
     LoadOptions, LoadReport, OnBadRow,
 };
 use csv::ByteRecord;
@@ -221,17 +221,7 @@ impl Builder {
         let mut csv = csv::ReaderBuilder::new()
             .buffer_capacity(1 << 20)
             .from_reader(reader);
-        let header = csv
-            .byte_headers()
-            .map_err(|e| record_error(file, e))?
-            .clone();
-        if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
-            return Err(DataError::file(
-                file,
-                "empty file: expected a kaggle header",
-            ));
-        }
-        let cols = column_indices(file, &header, &REQUIRED)?;
+        let cols = read_required_columns(&mut csv, file, &REQUIRED, "a kaggle")?;
         self.reserve((bytes / 700) as usize);
         let bar = byte_progress(bytes, opts.progress, "loading kaggle rows");
         let records_before = self.ds.report.records;

@@ -276,8 +276,26 @@ pub(crate) fn byte_progress(total: u64, show: bool, what: &str) -> indicatif::Pr
     bar
 }
 
+/// Reads the header and finds the required columns; an empty file names the
+/// header it expected (`format`).
+pub(crate) fn read_required_columns<R: std::io::Read>(
+    csv: &mut csv::Reader<R>,
+    file: &Path,
+    required: &[&str],
+    format: &str,
+) -> Result<Vec<usize>, DataError> {
+    let header = csv.byte_headers().map_err(|e| record_error(file, e))?;
+    if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+        return Err(DataError::file(
+            file,
+            format!("empty file: expected {format} header"),
+        ));
+    }
+    column_indices(file, header, required)
+}
+
 /// Looks up required columns by name; a missing one lists what was expected and found.
-pub(crate) fn column_indices(
+fn column_indices(
     file: &Path,
     header: &csv::ByteRecord,
     required: &[&str],

@@ -4,7 +4,7 @@
 
 use super::cells::{self, CellError};
 use super::{
-    byte_progress, cell_text, column_indices, record_error, stable_hash, DataError, Dataset,
+    byte_progress, cell_text, read_required_columns, record_error, stable_hash, DataError, Dataset,
     Format, LoadOptions, LoadReport, OnBadRow,
 };
 use rayon::prelude::*;
@@ -90,17 +90,7 @@ fn read_rows<R: Read>(
         .chain(SERIES_CHANNELS)
         .collect();
     let mut csv = csv::ReaderBuilder::new().from_reader(reader);
-    let header = csv
-        .byte_headers()
-        .map_err(|e| record_error(file, e))?
-        .clone();
-    if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
-        return Err(DataError::file(
-            file,
-            "empty file: expected an instance_usage header",
-        ));
-    }
-    let cols = column_indices(file, &header, &required)?;
+    let cols = read_required_columns(&mut csv, file, &required, "an instance_usage")?;
     let skip = |report: &mut LoadReport, reason: &str, err: DataError| match opts.on_bad_row {
         OnBadRow::Error => Err(err),
         OnBadRow::Skip => {
