@@ -41,7 +41,8 @@ pub trait Float:
     fn min(self, o: Self) -> Self;
     fn is_finite(self) -> bool;
 
-    /// C ← alpha·A·B + beta·C with arbitrary row/column strides (matrixmultiply).
+    /// C ← alpha·A·B + beta·C with arbitrary row/column strides (f32: the
+    /// engine's own kernel, `cpu::sgemm`; f64: matrixmultiply).
     ///
     /// # Safety
     /// The pointers and strides must describe valid m×k, k×n and m×n matrices,
@@ -132,5 +133,5 @@ macro_rules! impl_float {
         }
     };
 }
-impl_float!(f32, matrixmultiply::sgemm);
+impl_float!(f32, crate::cpu::sgemm::sgemm);
 impl_float!(f64, matrixmultiply::dgemm);

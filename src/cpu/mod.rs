@@ -1,5 +1,6 @@
 //! CPU kernels: pure functions over row-major slices, generic over f32/f64,
-//! forward and backward, parallel with rayon, GEMM through `matrixmultiply`.
+//! forward and backward, parallel with rayon, GEMM through `matrixmultiply`
+//! (single-threaded kernels, split into rayon tasks by [`gemm`]).
 //!
 //! Every kernel takes its sizes in an explicit dims struct (or plain counts), so
 //! that the CUDA backend can compare its kernels against these on the same
@@ -20,6 +21,7 @@ pub mod fastmath;
 pub mod layernorm;
 pub mod losses;
 pub mod matmul;
+pub mod sgemm;
 pub mod softmax;
 
 pub use attention::AttentionDims;
@@ -36,11 +38,22 @@ pub const REDUCE_ROWS: usize = 256;
 /// Elements per rayon task in elementwise kernels.
 pub(crate) const ELEMS_PER_TASK: usize = 1 << 14;
 
+/// Multiply-adds below which a GEMM runs on the calling thread alone.
+const GEMM_SPLIT_WORK: usize = 1 << 18;
+/// Smallest block of C rows (or columns) one task computes.
+const GEMM_MIN_BLOCK: usize = 32;
+
 /// C (m×n) ← op(A)·op(B) + beta·C on row-major storage.
 ///
 /// `op(A)` is m×k, stored as [m, k] or, if `a_t`, as [k, m]; `op(B)` is k×n,
 /// stored as [k, n] or, if `b_t`, as [n, k]; C is stored as [m, n] or, if `c_t`,
 /// as [n, m].
+///
+/// matrixmultiply runs single-threaded; a large product is cut into blocks of
+/// rows of C (or columns, when C is wide and short) computed as rayon tasks, so
+/// GEMMs share the one rayon pool with every other kernel (nested inside
+/// data-parallel shards too). Each element of C is computed the same way in any
+/// block, so the result does not depend on the thread count.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm<T: Float>(
     m: usize,
@@ -58,41 +71,100 @@ pub(crate) fn gemm<T: Float>(
     if m == 0 || n == 0 {
         return;
     }
-    let (rsa, csa) = if a_t {
-        (1, m as isize)
-    } else {
-        (k as isize, 1)
-    };
-    let (rsb, csb) = if b_t {
-        (1, k as isize)
-    } else {
-        (n as isize, 1)
-    };
-    let (rsc, csc) = if c_t {
-        (1, m as isize)
-    } else {
-        (n as isize, 1)
-    };
-    // SAFETY: the lengths were checked above; strides describe in-bounds matrices,
-    // and C is a distinct mutable slice.
-    unsafe {
-        T::gemm(
-            m,
-            k,
-            n,
-            T::ONE,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
-            c.as_mut_ptr(),
-            rsc,
-            csc,
-        );
+    if m < n {
+        // Cᵀ = op(B)ᵀ·op(A)ᵀ: the kernel streams the long side past packed
+        // panels of the short one, so the wide product runs as a tall one.
+        return gemm(n, k, m, b, !b_t, a, !a_t, c, !c_t, beta);
     }
+    let a = Strided::new(a.as_ptr(), m, k, a_t);
+    let b = Strided::new(b.as_ptr(), k, n, b_t);
+    let c = Strided::new(c.as_mut_ptr().cast_const(), m, n, c_t);
+    let threads = rayon::current_num_threads();
+    let blocks = (m * n * k / GEMM_SPLIT_WORK)
+        .min(4 * threads)
+        .min(m.max(n) / GEMM_MIN_BLOCK)
+        .max(1);
+    if blocks == 1 || threads == 1 {
+        // SAFETY: the lengths were checked above; C is a distinct mutable slice.
+        unsafe { gemm_block(0..m, 0..n, k, a, b, c, beta) };
+        return;
+    }
+    let split_rows = m >= n;
+    let long = if split_rows { m } else { n };
+    let step = long.div_ceil(blocks);
+    (0..long.div_ceil(step)).into_par_iter().for_each(|i| {
+        let part = i * step..((i + 1) * step).min(long);
+        let (rows, cols) = if split_rows {
+            (part, 0..n)
+        } else {
+            (0..m, part)
+        };
+        // SAFETY: as above; the blocks write disjoint parts of C.
+        unsafe { gemm_block(rows, cols, k, a, b, c, beta) };
+    });
+}
+
+/// A row-major matrix seen through (row, column) strides; `Send` so that
+/// GEMM blocks can run as rayon tasks on disjoint parts of C.
+#[derive(Clone, Copy)]
+struct Strided<T> {
+    ptr: *const T,
+    rs: isize,
+    cs: isize,
+}
+
+// SAFETY: only used by `gemm`, whose tasks read A and B and write disjoint blocks of C.
+unsafe impl<T: Send> Send for Strided<T> {}
+unsafe impl<T: Sync> Sync for Strided<T> {}
+
+impl<T> Strided<T> {
+    /// A rows×cols matrix stored as [rows, cols], or as [cols, rows] if `transposed`.
+    fn new(ptr: *const T, rows: usize, cols: usize, transposed: bool) -> Self {
+        let (rs, cs) = if transposed {
+            (1, rows as isize)
+        } else {
+            (cols as isize, 1)
+        };
+        Strided { ptr, rs, cs }
+    }
+
+    /// Element (row, col) onwards.
+    fn at(self, row: usize, col: usize) -> *const T {
+        self.ptr
+            .wrapping_offset(row as isize * self.rs + col as isize * self.cs)
+    }
+}
+
+/// C[rows, cols] ← A[rows, :]·B[:, cols] + beta·C[rows, cols].
+///
+/// # Safety
+/// The three matrices must be in bounds for the given ranges and C must not
+/// alias A or B nor be written by anyone else for these ranges.
+unsafe fn gemm_block<T: Float>(
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    k: usize,
+    a: Strided<T>,
+    b: Strided<T>,
+    c: Strided<T>,
+    beta: T,
+) {
+    T::gemm(
+        rows.len(),
+        k,
+        cols.len(),
+        T::ONE,
+        a.at(rows.start, 0),
+        a.rs,
+        a.cs,
+        b.at(0, cols.start),
+        b.rs,
+        b.cs,
+        beta,
+        c.at(rows.start, cols.start).cast_mut(),
+        c.rs,
+        c.cs,
+    );
 }
 
 /// Column sums of a [rows, cols] matrix, written to `out` (cols). Partial sums

@@ -1,0 +1,246 @@
+//! f32 GEMM for the model's shapes: tall, thin products (thousands of rows,
+//! K and N of a few dozen to a few hundred), where a general BLAS spends much of
+//! its time packing A.
+//!
+//! Layout of the work (BLIS's loops, cut down):
+//! - K is cut into blocks of [`KC`]; for each, B's block is packed once into
+//!   panels of [`NR`] columns (`kc × 16` floats, zero-padded past column n).
+//! - A is read in place: the 6×16 micro-kernel broadcasts A(i, p) for its six
+//!   rows straight from A's storage (row-major or transposed), so A is never
+//!   copied.
+//! - The micro-kernel keeps a 6×16 tile of C in twelve AVX registers and
+//!   performs 12 FMAs per step of p.
+//!
+//! Each element of C sums its products over p in increasing order, block by
+//! block, whatever m and n are, so a product cut into blocks of rows or columns
+//! gives the same bits. CPUs without AVX2/FMA take matrixmultiply.
+
+use std::cell::RefCell;
+
+/// Rows of C per micro-kernel call.
+const MR: usize = 6;
+/// Columns of C per micro-kernel call (two AVX registers).
+const NR: usize = 16;
+/// Rows of A that stream past one panel of B before the next panel.
+const MC: usize = 96;
+/// Depth of one packed block of B: 256·16 floats = 16 KiB per panel, in L1.
+const KC: usize = 256;
+
+thread_local! {
+    /// Packed B, reused between calls on the same thread.
+    static PACKED_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// C ← alpha·A·B + beta·C, with matrixmultiply's contract: A is m×k at
+/// (row, column) strides (rsa, csa), B is k×n at (rsb, csb), C is m×n at
+/// (rsc, csc). With beta = 0, C is only written (it may hold NaN before).
+///
+/// # Safety
+/// The pointers and strides must describe valid matrices, and C must not
+/// alias A or B.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && k > 0 {
+        let mats = Mats {
+            a,
+            rsa,
+            csa,
+            b,
+            rsb,
+            csb,
+            c,
+            rsc,
+            csc,
+        };
+        PACKED_B.with(|buf| avx2::sgemm(m, k, n, alpha, beta, mats, &mut buf.borrow_mut()));
+        return;
+    }
+    matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+}
+
+/// The three operands of one product.
+#[derive(Clone, Copy)]
+struct Mats {
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Mats, KC, MC, MR, NR};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn sgemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        beta: f32,
+        x: Mats,
+        packed: &mut Vec<f32>,
+    ) {
+        let panels = n.div_ceil(NR);
+        packed.resize(KC.min(k) * panels * NR, 0.0);
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            pack_b(kc, n, x.b.offset(k0 as isize * x.rsb), x.rsb, x.csb, packed);
+            // Later blocks of K add to what the first one wrote.
+            let beta = if k0 == 0 { beta } else { 1.0 };
+            let a = x.a.offset(k0 as isize * x.csa);
+            // Rows in blocks of MC, then panel by panel: the panel (kc×16)
+            // stays in L1 while the block's rows of A stream past it.
+            for ib in (0..m).step_by(MC) {
+                for panel in 0..panels {
+                    let j0 = panel * NR;
+                    let b = &packed[panel * kc * NR..];
+                    for i0 in (ib..m.min(ib + MC)).step_by(MR) {
+                        let rows = MR.min(m - i0);
+                        let a = a.offset(i0 as isize * x.rsa);
+                        let cols = NR.min(n - j0);
+                        let tile = match rows {
+                            6 => micro::<6>(kc, a, x.rsa, x.csa, b),
+                            5 => micro::<5>(kc, a, x.rsa, x.csa, b),
+                            4 => micro::<4>(kc, a, x.rsa, x.csa, b),
+                            3 => micro::<3>(kc, a, x.rsa, x.csa, b),
+                            2 => micro::<2>(kc, a, x.rsa, x.csa, b),
+                            _ => micro::<1>(kc, a, x.rsa, x.csa, b),
+                        };
+                        let c = x.c.offset(i0 as isize * x.rsc + j0 as isize * x.csc);
+                        store(&tile, rows, cols, alpha, beta, c, x.rsc, x.csc);
+                    }
+                }
+            }
+        }
+    }
+
+    /// a·b + c rounded once (the vector paths' FMA), as an instruction: a
+    /// plain `mul_add` here may become a call to libm's software fmaf.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn fma(a: f32, b: f32, c: f32) -> f32 {
+        _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
+    }
+
+    /// Packs the kc×n block of B into panels of NR columns, each kc rows of NR
+    /// floats; columns past n are zero.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn pack_b(kc: usize, n: usize, b: *const f32, rsb: isize, csb: isize, out: &mut [f32]) {
+        for (panel, dst) in out
+            .chunks_exact_mut(kc * NR)
+            .take(n.div_ceil(NR))
+            .enumerate()
+        {
+            let j0 = panel * NR;
+            let cols = NR.min(n - j0);
+            for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
+                let src = b.offset(p as isize * rsb + j0 as isize * csb);
+                if csb == 1 && cols == NR {
+                    row.copy_from_slice(std::slice::from_raw_parts(src, NR));
+                } else {
+                    for (q, v) in row.iter_mut().enumerate() {
+                        *v = if q < cols {
+                            *src.offset(q as isize * csb)
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    /// One R×16 tile of A·B over kc steps: A(r, p) is broadcast from A's own
+    /// storage, B's row p comes from the packed panel.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn micro<const R: usize>(
+        kc: usize,
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        panel: &[f32],
+    ) -> [[__m256; 2]; MR] {
+        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        let bp = panel.as_ptr();
+        for p in 0..kc {
+            let b0 = _mm256_loadu_ps(bp.add(p * NR));
+            let b1 = _mm256_loadu_ps(bp.add(p * NR + 8));
+            let ap = a.offset(p as isize * csa);
+            for (r, acc) in acc.iter_mut().enumerate().take(R) {
+                let av = _mm256_broadcast_ss(&*ap.offset(r as isize * rsa));
+                acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+            }
+        }
+        acc
+    }
+
+    /// C[rows, cols] ← alpha·tile + beta·C; C is not read when beta = 0.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn store(
+        tile: &[[__m256; 2]; MR],
+        rows: usize,
+        cols: usize,
+        alpha: f32,
+        beta: f32,
+        c: *mut f32,
+        rsc: isize,
+        csc: isize,
+    ) {
+        let (va, vb) = (_mm256_set1_ps(alpha), _mm256_set1_ps(beta));
+        if csc == 1 && cols == NR {
+            for (r, t) in tile.iter().enumerate().take(rows) {
+                let row = c.offset(r as isize * rsc);
+                for (h, &v) in t.iter().enumerate() {
+                    let dst = row.add(8 * h);
+                    let v = _mm256_mul_ps(va, v);
+                    let v = if beta == 0.0 {
+                        v
+                    } else {
+                        _mm256_fmadd_ps(vb, _mm256_loadu_ps(dst), v)
+                    };
+                    _mm256_storeu_ps(dst, v);
+                }
+            }
+            return;
+        }
+        let mut vals = [0f32; NR];
+        for (r, t) in tile.iter().enumerate().take(rows) {
+            _mm256_storeu_ps(vals.as_mut_ptr(), t[0]);
+            _mm256_storeu_ps(vals.as_mut_ptr().add(8), t[1]);
+            for (q, &v) in vals.iter().enumerate().take(cols) {
+                let dst = c.offset(r as isize * rsc + q as isize * csc);
+                *dst = if beta == 0.0 {
+                    alpha * v
+                } else {
+                    fma(beta, *dst, alpha * v)
+                };
+            }
+        }
+    }
+}

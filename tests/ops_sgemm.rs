@@ -1,0 +1,136 @@
+//! The engine's f32 GEMM (`cpu::sgemm`) against a naive f64 product: every
+//! operand layout, ragged sizes (1, primes, past the 6×16 tile and the
+//! 256-deep K block), alpha and beta, and C poisoned with NaN where beta = 0
+//! (it must then be written, never read).
+
+use convformer::cpu::sgemm::sgemm;
+use proptest::prelude::*;
+
+fn values(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+/// Row and column strides of a rows×cols matrix stored as [rows, cols] or,
+/// transposed, as [cols, rows].
+fn strides(rows: usize, cols: usize, transposed: bool) -> (isize, isize) {
+    if transposed {
+        (1, rows as isize)
+    } else {
+        (cols as isize, 1)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    m: usize,
+    k: usize,
+    n: usize,
+    a_t: bool,
+    b_t: bool,
+    c_t: bool,
+    alpha: f32,
+    beta: f32,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let (a, b) = (values(seed, m * k), values(seed ^ 0x9E37, k * n));
+    let c0 = if beta == 0.0 {
+        vec![f32::NAN; m * n]
+    } else {
+        values(seed ^ 0x51, m * n)
+    };
+    let ((rsa, csa), (rsb, csb), (rsc, csc)) =
+        (strides(m, k, a_t), strides(k, n, b_t), strides(m, n, c_t));
+    let at = |s: &[f32], i: usize, j: usize, rs: isize, cs: isize| {
+        s[(i as isize * rs + j as isize * cs) as usize]
+    };
+    let mut c = c0.clone();
+    // SAFETY: the strides describe the three buffers, C is distinct.
+    unsafe {
+        sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr(),
+            rsc,
+            csc,
+        );
+    }
+    for i in 0..m {
+        for j in 0..n {
+            let dot: f64 = (0..k)
+                .map(|p| at(&a, i, p, rsa, csa) as f64 * at(&b, p, j, rsb, csb) as f64)
+                .sum();
+            let prior = if beta == 0.0 {
+                0.0
+            } else {
+                beta as f64 * at(&c0, i, j, rsc, csc) as f64
+            };
+            let want = alpha as f64 * dot + prior;
+            let got = at(&c, i, j, rsc, csc) as f64;
+            // f32 accumulation over k terms of magnitude ≤ 1.
+            let tol = 1e-6 * (k as f64 + 2.0);
+            prop_assert!(
+                (got - want).abs() <= tol,
+                "C[{i},{j}] = {got}, want {want} (m {m} k {k} n {n})"
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn matches_the_naive_product(
+        m in prop::sample::select(vec![1usize, 2, 5, 6, 7, 13, 31, 97, 101]),
+        k in prop::sample::select(vec![1usize, 3, 8, 17, 48, 255, 256, 257, 600]),
+        n in prop::sample::select(vec![1usize, 7, 8, 15, 16, 17, 33, 243]),
+        a_t: bool, b_t: bool, c_t: bool,
+        scale in prop::sample::select(vec![(1.0f32, 0.0f32), (1.0, 1.0), (-0.75, 0.5)]),
+        seed: u64,
+    ) {
+        check(m, k, n, a_t, b_t, c_t, scale.0, scale.1, seed)?;
+    }
+}
+
+#[test]
+fn k_zero_scales_c_by_beta() {
+    let mut c = vec![2.0f32; 6];
+    // SAFETY: A and B are empty (k = 0); C is 2×3.
+    unsafe {
+        sgemm(
+            2,
+            0,
+            3,
+            1.0,
+            [].as_ptr(),
+            0,
+            1,
+            [].as_ptr(),
+            3,
+            1,
+            0.5,
+            c.as_mut_ptr(),
+            3,
+            1,
+        );
+    }
+    assert_eq!(c, vec![1.0; 6]);
+}
