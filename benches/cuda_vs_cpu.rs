@@ -476,6 +476,7 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
         p: 0.1,
         seed: 42,
         call: 3,
+        offset: 0,
     };
     b.row(
         tag("dropout 243"),

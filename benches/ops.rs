@@ -176,6 +176,7 @@ fn pointwise(c: &mut Criterion) {
             p: 0.1,
             seed: 7,
             call: 3,
+            offset: 0,
         };
         let (x, g) = (data(n, 1), data(n, 2));
         let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);

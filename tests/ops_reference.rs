@@ -406,12 +406,14 @@ proptest! {
     }
 
     #[test]
-    fn dropout_matches_philox_rule(n in 1usize..=5000, p in 0.0f64..0.95, seed: u64, call in 0u64..1000) {
-        let d = DropoutDims { p, seed, call };
+    fn dropout_matches_philox_rule(n in 1usize..=40_000, p in 0.0f64..0.95, seed: u64, call in 0u64..1000, offset in 0u64..100) {
+        // Offset: a shard's mask is its rows' mask of the whole batch, even
+        // when its first element is not on a Philox block boundary.
+        let d = DropoutDims { p, seed, call, offset };
         let x = uniform(seed ^ 1, n);
         let thr = rng::dropout_threshold(p);
         let want: Vec<f64> = x.iter().enumerate()
-            .map(|(i, &v)| if rng::dropout_keep(seed, call, i as u64, thr) { v / (1.0 - p) } else { 0.0 })
+            .map(|(i, &v)| if rng::dropout_keep(seed, call, offset + i as u64, thr) { v / (1.0 - p) } else { 0.0 })
             .collect();
         both_precisions("dropout", std::slice::from_ref(&x), &want,
             |v| { let mut y = poison(n); cpu::dropout::dropout_forward(&d, &v[0], &mut y); y },

@@ -330,6 +330,11 @@ pub(super) fn dropout<E: GpuExec, T: Float>(
     d: &DropoutDims,
     x: &Tensor<T>,
 ) -> Result<Tensor<T>> {
+    if d.offset != 0 {
+        return Err(Error::Device(
+            "dropout: a tape holding a shard of the batch runs on the CPU only".into(),
+        ));
+    }
     new(be, x.shape(), |y| {
         ops::dropout(be, x.numel(), d.p, d.seed, d.call, buf::<E, T>(x)?, y)
     })

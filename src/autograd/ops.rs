@@ -371,10 +371,15 @@ impl<'s, T: Float> Tape<'s, T> {
         if !self.is_training() {
             return Ok(x);
         }
+        let (numel, rows) = (self.value(x).numel(), self.shape(x).first().copied());
         let dims = DropoutDims {
             p,
             seed: self.dropout_seed,
             call: self.dropout_counter,
+            offset: match rows {
+                Some(rows) if rows > 0 => (self.first_row * (numel / rows)) as u64,
+                _ => 0,
+            },
         };
         self.dropout_counter += 1;
         if p == 0.0 {

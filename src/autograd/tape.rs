@@ -129,6 +129,8 @@ pub struct Tape<'s, T: Float = f32> {
     pub(super) dropout_seed: u64,
     /// Call offset of the next dropout: +1 per dropout call in training mode.
     pub(super) dropout_counter: u64,
+    /// Rows of the whole batch before this tape's first row (see `batch_shard`).
+    pub(super) first_row: usize,
 }
 
 /// Result of `backward`: parameter gradients plus those of the tape's leaves.
@@ -153,6 +155,7 @@ impl<'s, T: Float> Tape<'s, T> {
             training: false,
             dropout_seed: 0,
             dropout_counter: 0,
+            first_row: 0,
         }
     }
 
@@ -160,6 +163,14 @@ impl<'s, T: Float> Tape<'s, T> {
     pub fn training(mut self, seed: u64) -> Self {
         self.training = true;
         self.dropout_seed = seed;
+        self
+    }
+
+    /// This tape holds rows `first_row..` of a larger batch: dropout then draws
+    /// the mask those rows get in the whole batch (its inputs must be
+    /// batch-major), so a batch split into shards trains like the whole batch.
+    pub fn batch_shard(mut self, first_row: usize) -> Self {
+        self.first_row = first_row;
         self
     }
 

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::checkpoint::{self, TrainState};
 use super::config::TrainConfig;
 use super::prepared::{PreparedData, SplitData};
-use crate::autograd::{Grads, ParamStore, Tape};
+use crate::autograd::{shard_rows, sharded_backward, Grads, ParamStore, Tape};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::{ConvFormerNet, ModelConfig, SeedRng};
@@ -310,23 +310,28 @@ fn train_step(
     lr: f64,
 ) -> Result<f64> {
     let step = state.step as usize;
-    let (x, y) = gather(&data.train, idx, sample);
-    let b = idx.len();
-    let mut tape = Tape::new(store).training(dropout_seed(cfg.seed, state.step));
     let device = store.device();
-    let x = Tensor::from_vec(x, &[b, data.seq_len, data.channels])?.to_device(&device)?;
-    let xv = tape.input(x);
-    let yv = tape.input(Tensor::from_vec(y, &[b])?.to_device(&device)?);
-    let pred = model.forward(&mut tape, xv)?;
-    let loss_var = tape.loss(pred, yv, cfg.loss.0)?;
-    let loss = tape.value(loss_var).item()? as f64;
+    let (loss, mut grads) = sharded_backward(
+        store,
+        dropout_seed(cfg.seed, state.step),
+        idx.len(),
+        shard_rows(data.seq_len),
+        |tape, rows| {
+            let (x, y) = gather(&data.train, &idx[rows.clone()], sample);
+            let x = Tensor::from_vec(x, &[rows.len(), data.seq_len, data.channels])?;
+            let y = Tensor::from_vec(y, &[rows.len()])?;
+            let xv = tape.input(x.to_device(&device)?);
+            let yv = tape.input(y.to_device(&device)?);
+            let pred = model.forward(tape, xv)?;
+            tape.loss(pred, yv, cfg.loss.0)
+        },
+    )?;
     if !loss.is_finite() {
         return Err(Error::NonFinite {
             what: format!("training loss ({loss})"),
             step,
         });
     }
-    let mut grads = tape.backward(loss_var)?.params;
     if let Some(name) = first_non_finite(store, &grads) {
         return Err(Error::NonFinite {
             what: format!("gradient of parameter '{name}'"),

@@ -418,7 +418,16 @@ pub fn dropout_masks_are_bit_identical_to_cpu<B: Backend>(be: &B) {
     ] {
         let x: Vec<f32> = rng.vec(n);
         let mut want = vec![f32::NAN; n];
-        cpu::dropout::dropout_apply(&cpu::dropout::DropoutDims { p, seed, call }, &x, &mut want);
+        cpu::dropout::dropout_apply(
+            &cpu::dropout::DropoutDims {
+                p,
+                seed,
+                call,
+                offset: 0,
+            },
+            &x,
+            &mut want,
+        );
         let y = out(be, n);
         ops::dropout(be, n, p, seed, call, &up(be, &x), &y).unwrap();
         let got = down(be, &y, n);
