@@ -4,14 +4,18 @@ use crate::cuda::exec::{self as gpu, GpuBuffer};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::float::Float;
+use std::sync::Arc;
 
 pub const MAX_DIMS: usize = 4;
 
 /// The memory behind a tensor. `Gpu` holds f32 values whatever `T` is: only
 /// `Tensor<f32>` can be moved there (`to_device` refuses f64).
+///
+/// Host data is shared between clones and copied on the first write to a
+/// shared one, so that a reshape or a parameter placed on a tape costs nothing.
 #[derive(Clone, Debug)]
 pub enum Storage<T: Float> {
-    Cpu(Vec<T>),
+    Cpu(Arc<Vec<T>>),
     Gpu(GpuBuffer),
 }
 
@@ -52,7 +56,7 @@ impl<T: Float> Tensor<T> {
         }
         Ok(Tensor {
             shape: shape.to_vec(),
-            storage: Storage::Cpu(data),
+            storage: Storage::Cpu(Arc::new(data)),
         })
     }
 
@@ -67,7 +71,7 @@ impl<T: Float> Tensor<T> {
     pub fn scalar(value: T) -> Self {
         Tensor {
             shape: vec![1],
-            storage: Storage::Cpu(vec![value]),
+            storage: Storage::Cpu(Arc::new(vec![value])),
         }
     }
 
@@ -128,7 +132,7 @@ impl<T: Float> Tensor<T> {
             return Ok(self.clone());
         }
         let storage = match device {
-            Device::Cpu => Storage::Cpu(self.to_vec()?),
+            Device::Cpu => Storage::Cpu(Arc::new(self.to_vec()?)),
             gpu_device => {
                 if !is_f32::<T>() {
                     return Err(Error::Device(format!(
@@ -157,9 +161,10 @@ impl<T: Float> Tensor<T> {
         }
     }
 
+    /// Host data to write (copied first if a clone shares it).
     pub fn as_mut_slice(&mut self) -> Result<&mut [T]> {
         match &mut self.storage {
-            Storage::Cpu(v) => Ok(v),
+            Storage::Cpu(v) => Ok(Arc::make_mut(v).as_mut_slice()),
             Storage::Gpu(b) => Err(not_on_host(b)),
         }
     }
@@ -167,7 +172,7 @@ impl<T: Float> Tensor<T> {
     /// A host copy of the data, whatever the device.
     pub fn to_vec(&self) -> Result<Vec<T>> {
         match &self.storage {
-            Storage::Cpu(v) => Ok(v.clone()),
+            Storage::Cpu(v) => Ok(v.to_vec()),
             Storage::Gpu(b) => Ok(gpu::download(b, self.numel())?
                 .into_iter()
                 .map(|v| T::from_f64(v as f64))
@@ -177,7 +182,7 @@ impl<T: Float> Tensor<T> {
 
     pub fn into_vec(self) -> Result<Vec<T>> {
         match self.storage {
-            Storage::Cpu(v) => Ok(v),
+            Storage::Cpu(v) => Ok(Arc::try_unwrap(v).unwrap_or_else(|shared| shared.to_vec())),
             Storage::Gpu(_) => self.to_vec(),
         }
     }
