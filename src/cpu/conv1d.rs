@@ -53,23 +53,30 @@ impl Conv1dDims {
     }
 }
 
-/// Fills cols [c_in·k, n·l_out] from the n samples of x_chunk.
+/// For tap j: outputs `t0..t1` read inputs from `src` on (the others read
+/// padding zeros); the range is empty when the tap sees padding only.
+fn tap_range(d: &Conv1dDims, j: usize) -> (usize, usize, usize) {
+    let shift = j as isize - d.pad_left() as isize;
+    let t0 = (-shift).clamp(0, d.out_len() as isize) as usize;
+    let t1 = (d.len as isize - shift).clamp(t0 as isize, d.out_len() as isize) as usize;
+    let src = if t1 > t0 { (t0 as isize + shift) as usize } else { 0 };
+    (src, t0, t1)
+}
+
+/// Fills cols [c_in·k, n·l_out] from the n samples of x_chunk: each row
+/// segment is a shifted copy of one input row, zeros where it reads padding.
 fn im2col<T: Float>(d: &Conv1dDims, x_chunk: &[T], n: usize, cols: &mut [T]) {
-    let (lo, pad, k) = (d.out_len(), d.pad_left() as isize, d.kernel);
+    let lo = d.out_len();
     let width = n * lo;
     for ci in 0..d.c_in {
-        for j in 0..k {
-            let row = &mut cols[(ci * k + j) * width..][..width];
-            for b in 0..n {
+        for j in 0..d.kernel {
+            let (src, t0, t1) = tap_range(d, j);
+            let row = &mut cols[(ci * d.kernel + j) * width..][..width];
+            for (b, dst) in row.chunks_exact_mut(lo.max(1)).enumerate() {
                 let xs = &x_chunk[(b * d.c_in + ci) * d.len..][..d.len];
-                for (t, c) in row[b * lo..][..lo].iter_mut().enumerate() {
-                    let src = t as isize + j as isize - pad;
-                    *c = if src >= 0 && (src as usize) < d.len {
-                        xs[src as usize]
-                    } else {
-                        T::ZERO
-                    };
-                }
+                dst[..t0].fill(T::ZERO);
+                dst[t1..].fill(T::ZERO);
+                dst[t0..t1].copy_from_slice(&xs[src..src + (t1 - t0)]);
             }
         }
     }
@@ -77,19 +84,17 @@ fn im2col<T: Float>(d: &Conv1dDims, x_chunk: &[T], n: usize, cols: &mut [T]) {
 
 /// dx_chunk ← Σ over taps of dcols (the adjoint of im2col), overwritten.
 fn col2im<T: Float>(d: &Conv1dDims, dcols: &[T], n: usize, dx_chunk: &mut [T]) {
-    let (lo, pad, k) = (d.out_len(), d.pad_left() as isize, d.kernel);
+    let lo = d.out_len();
     let width = n * lo;
     dx_chunk.fill(T::ZERO);
     for ci in 0..d.c_in {
-        for j in 0..k {
-            let row = &dcols[(ci * k + j) * width..][..width];
-            for b in 0..n {
+        for j in 0..d.kernel {
+            let (src, t0, t1) = tap_range(d, j);
+            let row = &dcols[(ci * d.kernel + j) * width..][..width];
+            for (b, seg) in row.chunks_exact(lo.max(1)).enumerate() {
                 let dxs = &mut dx_chunk[(b * d.c_in + ci) * d.len..][..d.len];
-                for (t, &v) in row[b * lo..][..lo].iter().enumerate() {
-                    let src = t as isize + j as isize - pad;
-                    if src >= 0 && (src as usize) < d.len {
-                        dxs[src as usize] += v;
-                    }
+                for (o, &v) in dxs[src..src + (t1 - t0)].iter_mut().zip(&seg[t0..t1]) {
+                    *o += v;
                 }
             }
         }
