@@ -8,7 +8,7 @@
 //! the check runs with 0.05; pass `--min-bandwidth 0.001` to see the default.
 
 use convformer::bohb::objectives::{Branin, BRANIN_MINIMUM};
-use convformer::bohb::{self, ModelSettings, RunOptions, TuneSettings};
+use convformer::bohb::{self, ModelSettings, RunOptions, Schedule, TuneSettings};
 use std::sync::Arc;
 
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -42,6 +42,7 @@ fn main() {
             eta: 3,
             iterations: evaluations,
             workers: 1,
+            schedule: Schedule::Async,
             seed,
             model: ModelSettings {
                 min_bandwidth,

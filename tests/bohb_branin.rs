@@ -4,7 +4,7 @@
 //! examples/branin.rs), every other setting is the default.
 
 use convformer::bohb::objectives::{Branin, BRANIN_MINIMUM};
-use convformer::bohb::{self, ModelSettings, RunOptions, TuneSettings};
+use convformer::bohb::{self, ModelSettings, RunOptions, Schedule, TuneSettings};
 use std::sync::Arc;
 
 #[test]
@@ -20,6 +20,7 @@ fn bohb_gets_within_one_percent_of_the_branin_optimum() {
                 eta: 3,
                 iterations: 500,
                 workers: 1,
+                schedule: Schedule::Async,
                 seed,
                 model: ModelSettings {
                     min_bandwidth: 0.05,
