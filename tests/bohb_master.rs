@@ -429,3 +429,60 @@ fn bad_settings_are_errors_not_panics() {
     s.model.random_fraction = 1.5;
     assert!(bohb::run(&s, Arc::new(Flaky), RunOptions::default()).is_err());
 }
+
+/// sgd needs momentum near 0.9; adam has no momentum and a fixed loss.
+struct Conditional;
+
+impl Objective for Conditional {
+    fn evaluate(&self, config: &Config, _: f64, _: &EvalContext) -> Result<EvalResult, String> {
+        let lr = x(config, "lr").log10();
+        let loss = match config["optimizer"].as_str() {
+            Some("sgd") => (x(config, "momentum") - 0.9).abs() + (lr + 2.0).abs() * 0.1,
+            Some("adam") if !config.contains_key("momentum") => 0.5,
+            other => return Err(format!("bad configuration {other:?}: {config:?}")),
+        };
+        Ok(EvalResult { loss })
+    }
+}
+
+#[test]
+fn conditional_parameters_run_end_to_end() {
+    let space = bohb::Space::from_json_str(
+        r#"[
+        {"name": "optimizer", "type": "categorical", "choices": ["sgd", "adam"]},
+        {"name": "momentum", "type": "float", "low": 0, "high": 1,
+         "condition": {"parent": "optimizer", "values": ["sgd"]}},
+        {"name": "lr", "type": "float", "low": 0.0001, "high": 1, "log": true}
+    ]"#,
+    )
+    .unwrap();
+    let s = TuneSettings {
+        space,
+        ..ordered(settings(1.0, 9.0, 9, 2, 4))
+    };
+    let outcome = run(&s, Arc::new(Conditional));
+    assert_eq!(
+        outcome.failures, 0,
+        "every configuration respects its condition"
+    );
+    let model_based: Vec<&bohb::Evaluation> = outcome
+        .evaluations
+        .iter()
+        .filter(|e| e.origin == Origin::Model)
+        .collect();
+    assert!(model_based.len() >= 10, "{}", model_based.len());
+    let sgd = model_based
+        .iter()
+        .filter(|e| e.config.contains_key("momentum"))
+        .count();
+    assert!(
+        sgd * 3 >= model_based.len() * 2,
+        "the model prefers the branch with the better losses: {sgd}/{}",
+        model_based.len()
+    );
+    let best = outcome.incumbent.unwrap();
+    assert!(
+        best.loss < 0.25,
+        "better than any adam configuration (0.5): {best:?}"
+    );
+}

@@ -32,7 +32,7 @@ pub use master::{
     TuneSettings,
 };
 pub use model::{ModelSettings, Origin};
-pub use space::{Config, Domain, Param, Space, Value};
+pub use space::{Condition, Config, Domain, Param, Space, Value};
 
 use std::path::Path;
 

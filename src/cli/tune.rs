@@ -63,7 +63,8 @@ pub struct TuneArgs {
     /// Where the ConvFormerNet objective trains.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceArg,
-    /// JSON search space (array of {"name", "type": int|float|categorical|ordinal|constant, ...});
+    /// JSON search space (array of {"name", "type": int|float|categorical|ordinal|constant, ...,
+    /// optional "condition": {"parent": an earlier categorical/ordinal name, "values": [...]}});
     /// default: conv_filters 16-64, num_heads 1-8, ff_dim 32-256, dropout_rate 0-0.5, learning_rate 1e-4-1e-2 (log).
     #[arg(long)]
     pub space: Option<PathBuf>,
