@@ -37,7 +37,7 @@ fn proposal_overhead(c: &mut Criterion) {
     for observations in [50, 200, 800] {
         let model = model_with(observations, 0.0);
         assert!(
-            model.fit().is_some(),
+            model.fit(&mut Rng::new(0)).is_some(),
             "the model is fitted, so proposals are model-based"
         );
         let mut rng = Rng::new(2);

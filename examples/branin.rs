@@ -1,14 +1,16 @@
-//! BOHB on the Branin function: best value found in a fixed number of
-//! evaluations, per seed, against the optimum 0.397887.
+//! BOHB on the Branin function: best value found in a fixed budget, per
+//! seed, against the optimum 0.397887, with every BOHB setting at its default.
 //!
-//! `cargo run --release --example branin -- [--seeds 20] [--evaluations 500] [--min-bandwidth 0.05]`
+//! `cargo run --release --example branin -- [--seeds 20] [--iterations 2000]
+//! [--min-budget 1] [--max-budget 1] [--min-bandwidth 0.001] [--random-fraction 0.333]`
 //!
-//! With hpbandster's default `min_bandwidth` 1e-3 the good KDE collapses onto
-//! the first cluster it finds in 2-D (steps shrink to ~1e-3 of the range), so
-//! the check runs with 0.05; pass `--min-bandwidth 0.001` to see the default.
+//! Branin ignores the budget, so the default min = max budget makes every
+//! bracket one model-guided configuration: `--iterations` is the number of
+//! evaluations. `--min-bandwidth` and `--random-fraction` are there to
+//! compare against the defaults (`--random-fraction 1` is random search).
 
 use convformer::bohb::objectives::{Branin, BRANIN_MINIMUM};
-use convformer::bohb::{self, ModelSettings, RunOptions, TuneSettings};
+use convformer::bohb::{self, ModelSettings, RunOptions, Schedule, TuneSettings};
 use std::sync::Arc;
 
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -25,11 +27,15 @@ fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 fn main() {
     let seeds: u64 = arg("--seeds", 20);
-    let evaluations: usize = arg("--evaluations", 500);
-    let min_bandwidth: f64 = arg("--min-bandwidth", 0.05);
+    let iterations: usize = arg("--iterations", 2000);
+    let min_budget: f64 = arg("--min-budget", 1.0);
+    let max_budget: f64 = arg("--max-budget", 1.0);
+    let defaults = ModelSettings::default();
+    let min_bandwidth: f64 = arg("--min-bandwidth", defaults.min_bandwidth);
+    let random_fraction: f64 = arg("--random-fraction", defaults.random_fraction);
     println!(
-        "Branin, {evaluations} evaluations (min budget = max budget: one configuration per bracket), \
-         min_bandwidth {min_bandwidth}, other BOHB settings default"
+        "Branin, {iterations} brackets, budgets {min_budget} to {max_budget}, \
+         min_bandwidth {min_bandwidth}, random_fraction {random_fraction:.3}, other BOHB settings default"
     );
     let mut within = 0;
     let mut best_values = Vec::new();
@@ -37,16 +43,18 @@ fn main() {
         let settings = TuneSettings {
             objective: "branin".into(),
             space: Branin::space(),
-            min_budget: 1.0,
-            max_budget: 1.0,
+            min_budget,
+            max_budget,
             eta: 3,
-            iterations: evaluations,
+            iterations,
             workers: 1,
             seed,
             model: ModelSettings {
                 min_bandwidth,
+                random_fraction,
                 ..ModelSettings::default()
             },
+            schedule: Schedule::Async,
         };
         let outcome = bohb::run(
             &settings,
@@ -59,7 +67,8 @@ fn main() {
         within += ok as usize;
         best_values.push(best);
         println!(
-            "seed {seed:>3}: best {best:.6} ({:+.3}%){}",
+            "seed {seed:>3}: {} evaluations, best {best:.6} ({:+.3}%){}",
+            outcome.evaluations.len(),
             (best / BRANIN_MINIMUM - 1.0) * 100.0,
             if ok { "" } else { "  > 1%" }
         );

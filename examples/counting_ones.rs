@@ -6,7 +6,9 @@
 //! (one round = one full Hyperband cycle of 5 brackets).
 
 use convformer::bohb::objectives::CountingOnes;
-use convformer::bohb::{self, ModelSettings, Objective, RunOptions, TuneOutcome, TuneSettings};
+use convformer::bohb::{
+    self, ModelSettings, Objective, RunOptions, Schedule, TuneOutcome, TuneSettings,
+};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -81,6 +83,7 @@ fn run_once(problem: &CountingOnes, method: Method, seed: u64, rounds: usize) ->
             rounds * BRACKETS_PER_ROUND
         },
         workers: 1,
+        schedule: Schedule::Async,
         seed,
         model: ModelSettings {
             random_fraction: if method == Method::Bohb {

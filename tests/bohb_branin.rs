@@ -1,16 +1,22 @@
-//! Branin: BOHB finds the optimum 0.397887 to within 1% in a fixed budget of
-//! 500 evaluations. `min_bandwidth` is raised to 0.05 (from hpbandster's 1e-3,
-//! with which the good KDE collapses onto its first cluster in 2-D; see
-//! examples/branin.rs), every other setting is the default.
+//! Branin at BOHB's default settings (those of the paper and hpbandster,
+//! min_bandwidth 1e-3), 1000 evaluations (min budget = max budget: one
+//! model-guided configuration per bracket), seeds 0-7.
+//!
+//! What the defaults give, honestly: a seed either homes in on a minimum
+//! (within 1% of 0.397887) or its good density collapses early (bandwidths at
+//! the 1e-3 floor, candidates drawn a few 1e-3 of the range from the good
+//! points, l/g picking the one nearest their mode) and crawls. A Python
+//! replica of hpbandster's proposal code (statsmodels KDEs, scipy truncnorm)
+//! reaches 1% on 4/20 seeds at 500 evaluations, as this crate does; rates
+//! per budget are in benches/results/bohb.md. The test pins that behaviour:
+//! BOHB reaches the 1% band where random search with the same budget does not.
 
 use convformer::bohb::objectives::{Branin, BRANIN_MINIMUM};
-use convformer::bohb::{self, ModelSettings, RunOptions, TuneSettings};
+use convformer::bohb::{self, ModelSettings, RunOptions, Schedule, TuneSettings};
 use std::sync::Arc;
 
-#[test]
-fn bohb_gets_within_one_percent_of_the_branin_optimum() {
-    let seeds = 8;
-    let best: Vec<f64> = (0..seeds)
+fn best_values(random_fraction: f64) -> Vec<f64> {
+    (0..8)
         .map(|seed| {
             let settings = TuneSettings {
                 objective: "branin".into(),
@@ -18,11 +24,12 @@ fn bohb_gets_within_one_percent_of_the_branin_optimum() {
                 min_budget: 1.0,
                 max_budget: 1.0,
                 eta: 3,
-                iterations: 500,
+                iterations: 1000,
                 workers: 1,
+                schedule: Schedule::Async,
                 seed,
                 model: ModelSettings {
-                    min_bandwidth: 0.05,
+                    random_fraction,
                     ..ModelSettings::default()
                 },
             };
@@ -32,17 +39,32 @@ fn bohb_gets_within_one_percent_of_the_branin_optimum() {
                 RunOptions::default(),
             )
             .unwrap();
-            assert_eq!(outcome.evaluations.len(), 500);
+            assert_eq!(outcome.evaluations.len(), 1000);
             outcome.incumbent.unwrap().loss
         })
-        .collect();
-    let within = best.iter().filter(|b| **b <= BRANIN_MINIMUM * 1.01).count();
-    // Every value is a real Branin value (never below the optimum) and the
-    // large majority of seeds reach the 1% band; none is far off.
-    assert!(best.iter().all(|b| *b >= BRANIN_MINIMUM - 1e-9), "{best:?}");
+        .collect()
+}
+
+fn within_one_percent(best: &[f64]) -> usize {
+    best.iter().filter(|b| **b <= BRANIN_MINIMUM * 1.01).count()
+}
+
+#[test]
+fn bohb_at_defaults_reaches_the_one_percent_band_where_random_search_does_not() {
+    let bohb = best_values(ModelSettings::default().random_fraction);
+    let random_search = best_values(1.0);
+    // Every value is a real Branin value, never below the optimum.
     assert!(
-        within >= seeds as usize - 1,
-        "only {within}/{seeds} within 1%: {best:?}"
+        bohb.iter()
+            .chain(&random_search)
+            .all(|b| *b >= BRANIN_MINIMUM - 1e-9),
+        "{bohb:?} {random_search:?}"
     );
-    assert!(best.iter().all(|b| *b <= BRANIN_MINIMUM * 1.05), "{best:?}");
+    // Measured: 3/8 seeds within 1% (worst +32%); random search 0/8.
+    assert!(within_one_percent(&bohb) >= 2, "{bohb:?}");
+    assert!(
+        within_one_percent(&random_search) < within_one_percent(&bohb),
+        "{random_search:?} vs {bohb:?}"
+    );
+    assert!(bohb.iter().all(|b| *b <= BRANIN_MINIMUM * 1.5), "{bohb:?}");
 }

@@ -1,10 +1,10 @@
 //! The journal: round trip, resume without repeating work, torn and corrupt
 //! lines, and resume after `kill -9` of the real binary.
 
-use convformer::bohb::journal::{Journal, Record, Status};
+use convformer::bohb::journal::{Journal, Record, Status, JOURNAL_VERSION};
 use convformer::bohb::objectives::CountingOnes;
 use convformer::bohb::{
-    self, Config, EvalContext, EvalResult, Event, ModelSettings, Objective, RunOptions,
+    self, Config, EvalContext, EvalResult, Event, ModelSettings, Objective, RunOptions, Schedule,
     TuneOutcome, TuneSettings,
 };
 use std::path::{Path, PathBuf};
@@ -24,6 +24,8 @@ fn scratch(name: &str) -> PathBuf {
 struct Counted {
     inner: CountingOnes,
     calls: AtomicUsize,
+    /// Sleep 0.1 to 3.1 ms depending on the job, so results arrive out of order.
+    jitter: bool,
 }
 
 impl Counted {
@@ -31,6 +33,14 @@ impl Counted {
         Counted {
             inner: CountingOnes::new(3, 3),
             calls: AtomicUsize::new(0),
+            jitter: false,
+        }
+    }
+
+    fn jittery() -> Self {
+        Counted {
+            jitter: true,
+            ..Counted::new()
         }
     }
 }
@@ -43,6 +53,9 @@ impl Objective for Counted {
         ctx: &EvalContext,
     ) -> Result<EvalResult, String> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.jitter {
+            std::thread::sleep(Duration::from_micros(100 + (ctx.seed % 4) * 1000));
+        }
         self.inner.evaluate(config, budget, ctx)
     }
 }
@@ -58,6 +71,7 @@ fn settings() -> TuneSettings {
         workers: 2,
         seed: 42,
         model: ModelSettings::default(),
+        schedule: Schedule::Async,
     }
 }
 
@@ -77,6 +91,7 @@ fn run_journalled(
         resume,
         max_failures: None,
         on_event: Some(&mut on_event),
+        threads: None,
     };
     let outcome = bohb::run(&settings(), objective, options);
     (outcome, warnings)
@@ -111,7 +126,7 @@ fn the_journal_records_every_proposal_and_result() {
     assert_eq!(
         records[0],
         Record::Header {
-            version: 1,
+            version: JOURNAL_VERSION,
             settings: settings()
         }
     );
@@ -203,6 +218,62 @@ fn a_torn_last_line_is_reported_ignored_and_its_work_redone() {
     assert!(Journal::open(&path).unwrap().warnings.is_empty());
 }
 
+/// Jobs in the order the journal recorded their results.
+fn result_order(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| match serde_json::from_str::<Record>(l).unwrap() {
+            Record::Result { job, .. } => Some(job),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_async_run_resumes_from_any_cut_of_its_journal_replaying_its_decisions() {
+    let dir = scratch("async-cuts");
+    let path = dir.join("journal.jsonl");
+    let (full, _) = run_journalled(&path, false, Arc::new(Counted::jittery()));
+    let full = full.unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let order = result_order(&text);
+    assert!(
+        order.windows(2).any(|w| w[0] > w[1]),
+        "results arrived out of hand-out order, so the replay order matters"
+    );
+    let all: Vec<&str> = text.lines().collect();
+    for cut in [all.len() / 4, all.len() / 2, all.len() * 3 / 4, all.len()] {
+        let cut_path = dir.join(format!("cut{cut}.jsonl"));
+        std::fs::write(&cut_path, all[..cut].join("\n") + "\n").unwrap();
+        let finished_before = result_order(&all[..cut].join("\n")).len();
+        let objective = Arc::new(Counted::jittery());
+        // A replayed decision that differed from the journal would be an error.
+        let (resumed, warnings) = run_journalled(&cut_path, true, objective.clone());
+        let resumed = resumed.unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(resumed.evaluations.len(), full.evaluations.len());
+        assert_eq!(
+            objective.calls.load(Ordering::SeqCst),
+            full.evaluations.len() - finished_before,
+            "cut at line {cut}: nothing finished is evaluated again"
+        );
+        // Every job the cut journal had handed out kept its configuration.
+        for line in &all[1..cut] {
+            if let Record::Proposal { job, config, .. } = serde_json::from_str(line).unwrap() {
+                assert_eq!(resumed.evaluations[job as usize].config, config);
+            }
+        }
+        let resumed_text = std::fs::read_to_string(&cut_path).unwrap();
+        let mut jobs = result_order(&resumed_text);
+        jobs.sort_unstable();
+        jobs.dedup();
+        assert_eq!(jobs.len(), full.evaluations.len(), "each job finished once");
+        if cut == all.len() {
+            assert_eq!(fingerprint(&resumed), fingerprint(&full));
+            assert_eq!(resumed.trajectory, full.trajectory);
+        }
+    }
+}
+
 #[test]
 fn a_corrupt_line_inside_the_journal_is_an_error_with_its_position() {
     let dir = scratch("corrupt");
@@ -259,7 +330,7 @@ fn evaluation_set(journal: &Path) -> Vec<(u64, String, Option<f64>)> {
     out
 }
 
-fn tune(out: &Path, resume: bool) -> Command {
+fn tune(out: &Path, resume: bool, schedule: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_convformer"));
     cmd.args([
         "tune",
@@ -279,6 +350,8 @@ fn tune(out: &Path, resume: bool) -> Command {
         "3",
         "--eval-delay-ms",
         "25",
+        "--schedule",
+        schedule,
         "--out",
     ])
     .arg(out)
@@ -300,11 +373,12 @@ fn result_lines(journal: &Path) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
-fn a_run_killed_with_sigkill_and_resumed_ends_with_the_same_evaluations() {
-    let dir = scratch("sigkill");
+/// Runs `schedule` to the end in `clean`, and killed twice then resumed in
+/// `killed`; returns both journals' evaluation sets.
+fn kill_twice_and_resume(name: &str, schedule: &str) -> (PathBuf, Vec<Eval>, Vec<Eval>) {
+    let dir = scratch(name);
     let (killed, clean) = (dir.join("killed"), dir.join("clean"));
-    let status = tune(&clean, false).status().unwrap();
+    let status = tune(&clean, false, schedule).status().unwrap();
     assert!(status.success());
     let expected = evaluation_set(&clean.join("journal.jsonl"));
     assert!(
@@ -315,7 +389,7 @@ fn a_run_killed_with_sigkill_and_resumed_ends_with_the_same_evaluations() {
     // Kill twice: once in the first run, once in a resumed one.
     let journal = killed.join("journal.jsonl");
     for (resume, threshold) in [(false, expected.len() / 4), (true, expected.len() * 2 / 3)] {
-        let mut child = tune(&killed, resume).spawn().unwrap();
+        let mut child = tune(&killed, resume, schedule).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         while result_lines(&journal) < threshold {
             assert!(Instant::now() < deadline, "the run made no progress");
@@ -329,7 +403,7 @@ fn a_run_killed_with_sigkill_and_resumed_ends_with_the_same_evaluations() {
         );
     }
 
-    let resumed = tune(&killed, true).output().unwrap();
+    let resumed = tune(&killed, true, schedule).output().unwrap();
     assert!(
         resumed.status.success(),
         "{}",
@@ -341,10 +415,39 @@ fn a_run_killed_with_sigkill_and_resumed_ends_with_the_same_evaluations() {
     let mut jobs: Vec<u64> = got.iter().map(|e| e.0).collect();
     jobs.dedup();
     assert_eq!(jobs.len(), got.len());
+    assert!(killed.join("trajectory.png").metadata().unwrap().len() > 1000);
+    (dir, expected, got)
+}
+
+type Eval = (u64, String, Option<f64>);
+
+#[test]
+fn an_ordered_run_killed_with_sigkill_and_resumed_ends_with_the_same_evaluations() {
+    let (dir, expected, got) = kill_twice_and_resume("sigkill-ordered", "ordered");
     assert_eq!(got, expected);
     assert_eq!(
-        std::fs::read_to_string(killed.join("best.json")).unwrap(),
-        std::fs::read_to_string(clean.join("best.json")).unwrap()
+        std::fs::read_to_string(dir.join("killed/best.json")).unwrap(),
+        std::fs::read_to_string(dir.join("clean/best.json")).unwrap()
     );
-    assert!(killed.join("trajectory.png").metadata().unwrap().len() > 1000);
+}
+
+#[test]
+fn an_async_run_killed_with_sigkill_and_resumed_runs_every_planned_job_once() {
+    // Which worker finishes first steers an async run, so the evaluations
+    // can differ from another run's; the plan (counting ones never fails)
+    // and the once-only guarantee cannot.
+    let (_, expected, got) = kill_twice_and_resume("sigkill-async", "async");
+    assert_eq!(got.len(), expected.len());
+    let budgets = |set: &[Eval]| -> Vec<String> {
+        let mut b: Vec<String> = set
+            .iter()
+            .map(|e| {
+                let p: serde_json::Value = serde_json::from_str(&e.1).unwrap();
+                format!("{} {} {}", p["bracket"], p["stage"], p["budget"])
+            })
+            .collect();
+        b.sort();
+        b
+    };
+    assert_eq!(budgets(&got), budgets(&expected), "the same Hyperband plan");
 }

@@ -3,7 +3,7 @@
 use convformer::bohb::hyperband::{bracket_plan, budget_ladder, promote};
 use convformer::bohb::kde::Kde;
 use convformer::bohb::rng::Rng;
-use convformer::bohb::space::{DimKind, Domain, Param, Space, Value};
+use convformer::bohb::space::{Condition, DimKind, Domain, Param, Space, Value};
 use proptest::prelude::*;
 
 fn domain() -> impl Strategy<Value = Domain> {
@@ -36,19 +36,28 @@ fn domain() -> impl Strategy<Value = Domain> {
     ]
 }
 
+/// Spaces of mixed parameters; a parameter drawn as conditional depends on
+/// the nearest earlier categorical or ordinal one taking its first choice.
 fn space() -> impl Strategy<Value = Space> {
-    prop::collection::vec(domain(), 1..9).prop_map(|domains| {
-        Space::new(
-            domains
-                .into_iter()
-                .enumerate()
-                .map(|(i, domain)| Param {
-                    name: format!("p{i}"),
-                    domain,
-                })
-                .collect(),
-        )
-        .unwrap()
+    prop::collection::vec((domain(), any::<bool>()), 1..9).prop_map(|drawn| {
+        let mut params: Vec<Param> = Vec::new();
+        for (i, (domain, conditional)) in drawn.into_iter().enumerate() {
+            let parent = params.iter().rev().find_map(|p| match &p.domain {
+                Domain::Categorical { choices } | Domain::Ordinal { values: choices } => {
+                    Some(Condition {
+                        parent: p.name.clone(),
+                        values: vec![choices[0].clone()],
+                    })
+                }
+                _ => None,
+            });
+            params.push(Param {
+                name: format!("p{i}"),
+                domain,
+                condition: parent.filter(|_| conditional),
+            });
+        }
+        Space::new(params).unwrap()
     })
 }
 
@@ -70,6 +79,12 @@ proptest! {
             let encoded = space.encode(&config).unwrap();
             prop_assert_eq!(encoded.len(), dims.len());
             let again = space.decode(&encoded);
+            // The same parameters are active; inactive ones encode as NaN.
+            prop_assert!(again.keys().eq(config.keys()));
+            let active = space.params().iter()
+                .filter(|p| config.contains_key(&p.name) && !matches!(p.domain, Domain::Constant { .. }))
+                .count();
+            prop_assert_eq!(encoded.iter().filter(|v| !v.is_nan()).count(), active);
             for (name, value) in &config {
                 match (value, &again[name]) {
                     (Value::Float(a), Value::Float(b)) => prop_assert!((a - b).abs() <= 1e-9 * a.abs().max(1.0)),

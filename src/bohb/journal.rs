@@ -45,7 +45,8 @@ pub enum Record {
     },
 }
 
-pub const JOURNAL_VERSION: u32 = 1;
+/// 2: the settings hold the schedule.
+pub const JOURNAL_VERSION: u32 = 2;
 
 pub struct Journal {
     path: PathBuf,

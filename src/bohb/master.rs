@@ -32,6 +32,34 @@ pub struct TuneSettings {
     pub workers: usize,
     pub seed: u64,
     pub model: ModelSettings,
+    /// When a result changes the scheduler's state (see [`Schedule`]).
+    pub schedule: Schedule,
+}
+
+/// How results of concurrent evaluations are applied. With one worker both
+/// give the same run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Each result is applied the moment it arrives, and a free worker at
+    /// once takes the next runnable job (the next rung of a bracket whose
+    /// rung is complete, else a new configuration for the open or the next
+    /// bracket), as hpbandster's master does: no worker idles while work
+    /// exists. What the model knows at a proposal depends on which worker
+    /// finished first, so with several workers two runs from one seed can
+    /// differ. The journal keeps the arrival order and a resume replays it
+    /// exactly: nothing finished is redone and the resumed run continues the
+    /// very decisions of the killed one.
+    #[default]
+    Async,
+    /// Results are applied in hand-out order: a free worker waits for the
+    /// oldest running job before the next decision. Every decision depends on
+    /// the seed and `workers` alone, never on timing or on how many threads
+    /// execute the jobs ([`RunOptions::threads`]), so a run is reproducible
+    /// proposal for proposal and a killed run resumes to exactly the
+    /// evaluations of an uninterrupted one; the price is idle workers behind
+    /// a slow job.
+    Ordered,
 }
 
 /// How to run: where to journal, whether to resume, when to give up.
@@ -45,6 +73,10 @@ pub struct RunOptions<'a> {
     pub max_failures: Option<usize>,
     /// Called on the master thread as jobs start and finish.
     pub on_event: Option<&'a mut dyn FnMut(&Event)>,
+    /// Threads that evaluate (1..=workers); `None` = `workers`. Fewer threads
+    /// queue the handed-out jobs: under [`Schedule::Ordered`] the evaluations
+    /// stay exactly those of `workers` threads.
+    pub threads: Option<usize>,
 }
 
 /// One finished evaluation.
@@ -99,13 +131,17 @@ pub enum Event {
         planned: usize,
         incumbent: Option<Incumbent>,
     },
+    /// The master blocks until a worker returns a result; `busy` jobs are
+    /// handed out without their result back (running or queued).
+    Waiting { busy: usize },
     /// Something repaired or ignored (a torn journal line).
     Warning(String),
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct TuneOutcome {
-    /// In job order.
+    /// In job order (the order they were applied in is that of the
+    /// `Finished` events and of the journal's result records).
     pub evaluations: Vec<Evaluation>,
     pub trajectory: Vec<TrajectoryPoint>,
     pub incumbent: Option<Incumbent>,
@@ -152,9 +188,18 @@ pub fn run(
     mut options: RunOptions,
 ) -> Result<TuneOutcome> {
     validate(settings)?;
+    let threads = options.threads.unwrap_or(settings.workers);
+    if !(1..=settings.workers).contains(&threads) {
+        return Err(Error::Invalid(format!(
+            "threads must be in 1..={} (the workers), got {threads}",
+            settings.workers
+        )));
+    }
     let ladder = budget_ladder(settings.min_budget, settings.max_budget, settings.eta)?;
     let mut warnings = Vec::new();
     let mut replay: HashMap<u64, Replay> = HashMap::new();
+    // Jobs in the order the journal recorded their results.
+    let mut replay_order = VecDeque::new();
     let journal = match &options.journal {
         None => None,
         Some(path) if options.resume && path.exists() => {
@@ -208,15 +253,15 @@ pub fn run(
                                 Err(error.unwrap_or_else(|| "failed (no message recorded)".into()))
                             }
                         };
-                        replay
-                            .entry(job)
-                            .or_default()
-                            .result
-                            .get_or_insert(Finished {
+                        let entry = replay.entry(job).or_default();
+                        if entry.result.is_none() {
+                            replay_order.push_back(job);
+                            entry.result = Some(Finished {
                                 loss,
                                 seconds,
                                 replayed: true,
                             });
+                        }
                     }
                     Record::Header { .. } => {
                         return Err(Error::Invalid(format!(
@@ -240,7 +285,7 @@ pub fn run(
     let (done_tx, done_rx) = mpsc::channel::<(u64, Finished)>();
     let work_rx = Arc::new(Mutex::new(work_rx));
     std::thread::scope(|scope| {
-        for _ in 0..settings.workers {
+        for _ in 0..threads {
             let (rx, tx, objective) = (
                 Arc::clone(&work_rx),
                 done_tx.clone(),
@@ -258,6 +303,7 @@ pub fn run(
             running: VecDeque::new(),
             arrived: HashMap::new(),
             replay,
+            replay_order,
             journal,
             work_tx: Some(work_tx),
             done_rx,
@@ -285,7 +331,9 @@ pub fn run(
                 break;
             }
         }
-        result.map(|()| master.outcome)
+        let mut outcome = master.outcome;
+        outcome.evaluations.sort_by_key(|e| e.job);
+        result.map(|()| outcome)
     })
 }
 
@@ -398,6 +446,9 @@ struct Master<'a, 'e> {
     /// Results that came back (or were replayed) and wait for their turn.
     arrived: HashMap<u64, Finished>,
     replay: HashMap<u64, Replay>,
+    /// Under [`Schedule::Async`], the journal's results still to be applied,
+    /// in the order the killed run applied them.
+    replay_order: VecDeque<u64>,
     journal: Option<Journal>,
     work_tx: Option<mpsc::Sender<WorkItem>>,
     done_rx: mpsc::Receiver<(u64, Finished)>,
@@ -413,9 +464,9 @@ impl Master<'_, '_> {
         }
     }
 
-    /// The deterministic loop: hand out work while a worker is free and work
-    /// exists (starting the next bracket when the open ones wait), otherwise
-    /// apply the oldest running job's result.
+    /// The loop: hand out work while a worker is free and work exists
+    /// (starting the next bracket when the open ones wait), otherwise apply
+    /// the next result the schedule calls for.
     fn schedule(&mut self) -> Result<()> {
         loop {
             if self.running.len() < self.settings.workers {
@@ -424,10 +475,34 @@ impl Master<'_, '_> {
                     continue;
                 }
             }
-            match self.running.front().copied() {
+            match self.next_result()? {
                 Some(job) => self.apply(job)?,
                 None => return Ok(()),
             }
+        }
+    }
+
+    /// The running job whose result is applied next (waiting for it), or
+    /// `None` when nothing runs.
+    fn next_result(&mut self) -> Result<Option<u64>> {
+        let Some(&oldest) = self.running.front() else {
+            return Ok(None);
+        };
+        match self.settings.schedule {
+            Schedule::Ordered => {
+                while !self.arrived.contains_key(&oldest) {
+                    self.receive()?;
+                }
+                Ok(Some(oldest))
+            }
+            Schedule::Async => match self.replay_order.pop_front() {
+                Some(job) if self.running.contains(&job) => Ok(Some(job)),
+                Some(job) => Err(Error::Invalid(format!(
+                    "cannot resume: the journal applies the result of job {job} while this run \
+                     has not handed it out; the journal was written by different code or settings"
+                ))),
+                None => self.receive().map(Some),
+            },
         }
     }
 
@@ -552,8 +627,14 @@ impl Master<'_, '_> {
         }
     }
 
-    /// Waits for one result from the workers and journals it.
-    fn receive(&mut self) -> Result<()> {
+    /// Waits for one result from the workers, journals it and returns its job.
+    fn receive(&mut self) -> Result<u64> {
+        let busy = self
+            .running
+            .iter()
+            .filter(|j| !self.arrived.contains_key(j))
+            .count();
+        self.emit(Event::Waiting { busy });
         let (job, finished) = self
             .done_rx
             .recv()
@@ -570,16 +651,17 @@ impl Master<'_, '_> {
             error,
         };
         self.arrived.insert(job, finished);
-        self.journal_append(&record)
+        self.journal_append(&record)?;
+        Ok(job)
     }
 
-    /// Applies the result of the oldest running job (waiting for it).
+    /// Applies the result of running job `id`, which has arrived.
     fn apply(&mut self, id: u64) -> Result<()> {
-        while !self.arrived.contains_key(&id) {
-            self.receive()?;
-        }
-        let finished = self.arrived.remove(&id).expect("checked above");
-        self.running.pop_front();
+        let finished = self
+            .arrived
+            .remove(&id)
+            .expect("next_result returns arrived jobs");
+        self.running.retain(|&j| j != id);
         let job = &self.jobs[id as usize];
         let loss = finished.loss.as_ref().ok().copied();
         let bracket = &mut self.brackets[job.bracket];

@@ -5,13 +5,17 @@
 //! ([`model`]), evaluates them on worker threads, and journals every proposal
 //! and result ([`journal`]) so a killed run resumes to the same evaluations.
 //!
-//! Reproducibility with several workers: results are applied to the
-//! scheduler state strictly in the order jobs were handed out, and a worker
-//! that becomes free waits for the oldest running job before the next
-//! decision. Every decision therefore depends on the seed alone, never on
-//! which worker finished first; the price is that a free worker can idle
-//! while an older job is still running.
-
+//! Several workers: under the default [`Schedule::Async`] a result is
+//! applied the moment it arrives and the freed worker at once takes the next
+//! runnable job, so no worker idles while work exists; the journal keeps the
+//! arrival order, so a resume replays the killed run's decisions exactly, but
+//! two uninterrupted runs from one seed can differ (what the model knew at a
+//! proposal depends on which worker finished first). [`Schedule::Ordered`]
+//! applies results in hand-out order: every decision depends on the seed and
+//! `workers` alone, so runs are reproducible proposal for proposal and a
+//! killed run resumes to the very evaluations of an uninterrupted one, at the
+//! price of workers idling behind an older, slow job. With one worker the two
+//! schedules are the same run.
 mod bracket;
 pub mod hyperband;
 pub mod journal;
@@ -24,10 +28,11 @@ pub mod rng;
 pub mod space;
 
 pub use master::{
-    run, Evaluation, Event, Incumbent, RunOptions, TrajectoryPoint, TuneOutcome, TuneSettings,
+    run, Evaluation, Event, Incumbent, RunOptions, Schedule, TrajectoryPoint, TuneOutcome,
+    TuneSettings,
 };
 pub use model::{ModelSettings, Origin};
-pub use space::{Config, Domain, Param, Space, Value};
+pub use space::{Condition, Config, Domain, Param, Space, Value};
 
 use std::path::Path;
 

@@ -101,7 +101,8 @@ impl Model {
     }
 
     /// The model of the largest budget that has enough results, if any.
-    pub fn fit(&self) -> Option<FittedModel> {
+    /// `rng` imputes inactive (NaN) dimensions of conditional spaces.
+    pub fn fit(&self, rng: &mut Rng) -> Option<FittedModel> {
         let d = self.kinds.len();
         if d == 0 {
             return None;
@@ -134,6 +135,10 @@ impl Model {
                 .take(n_bad)
                 .map(|&i| obs[i].0.as_slice())
                 .collect();
+            let good = impute_inactive(&good, &self.kinds, rng);
+            let bad = impute_inactive(&bad, &self.kinds, rng);
+            let good: Vec<&[f64]> = good.iter().map(Vec::as_slice).collect();
+            let bad: Vec<&[f64]> = bad.iter().map(Vec::as_slice).collect();
             // Each KDE needs more points than dimensions (hpbandster's rule).
             if good.len() <= d || bad.len() <= d {
                 return None;
@@ -151,7 +156,7 @@ impl Model {
     /// candidates drawn around good points by l(x)/g(x).
     pub fn propose(&self, rng: &mut Rng) -> (Config, Origin) {
         let random = rng.uniform() < self.settings.random_fraction;
-        let fitted = if random { None } else { self.fit() };
+        let fitted = if random { None } else { self.fit(rng) };
         let Some(fitted) = fitted else {
             return (self.space.sample_uniform(rng), Origin::Random);
         };
@@ -177,6 +182,37 @@ impl Model {
     }
 }
 
+/// Fills the inactive (NaN) entries of `rows` as hpbandster's
+/// `impute_conditional_data` does: from a random row of the same set where
+/// the first missing dimension is active (copying every entry that row has
+/// for the missing dimensions), else with a random valid value; repeated
+/// until the row is complete. Rows without NaN come back unchanged and draw
+/// nothing from `rng`.
+pub fn impute_inactive(rows: &[&[f64]], kinds: &[DimKind], rng: &mut Rng) -> Vec<Vec<f64>> {
+    rows.iter()
+        .map(|row| {
+            let mut datum = row.to_vec();
+            while let Some(j) = datum.iter().position(|v| v.is_nan()) {
+                let donors: Vec<&[f64]> = rows.iter().copied().filter(|r| !r[j].is_nan()).collect();
+                if donors.is_empty() {
+                    datum[j] = match kinds[j] {
+                        DimKind::Continuous => rng.uniform(),
+                        DimKind::Categorical(n) | DimKind::Ordinal(n) => rng.below(n) as f64,
+                    };
+                } else {
+                    let donor = donors[rng.below(donors.len())];
+                    for (d, v) in datum.iter_mut().zip(donor) {
+                        if d.is_nan() {
+                            *d = *v;
+                        }
+                    }
+                }
+            }
+            datum
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +228,7 @@ mod tests {
                         high: 1.0,
                         log: false,
                     },
+                    condition: None,
                 })
                 .collect(),
         )
@@ -214,13 +251,13 @@ mod tests {
             let x = [rng.uniform(), rng.uniform()];
             model.observe(&config(&x), 1.0, Some(i as f64));
         }
-        assert!(model.fit().is_none());
+        assert!(model.fit(&mut Rng::new(0)).is_none());
         model.observe(&config(&[0.5, 0.5]), 1.0, None);
-        assert_eq!(model.fit().unwrap().budget, 1.0);
+        assert_eq!(model.fit(&mut Rng::new(0)).unwrap().budget, 1.0);
         for i in 0..6 {
             model.observe(&config(&[0.1 * i as f64, 0.2]), 3.0, Some(i as f64));
         }
-        let fitted = model.fit().unwrap();
+        let fitted = model.fit(&mut Rng::new(0)).unwrap();
         assert_eq!(fitted.budget, 3.0);
         assert_eq!((fitted.good.len(), fitted.bad.len()), (3, 3));
         // Good = the three lowest losses at budget 3: x0 in {0, 0.1, 0.2}.
@@ -269,5 +306,81 @@ mod tests {
             .map(|i| model.propose(&mut Rng::stream(5, i)).0)
             .collect();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn imputation_fills_inactive_entries_from_rows_of_the_same_set() {
+        let kinds = [
+            DimKind::Categorical(2),
+            DimKind::Continuous,
+            DimKind::Continuous,
+        ];
+        let nan = f64::NAN;
+        let rows: Vec<Vec<f64>> = vec![
+            vec![0.0, 0.25, nan],
+            vec![1.0, nan, nan],
+            vec![0.0, 0.75, nan],
+        ];
+        let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
+        let mut rng = Rng::new(3);
+        let mut donors_seen = [false; 2];
+        for _ in 0..50 {
+            let filled = impute_inactive(&refs, &kinds, &mut rng);
+            // Active entries are kept.
+            assert_eq!((filled[0][0], filled[0][1]), (0.0, 0.25));
+            assert_eq!((filled[2][0], filled[2][1]), (0.0, 0.75));
+            // Dimension 1 of row 1 comes from a row where it is active.
+            let v = filled[1][1];
+            assert!(v == 0.25 || v == 0.75, "{v}");
+            donors_seen[(v == 0.75) as usize] = true;
+            // Dimension 2 is active nowhere: a random valid value per row.
+            for row in &filled {
+                assert!((0.0..1.0).contains(&row[2]));
+            }
+            assert_ne!(filled[0][2], filled[2][2]);
+        }
+        assert!(donors_seen.iter().all(|&s| s), "both donors drawn");
+        // Complete rows draw nothing.
+        let complete = [[1.0, 0.5, 0.5]];
+        let refs: Vec<&[f64]> = complete.iter().map(|r| r.as_slice()).collect();
+        let (mut a, b) = (Rng::new(9), Rng::new(9));
+        assert_eq!(
+            impute_inactive(&refs, &kinds, &mut a),
+            vec![complete[0].to_vec()]
+        );
+        assert_eq!(a.clone().next_u64(), b.clone().next_u64());
+    }
+
+    #[test]
+    fn a_conditional_space_gets_a_model_and_valid_proposals() {
+        let space = crate::bohb::space::tests::conditional();
+        let settings = ModelSettings {
+            random_fraction: 0.0,
+            ..ModelSettings::default()
+        };
+        let mut model = Model::new(space.clone(), settings);
+        let mut rng = Rng::new(5);
+        // sgd with momentum near 0.9 is best; adam configs are mediocre.
+        for _ in 0..60 {
+            let c = space.sample_uniform(&mut rng);
+            let loss = match c.get("momentum").and_then(Value::as_f64) {
+                Some(m) => (m - 0.9).abs(),
+                None => 0.5,
+            };
+            model.observe(&c, 1.0, Some(loss));
+        }
+        let fitted = model.fit(&mut rng).unwrap();
+        assert!((0..fitted.good.len()).all(|i| fitted.good.point(i).iter().all(|v| v.is_finite())));
+        let mut sgd = 0;
+        for _ in 0..40 {
+            let (c, origin) = model.propose(&mut rng);
+            assert_eq!(origin, Origin::Model);
+            assert!(space.encode(&c).is_ok(), "{c:?}");
+            if let Some(m) = c.get("momentum").and_then(Value::as_f64) {
+                sgd += 1;
+                assert!((m - 0.9).abs() < 0.3, "{m}");
+            }
+        }
+        assert!(sgd >= 30, "the model prefers the sgd branch: {sgd}/40");
     }
 }

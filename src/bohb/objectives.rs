@@ -33,6 +33,7 @@ impl CountingOnes {
             domain: Domain::Categorical {
                 choices: vec![Value::Int(0), Value::Int(1)],
             },
+            condition: None,
         });
         let cont = (0..self.n_cont).map(|i| Param {
             name: format!("cont_{i:02}"),
@@ -41,6 +42,7 @@ impl CountingOnes {
                 high: 1.0,
                 log: false,
             },
+            condition: None,
         });
         Space::new(cat.chain(cont).collect()).expect("names are unique")
     }
@@ -114,6 +116,7 @@ impl Branin {
                 high,
                 log: false,
             },
+            condition: None,
         };
         Space::new(vec![float("x1", -5.0, 10.0), float("x2", 0.0, 15.0)]).expect("valid")
     }

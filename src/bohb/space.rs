@@ -4,6 +4,11 @@
 //! integers and floats (linear or log scale) map to [0, 1]; categorical and
 //! ordinal parameters map to their choice index. Constants are part of every
 //! configuration but never a model dimension, so they do not delay the model.
+//!
+//! A parameter with a [`Condition`] is active only while an earlier
+//! categorical or ordinal parameter takes one of the given values; inactive
+//! parameters are left out of the configuration and encode as NaN, which the
+//! model imputes as hpbandster does (see `model::impute_inactive`).
 
 use super::rng::Rng;
 use crate::{Error, Result};
@@ -90,6 +95,18 @@ pub struct Param {
     pub name: String,
     #[serde(flatten)]
     pub domain: Domain,
+    /// Active only when this holds; `None` = always active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+}
+
+/// `parent` (an earlier categorical or ordinal parameter) is active and
+/// takes one of `values`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub parent: String,
+    pub values: Vec<Value>,
 }
 
 /// How the model treats one dimension of the encoded vector.
@@ -151,12 +168,53 @@ impl Space {
                 }
                 _ => {}
             }
+            if let Some(condition) = &p.condition {
+                let parent = params
+                    .iter()
+                    .take_while(|q| q.name != p.name)
+                    .find(|q| q.name == condition.parent)
+                    .ok_or_else(|| {
+                        bad(&format!(
+                            "its condition's parent {:?} must be an earlier parameter",
+                            condition.parent
+                        ))
+                    })?;
+                let choices = match &parent.domain {
+                    Domain::Categorical { choices } | Domain::Ordinal { values: choices } => {
+                        choices
+                    }
+                    _ => {
+                        return Err(bad(&format!(
+                            "its condition's parent {:?} must be categorical or ordinal",
+                            condition.parent
+                        )))
+                    }
+                };
+                if condition.values.is_empty() {
+                    return Err(bad("its condition needs at least one value"));
+                }
+                if let Some(v) = condition.values.iter().find(|v| !choices.contains(v)) {
+                    return Err(bad(&format!(
+                        "its condition's value {v} is not a choice of {:?}",
+                        condition.parent
+                    )));
+                }
+            }
         }
         Ok(Space { params })
     }
 
+    /// Whether `p` is active in `config`, whose earlier parameters are set
+    /// (an inactive parent is absent, which makes its children inactive).
+    fn is_active(p: &Param, config: &Config) -> bool {
+        p.condition.as_ref().map_or(true, |c| {
+            config.get(&c.parent).is_some_and(|v| c.values.contains(v))
+        })
+    }
+
     /// Reads a JSON space file: an array of
-    /// `{"name": .., "type": "int"|"float"|"categorical"|"ordinal"|"constant", ..}`.
+    /// `{"name": .., "type": "int"|"float"|"categorical"|"ordinal"|"constant", ..}`,
+    /// each with an optional `"condition": {"parent": .., "values": [..]}`.
     pub fn from_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| invalid(format!("{}: cannot read search space: {e}", path.display())))?;
@@ -184,6 +242,7 @@ impl Space {
                 high,
                 log: false,
             },
+            condition: None,
         };
         Space::new(vec![
             int("conv_filters", 16, 64),
@@ -196,6 +255,7 @@ impl Space {
                     high: 0.5,
                     log: false,
                 },
+                condition: None,
             },
             Param {
                 name: "learning_rate".into(),
@@ -204,6 +264,7 @@ impl Space {
                     high: 1e-2,
                     log: true,
                 },
+                condition: None,
             },
         ])
         .expect("the default space is valid")
@@ -240,7 +301,8 @@ impl Space {
     }
 
     /// Maps a model vector (one entry per dimension) to a configuration;
-    /// continuous entries are clamped to [0, 1], indices rounded and clamped.
+    /// continuous entries are clamped to [0, 1], indices rounded and clamped,
+    /// inactive parameters left out.
     pub fn decode(&self, vector: &[f64]) -> Config {
         let mut it = vector.iter().copied();
         let mut config = Config::new();
@@ -272,15 +334,30 @@ impl Space {
                     list[(i.round().max(0.0) as usize).min(list.len() - 1)].clone()
                 }
             };
-            config.insert(p.name.clone(), value);
+            if Self::is_active(p, &config) {
+                config.insert(p.name.clone(), value);
+            }
         }
         config
     }
 
-    /// Maps a configuration to its model vector; errors name the parameter.
+    /// Maps a configuration to its model vector, NaN for inactive
+    /// parameters; errors name the parameter.
     pub fn encode(&self, config: &Config) -> Result<Vec<f64>> {
         let mut vector = Vec::with_capacity(self.params.len());
         for p in &self.params {
+            if !Self::is_active(p, config) {
+                if config.contains_key(&p.name) {
+                    return Err(invalid(format!(
+                        "configuration sets parameter {:?}, which its condition makes inactive",
+                        p.name
+                    )));
+                }
+                if !matches!(p.domain, Domain::Constant { .. }) {
+                    vector.push(f64::NAN);
+                }
+                continue;
+            }
             let value = config
                 .get(&p.name)
                 .ok_or_else(|| invalid(format!("configuration lacks parameter {:?}", p.name)))?;
@@ -336,7 +413,7 @@ fn int_edges(low: i64, high: i64, log: bool) -> (f64, f64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn mixed() -> Space {
@@ -458,5 +535,102 @@ mod tests {
             assert!((0.0..=0.5).contains(&c["dropout_rate"].as_f64().unwrap()));
             assert!((1e-4..=1e-2).contains(&c["learning_rate"].as_f64().unwrap()));
         }
+    }
+
+    /// optimizer in {sgd, adam}; momentum only for sgd; nesterov only when
+    /// momentum is active (a chain).
+    pub(crate) fn conditional() -> Space {
+        Space::from_json_str(
+            r#"[
+            {"name": "optimizer", "type": "categorical", "choices": ["sgd", "adam"]},
+            {"name": "momentum", "type": "float", "low": 0, "high": 1,
+             "condition": {"parent": "optimizer", "values": ["sgd"]}},
+            {"name": "schedule", "type": "categorical", "choices": ["cos", "step"],
+             "condition": {"parent": "optimizer", "values": ["sgd"]}},
+            {"name": "warmup", "type": "int", "low": 0, "high": 10,
+             "condition": {"parent": "schedule", "values": ["cos"]}},
+            {"name": "lr", "type": "float", "low": 0.001, "high": 0.1, "log": true}
+        ]"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn conditional_parameters_appear_only_when_their_parent_allows() {
+        let s = conditional();
+        assert_eq!(
+            s.dims().len(),
+            5,
+            "inactive or not, every parameter is a dimension"
+        );
+        let adam = s.decode(&[1.0, 0.3, 0.0, 0.5, 0.5]);
+        let names = |c: &Config| c.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(names(&adam), ["lr", "optimizer"]);
+        let sgd_step = s.decode(&[0.0, 0.3, 1.0, 0.5, 0.5]);
+        assert_eq!(
+            names(&sgd_step),
+            ["lr", "momentum", "optimizer", "schedule"]
+        );
+        let sgd_cos = s.decode(&[0.0, 0.3, 0.0, 0.5, 0.5]);
+        assert_eq!(sgd_cos["warmup"], Value::Int(5));
+        // Inactive dimensions encode as NaN; active ones round-trip.
+        let v = s.encode(&adam).unwrap();
+        assert!(v[1].is_nan() && v[2].is_nan() && v[3].is_nan());
+        assert_eq!((v[0], v[4]), (1.0, 0.5));
+        assert_eq!(s.decode(&s.encode(&sgd_cos).unwrap()), sgd_cos);
+        // Uniform samples respect the conditions, and both branches occur.
+        let mut rng = Rng::new(7);
+        let mut branches = [0; 2];
+        for _ in 0..200 {
+            let c = s.sample_uniform(&mut rng);
+            let sgd = c["optimizer"] == Value::Str("sgd".into());
+            branches[sgd as usize] += 1;
+            assert_eq!(c.contains_key("momentum"), sgd);
+            let cos = c.get("schedule") == Some(&Value::Str("cos".into()));
+            assert_eq!(c.contains_key("warmup"), cos);
+        }
+        assert!(branches.iter().all(|&n| n > 50), "{branches:?}");
+        // An inactive parameter that is set is an error naming it.
+        let mut bad = adam.clone();
+        bad.insert("momentum".into(), Value::Float(0.5));
+        assert!(s
+            .encode(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("\"momentum\""));
+        // Serialised spaces keep their conditions.
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(Space::from_json_str(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn bad_conditions_are_errors_naming_the_problem() {
+        let check = |json: &str, expected: &str| {
+            let err = Space::from_json_str(json).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        };
+        let cat = r#"{"name": "a", "type": "categorical", "choices": ["x", "y"]}"#;
+        check(
+            &format!(
+                r#"[{{"name": "b", "type": "float", "low": 0, "high": 1, "condition": {{"parent": "a", "values": ["x"]}}}}, {cat}]"#
+            ),
+            "parent \"a\" must be an earlier parameter",
+        );
+        check(
+            &format!(
+                r#"[{cat}, {{"name": "b", "type": "float", "low": 0, "high": 1, "condition": {{"parent": "a", "values": ["z"]}}}}]"#
+            ),
+            "value z is not a choice of \"a\"",
+        );
+        check(
+            r#"[{"name": "a", "type": "float", "low": 0, "high": 1}, {"name": "b", "type": "float", "low": 0, "high": 1, "condition": {"parent": "a", "values": [0.5]}}]"#,
+            "must be categorical or ordinal",
+        );
+        check(
+            &format!(
+                r#"[{cat}, {{"name": "b", "type": "float", "low": 0, "high": 1, "condition": {{"parent": "a", "values": []}}}}]"#
+            ),
+            "at least one value",
+        );
     }
 }

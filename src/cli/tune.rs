@@ -13,7 +13,7 @@
 use crate::bohb::objectives::{Branin, CountingOnes};
 use crate::bohb::plot::write_trajectory;
 use crate::bohb::{
-    self, Event, ModelSettings, Objective, RunOptions, Space, TuneOutcome, TuneSettings,
+    self, Event, ModelSettings, Objective, RunOptions, Schedule, Space, TuneOutcome, TuneSettings,
 };
 use crate::cli::device_choice::{resolve, DeviceArg};
 use crate::cli::source_args::SourceArgs;
@@ -63,7 +63,8 @@ pub struct TuneArgs {
     /// Where the ConvFormerNet objective trains.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceArg,
-    /// JSON search space (array of {"name", "type": int|float|categorical|ordinal|constant, ...});
+    /// JSON search space (array of {"name", "type": int|float|categorical|ordinal|constant, ...,
+    /// optional "condition": {"parent": an earlier categorical/ordinal name, "values": [...]}});
     /// default: conv_filters 16-64, num_heads 1-8, ff_dim 32-256, dropout_rate 0-0.5, learning_rate 1e-4-1e-2 (log).
     #[arg(long)]
     pub space: Option<PathBuf>,
@@ -82,6 +83,11 @@ pub struct TuneArgs {
     /// Concurrent evaluations.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// async: apply each result as it arrives, no worker idles while work exists
+    /// (runs with several workers depend on timing); ordered: apply results in
+    /// hand-out order, reproducible from the seed for any --workers (workers may idle).
+    #[arg(long, value_enum, default_value = "async")]
+    pub schedule: Schedule,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Output directory: journal.jsonl, best.json, trajectory.png, final/.
@@ -176,6 +182,7 @@ pub fn settings_for(args: &TuneArgs) -> Result<TuneSettings> {
         iterations: args.iterations,
         workers: args.workers,
         seed: args.seed,
+        schedule: args.schedule,
         model: ModelSettings {
             min_points_in_model: args.min_points_in_model,
             top_n_percent: args.top_n_percent,
@@ -276,6 +283,7 @@ pub fn run_tune(args: &TuneArgs, objective: Arc<dyn Objective>) -> Result<TuneSu
                 }
             });
         }
+        Event::Waiting { .. } => {}
         Event::Warning(w) => bar.suspend(|| eprintln!("warning: {w}")),
     };
     let options = RunOptions {
@@ -283,6 +291,7 @@ pub fn run_tune(args: &TuneArgs, objective: Arc<dyn Objective>) -> Result<TuneSu
         resume: args.resume,
         max_failures: args.max_failures,
         on_event: Some(&mut table),
+        threads: None,
     };
     let outcome = bohb::run(&settings, Arc::clone(&objective), options);
     bar.finish_and_clear();
