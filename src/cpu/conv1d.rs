@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 /// Samples per GEMM. Fixed (not derived from the thread count) because the
 /// weight gradient is summed per chunk, then over chunks in order.
-pub const CONV_CHUNK: usize = 16;
+pub const CONV_CHUNK: usize = 8;
 
 /// x [batch, c_in, len], w [c_out, c_in, kernel], bias [c_out],
 /// y [batch, c_out, out_len()].

@@ -162,13 +162,25 @@ pub fn permute<T: Float>(shape: &[usize], perm: &[usize], x: &[T], y: &mut [T]) 
     if plane == 0 {
         return;
     }
-    y.par_chunks_mut(plane).enumerate().for_each(|(i01, yp)| {
-        let (i0, i1) = (i01 / out_dims[1], i01 % out_dims[1]);
-        for i2 in 0..out_dims[2] {
-            let base = i0 * src_stride[0] + i1 * src_stride[1] + i2 * src_stride[2];
-            for (i3, v) in yp[i2 * inner..][..inner].iter_mut().enumerate() {
-                *v = x[base + i3 * src_stride[3]];
+    // Several (small) planes per task, so that a task is worth handing out.
+    let planes_per_task = (ELEMS_PER_TASK / plane).max(1);
+    y.par_chunks_mut(plane * planes_per_task)
+        .enumerate()
+        .for_each(|(task, planes)| {
+            for (j, yp) in planes.chunks_mut(plane).enumerate() {
+                let i01 = task * planes_per_task + j;
+                let (i0, i1) = (i01 / out_dims[1], i01 % out_dims[1]);
+                for (i2, row) in yp.chunks_mut(inner).enumerate() {
+                    let base = i0 * src_stride[0] + i1 * src_stride[1] + i2 * src_stride[2];
+                    if src_stride[3] == 1 {
+                        // The innermost axis stays innermost: a contiguous copy.
+                        row.copy_from_slice(&x[base..base + inner]);
+                    } else {
+                        for (i3, v) in row.iter_mut().enumerate() {
+                            *v = x[base + i3 * src_stride[3]];
+                        }
+                    }
+                }
             }
-        }
-    });
+        });
 }
