@@ -50,8 +50,16 @@ fn sgemm_shapes(c: &mut Criterion) {
         let a: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.1 - 0.6).collect();
         let b: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 * 0.2 - 0.6).collect();
         let mut out = vec![0.0f32; m * n];
-        let (rsa, csa) = if a_t { (1, m as isize) } else { (k as isize, 1) };
-        let (rsb, csb) = if b_t { (1, k as isize) } else { (n as isize, 1) };
+        let (rsa, csa) = if a_t {
+            (1, m as isize)
+        } else {
+            (k as isize, 1)
+        };
+        let (rsb, csb) = if b_t {
+            (1, k as isize)
+        } else {
+            (n as isize, 1)
+        };
         for (kernel, f) in kernels {
             group.bench_function(kernel, |bench| {
                 // SAFETY: the strides describe a, b and out; out is distinct.

@@ -57,16 +57,25 @@ where
         _ => batch,
     };
     let shard = |rows: Range<usize>| -> Result<(f64, Grads<T>)> {
-        let mut tape = Tape::new(store)
-            .training(dropout_seed)
-            .batch_shard(rows.start);
         let share = rows.len() as f64 / batch as f64;
-        let mut loss = shard_loss(&mut tape, rows)?;
-        if share != 1.0 {
-            loss = tape.scale(loss, T::from_f64(share))?;
+        let pieces = batch.div_ceil(rows_per_shard);
+        let run = || -> Result<(f64, Grads<T>)> {
+            let mut tape = Tape::new(store)
+                .training(dropout_seed)
+                .batch_shard(rows.start);
+            let mut loss = shard_loss(&mut tape, rows)?;
+            if share != 1.0 {
+                loss = tape.scale(loss, T::from_f64(share))?;
+            }
+            let value = tape.value(loss).item()?.to_f64();
+            Ok((value, tape.backward(loss)?.params))
+        };
+        // With at least one shard per thread, the threads are busy with shards.
+        if pieces >= rayon::current_num_threads() {
+            cpu::as_parallel_piece(run)
+        } else {
+            run()
         }
-        let value = tape.value(loss).item()?.to_f64();
-        Ok((value, tape.backward(loss)?.params))
     };
     let cuts: Vec<Range<usize>> = (0..batch)
         .step_by(rows_per_shard)

@@ -59,7 +59,11 @@ fn tap_range(d: &Conv1dDims, j: usize) -> (usize, usize, usize) {
     let shift = j as isize - d.pad_left() as isize;
     let t0 = (-shift).clamp(0, d.out_len() as isize) as usize;
     let t1 = (d.len as isize - shift).clamp(t0 as isize, d.out_len() as isize) as usize;
-    let src = if t1 > t0 { (t0 as isize + shift) as usize } else { 0 };
+    let src = if t1 > t0 {
+        (t0 as isize + shift) as usize
+    } else {
+        0
+    };
     (src, t0, t1)
 }
 

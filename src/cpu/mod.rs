@@ -43,17 +43,33 @@ const GEMM_SPLIT_WORK: usize = 1 << 18;
 /// Smallest block of C rows (or columns) one task computes.
 const GEMM_MIN_BLOCK: usize = 32;
 
+thread_local! {
+    /// Set while this thread runs work that is already one of several
+    /// parallel pieces (a data-parallel shard): GEMMs then stay whole.
+    static WITHIN_PARALLEL_PIECE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` as one of several pieces already running in parallel: the GEMMs
+/// inside it are not cut into tasks (packing B again per block and handing
+/// blocks between threads cost more than they save when every thread is busy).
+pub fn as_parallel_piece<R>(f: impl FnOnce() -> R) -> R {
+    let outer = WITHIN_PARALLEL_PIECE.with(|w| w.replace(true));
+    let r = f();
+    WITHIN_PARALLEL_PIECE.with(|w| w.set(outer));
+    r
+}
+
 /// C (m×n) ← op(A)·op(B) + beta·C on row-major storage.
 ///
 /// `op(A)` is m×k, stored as [m, k] or, if `a_t`, as [k, m]; `op(B)` is k×n,
 /// stored as [k, n] or, if `b_t`, as [n, k]; C is stored as [m, n] or, if `c_t`,
 /// as [n, m].
 ///
-/// matrixmultiply runs single-threaded; a large product is cut into blocks of
+/// The kernel runs single-threaded; a large product is cut into blocks of
 /// rows of C (or columns, when C is wide and short) computed as rayon tasks, so
-/// GEMMs share the one rayon pool with every other kernel (nested inside
-/// data-parallel shards too). Each element of C is computed the same way in any
-/// block, so the result does not depend on the thread count.
+/// GEMMs share the one rayon pool with every other kernel, unless it runs
+/// inside [`as_parallel_piece`]. Each element of C is computed the same way in
+/// any block, so the result does not depend on the thread count.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm<T: Float>(
     m: usize,
@@ -84,7 +100,7 @@ pub(crate) fn gemm<T: Float>(
         .min(4 * threads)
         .min(m.max(n) / GEMM_MIN_BLOCK)
         .max(1);
-    if blocks == 1 || threads == 1 {
+    if blocks == 1 || threads == 1 || WITHIN_PARALLEL_PIECE.with(|w| w.get()) {
         // SAFETY: the lengths were checked above; C is a distinct mutable slice.
         unsafe { gemm_block(0..m, 0..n, k, a, b, c, beta) };
         return;
