@@ -113,6 +113,8 @@ pub struct TrainConfig {
     /// Global gradient-norm clip; 0 = off.
     pub clip_norm: f64,
     /// Epochs without a better validation MAE before stopping; 0 = never stop early.
+    /// The default (12) outlasts the plateau where the post-norm network first
+    /// predicts the naive residual (up to ~11 epochs on the generated trace).
     pub patience: usize,
     pub loss: LossSpec,
     pub seed: u64,
@@ -135,7 +137,7 @@ impl Default for TrainConfig {
             beta2: 0.999,
             adam_eps: 1e-7,
             clip_norm: 1.0,
-            patience: 6,
+            patience: 12,
             loss: LossSpec(LossKind::Mse),
             seed: 42,
             eval_batch_size: 512,
