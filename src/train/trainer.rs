@@ -133,15 +133,18 @@ pub fn predict(
         ));
     }
     let mut out = Vec::with_capacity(inputs.len() / sample);
-    for chunk in inputs.chunks(batch_size.max(1) * sample) {
-        let b = chunk.len() / sample;
-        let mut tape = Tape::new(store).inference();
-        let x = Tensor::from_vec(chunk.to_vec(), &[b, l, c])?.to_device(&store.device())?;
-        let x = tape.input(x);
-        let y = model.forward(&mut tape, x)?;
-        out.extend(tape.value(y).to_vec()?);
-    }
-    Ok(out)
+    // On a pool thread, so the ops' parallel loops do not each wake the pool.
+    rayon::scope(|_| {
+        for chunk in inputs.chunks(batch_size.max(1) * sample) {
+            let b = chunk.len() / sample;
+            let mut tape = Tape::new(store).inference();
+            let x = Tensor::from_vec(chunk.to_vec(), &[b, l, c])?.to_device(&store.device())?;
+            let x = tape.input(x);
+            let y = model.forward(&mut tape, x)?;
+            out.extend(tape.value(y).to_vec()?);
+        }
+        Ok(out)
+    })
 }
 
 fn first_non_finite(store: &ParamStore<f32>, grads: &Grads<f32>) -> Option<String> {
