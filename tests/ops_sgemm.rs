@@ -134,3 +134,57 @@ fn k_zero_scales_c_by_beta() {
     }
     assert_eq!(c, vec![1.0; 6]);
 }
+
+/// Products large enough for `cpu::gemm` to cut into rayon tasks (a tall one,
+/// and a wide one it computes as its transpose): the same bits on 1 and 3
+/// threads, and the naive values.
+#[test]
+fn split_products_are_thread_count_independent() {
+    use convformer::cpu::{matmul::matmul_forward, MatmulDims};
+    for (m, k, n, trans_a, trans_b) in [(301, 70, 53, false, true), (41, 67, 397, true, false)] {
+        let dims = MatmulDims {
+            batch: 1,
+            m,
+            k,
+            n,
+            trans_a,
+            trans_b,
+            b_shared: false,
+        };
+        let (a, b) = (values(3, m * k), values(4, k * n));
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut c = vec![f32::NAN; m * n];
+            pool.install(|| matmul_forward(&dims, &a, &b, &mut c));
+            c
+        };
+        let one = on(1);
+        let three = on(3);
+        assert!(
+            one.iter()
+                .zip(&three)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{m}x{k}x{n}: 1 and 3 threads differ"
+        );
+        let (rsa, csa) = strides(m, k, trans_a);
+        let (rsb, csb) = strides(k, n, trans_b);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k)
+                    .map(|p| {
+                        a[(i as isize * rsa + p as isize * csa) as usize] as f64
+                            * b[(p as isize * rsb + j as isize * csb) as usize] as f64
+                    })
+                    .sum();
+                let got = one[i * n + j] as f64;
+                assert!(
+                    (got - want).abs() <= 1e-6 * (k as f64 + 2.0),
+                    "C[{i},{j}] = {got}, want {want}"
+                );
+            }
+        }
+    }
+}

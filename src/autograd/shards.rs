@@ -56,9 +56,10 @@ where
         Device::Cpu => rows_per_shard,
         _ => batch,
     };
+    // With at least one shard per thread, the threads are busy with shards.
+    let shards_fill_threads = batch.div_ceil(rows_per_shard) >= rayon::current_num_threads();
     let shard = |rows: Range<usize>| -> Result<(f64, Grads<T>)> {
         let share = rows.len() as f64 / batch as f64;
-        let pieces = batch.div_ceil(rows_per_shard);
         let run = || -> Result<(f64, Grads<T>)> {
             let mut tape = Tape::new(store)
                 .training(dropout_seed)
@@ -70,8 +71,7 @@ where
             let value = tape.value(loss).item()?.to_f64();
             Ok((value, tape.backward(loss)?.params))
         };
-        // With at least one shard per thread, the threads are busy with shards.
-        if pieces >= rayon::current_num_threads() {
+        if shards_fill_threads {
             cpu::as_parallel_piece(run)
         } else {
             run()

@@ -1,6 +1,7 @@
 //! CPU kernels: pure functions over row-major slices, generic over f32/f64,
-//! forward and backward, parallel with rayon, GEMM through `matrixmultiply`
-//! (single-threaded kernels, split into rayon tasks by [`gemm`]).
+//! forward and backward, parallel with rayon. GEMM: the engine's f32 kernel
+//! ([`sgemm`]; matrixmultiply for f64), single-threaded, cut into rayon tasks
+//! by [`gemm`].
 //!
 //! Every kernel takes its sizes in an explicit dims struct (or plain counts), so
 //! that the CUDA backend can compare its kernels against these on the same
@@ -40,7 +41,7 @@ pub(crate) const ELEMS_PER_TASK: usize = 1 << 14;
 
 /// Multiply-adds below which a GEMM runs on the calling thread alone.
 const GEMM_SPLIT_WORK: usize = 1 << 18;
-/// Smallest block of C rows (or columns) one task computes.
+/// Smallest block of C rows one task computes.
 const GEMM_MIN_BLOCK: usize = 32;
 
 thread_local! {
@@ -53,10 +54,15 @@ thread_local! {
 /// inside it are not cut into tasks (packing B again per block and handing
 /// blocks between threads cost more than they save when every thread is busy).
 pub fn as_parallel_piece<R>(f: impl FnOnce() -> R) -> R {
-    let outer = WITHIN_PARALLEL_PIECE.with(|w| w.replace(true));
-    let r = f();
-    WITHIN_PARALLEL_PIECE.with(|w| w.set(outer));
-    r
+    /// Restores the thread's previous state, on unwinding too.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            WITHIN_PARALLEL_PIECE.with(|w| w.set(self.0));
+        }
+    }
+    let _restore = Restore(WITHIN_PARALLEL_PIECE.with(|w| w.replace(true)));
+    f()
 }
 
 /// C (m×n) ← op(A)·op(B) + beta·C on row-major storage.
@@ -66,10 +72,10 @@ pub fn as_parallel_piece<R>(f: impl FnOnce() -> R) -> R {
 /// as [n, m].
 ///
 /// The kernel runs single-threaded; a large product is cut into blocks of
-/// rows of C (or columns, when C is wide and short) computed as rayon tasks, so
-/// GEMMs share the one rayon pool with every other kernel, unless it runs
-/// inside [`as_parallel_piece`]. Each element of C is computed the same way in
-/// any block, so the result does not depend on the thread count.
+/// rows of C computed as rayon tasks, so GEMMs share the one rayon pool with
+/// every other kernel, unless it runs inside [`as_parallel_piece`]. Each
+/// element of C is computed the same way in any block, so the result does not
+/// depend on the thread count.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm<T: Float>(
     m: usize,
@@ -98,25 +104,19 @@ pub(crate) fn gemm<T: Float>(
     let threads = rayon::current_num_threads();
     let blocks = (m * n * k / GEMM_SPLIT_WORK)
         .min(4 * threads)
-        .min(m.max(n) / GEMM_MIN_BLOCK)
+        .min(m / GEMM_MIN_BLOCK)
         .max(1);
     if blocks == 1 || threads == 1 || WITHIN_PARALLEL_PIECE.with(|w| w.get()) {
         // SAFETY: the lengths were checked above; C is a distinct mutable slice.
         unsafe { gemm_block(0..m, 0..n, k, a, b, c, beta) };
         return;
     }
-    let split_rows = m >= n;
-    let long = if split_rows { m } else { n };
-    let step = long.div_ceil(blocks);
-    (0..long.div_ceil(step)).into_par_iter().for_each(|i| {
-        let part = i * step..((i + 1) * step).min(long);
-        let (rows, cols) = if split_rows {
-            (part, 0..n)
-        } else {
-            (0..m, part)
-        };
-        // SAFETY: as above; the blocks write disjoint parts of C.
-        unsafe { gemm_block(rows, cols, k, a, b, c, beta) };
+    // m ≥ n here: blocks of rows.
+    let step = m.div_ceil(blocks);
+    (0..m.div_ceil(step)).into_par_iter().for_each(|i| {
+        let rows = i * step..((i + 1) * step).min(m);
+        // SAFETY: as above; the blocks write disjoint rows of C.
+        unsafe { gemm_block(rows, 0..n, k, a, b, c, beta) };
     });
 }
 
