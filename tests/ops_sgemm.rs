@@ -28,6 +28,31 @@ fn strides(rows: usize, cols: usize, transposed: bool) -> (isize, isize) {
     }
 }
 
+/// A strided matrix's element (i, j) from its row and column strides.
+fn at(s: &[f32], i: usize, j: usize, (rs, cs): (isize, isize)) -> f32 {
+    s[(i as isize * rs + j as isize * cs) as usize]
+}
+
+/// Σ_p A(i, p)·B(p, j) in f64, the reference every check compares against.
+fn naive_dot(
+    a: &[f32],
+    sa: (isize, isize),
+    b: &[f32],
+    sb: (isize, isize),
+    k: usize,
+    i: usize,
+    j: usize,
+) -> f64 {
+    (0..k)
+        .map(|p| at(a, i, p, sa) as f64 * at(b, p, j, sb) as f64)
+        .sum()
+}
+
+/// The tolerance of an f32 sum of k products of magnitude ≤ 1.
+fn tolerance(k: usize) -> f64 {
+    1e-6 * (k as f64 + 2.0)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check(
     m: usize,
@@ -48,9 +73,6 @@ fn check(
     };
     let ((rsa, csa), (rsb, csb), (rsc, csc)) =
         (strides(m, k, a_t), strides(k, n, b_t), strides(m, n, c_t));
-    let at = |s: &[f32], i: usize, j: usize, rs: isize, cs: isize| {
-        s[(i as isize * rs + j as isize * cs) as usize]
-    };
     let mut c = c0.clone();
     // SAFETY: the strides describe the three buffers, C is distinct.
     unsafe {
@@ -73,20 +95,16 @@ fn check(
     }
     for i in 0..m {
         for j in 0..n {
-            let dot: f64 = (0..k)
-                .map(|p| at(&a, i, p, rsa, csa) as f64 * at(&b, p, j, rsb, csb) as f64)
-                .sum();
+            let dot = naive_dot(&a, (rsa, csa), &b, (rsb, csb), k, i, j);
             let prior = if beta == 0.0 {
                 0.0
             } else {
-                beta as f64 * at(&c0, i, j, rsc, csc) as f64
+                beta as f64 * at(&c0, i, j, (rsc, csc)) as f64
             };
             let want = alpha as f64 * dot + prior;
-            let got = at(&c, i, j, rsc, csc) as f64;
-            // f32 accumulation over k terms of magnitude ≤ 1.
-            let tol = 1e-6 * (k as f64 + 2.0);
+            let got = at(&c, i, j, (rsc, csc)) as f64;
             prop_assert!(
-                (got - want).abs() <= tol,
+                (got - want).abs() <= tolerance(k),
                 "C[{i},{j}] = {got}, want {want} (m {m} k {k} n {n})"
             );
         }
@@ -169,19 +187,13 @@ fn split_products_are_thread_count_independent() {
                 .all(|(x, y)| x.to_bits() == y.to_bits()),
             "{m}x{k}x{n}: 1 and 3 threads differ"
         );
-        let (rsa, csa) = strides(m, k, trans_a);
-        let (rsb, csb) = strides(k, n, trans_b);
+        let (sa, sb) = (strides(m, k, trans_a), strides(k, n, trans_b));
         for i in 0..m {
             for j in 0..n {
-                let want: f64 = (0..k)
-                    .map(|p| {
-                        a[(i as isize * rsa + p as isize * csa) as usize] as f64
-                            * b[(p as isize * rsb + j as isize * csb) as usize] as f64
-                    })
-                    .sum();
+                let want = naive_dot(&a, sa, &b, sb, k, i, j);
                 let got = one[i * n + j] as f64;
                 assert!(
-                    (got - want).abs() <= 1e-6 * (k as f64 + 2.0),
+                    (got - want).abs() <= tolerance(k),
                     "C[{i},{j}] = {got}, want {want}"
                 );
             }

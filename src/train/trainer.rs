@@ -150,7 +150,11 @@ pub fn predict(
 fn first_non_finite(store: &ParamStore<f32>, grads: &Grads<f32>) -> Option<String> {
     store.ids().find_map(|id| {
         let g = grads.get(id)?;
-        let bad = g.to_vec().ok()?.iter().any(|v| !v.is_finite());
+        // Host gradients are read in place; device ones come down once.
+        let bad = match g.as_slice() {
+            Ok(host) => host.iter().any(|v| !v.is_finite()),
+            Err(_) => g.to_vec().ok()?.iter().any(|v| !v.is_finite()),
+        };
         bad.then(|| store.name(id).to_string())
     })
 }
