@@ -1,5 +1,6 @@
 //! `convformer data inspect|plots|synth`.
 
+use super::source_args::LayoutArgs;
 use crate::data::{self, Format, LoadOptions, OnBadRow};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -37,15 +38,8 @@ pub enum DataCmd {
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Trace format; detected from the header when left out.
-    #[arg(long, value_enum)]
-    pub format: Option<Format>,
-    /// History length W of a series sample, in 5-minute windows.
-    #[arg(long, default_value_t = 12)]
-    pub window: usize,
-    /// Predict the max memory over the next H windows.
-    #[arg(long, default_value_t = 1)]
-    pub horizon: usize,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
     #[arg(long, value_enum, default_value_t = OnBadRow::Error)]
     pub on_bad_row: OnBadRow,
 }
@@ -53,13 +47,13 @@ pub struct LoadArgs {
 impl LoadArgs {
     /// Loads `path` with a progress bar, printing what `--on-bad-row skip` skipped.
     pub fn load(&self, path: &Path) -> crate::Result<data::Dataset> {
-        let format = match self.format {
+        let format = match self.layout.format {
             Some(f) => f,
             None => data::detect_format(path)?,
         };
         let opts = LoadOptions {
-            window: self.window,
-            horizon: self.horizon,
+            window: self.layout.window,
+            horizon: self.layout.horizon,
             on_bad_row: self.on_bad_row,
             progress: true,
         };

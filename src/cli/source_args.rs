@@ -1,4 +1,4 @@
-//! The training-data flags shared by `train` and `tune`.
+//! The data flags shared by `train`, `tune` and `data`.
 
 use std::path::PathBuf;
 
@@ -6,12 +6,10 @@ use crate::data::Format;
 use crate::error::Result;
 use crate::train::run::DataSource;
 
+/// How a trace is read into samples.
 #[derive(clap::Args, Clone, Debug)]
-pub struct SourceArgs {
-    /// A trace file or directory; without it, the built-in generated trace.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Layout of --data (detected from its header when left out).
+pub struct LayoutArgs {
+    /// Layout of the trace (detected from its header when left out).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
     /// History length of a series sample (5-minute windows).
@@ -22,14 +20,23 @@ pub struct SourceArgs {
     pub horizon: usize,
 }
 
+#[derive(clap::Args, Clone, Debug)]
+pub struct SourceArgs {
+    /// A trace file or directory; without it, the built-in generated trace.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+}
+
 impl SourceArgs {
     /// The data source these flags name; `seed` drives the generator and the split.
     pub fn source(&self, seed: u64) -> Result<DataSource> {
         DataSource::choose(
             self.data.clone(),
-            self.format,
-            self.window,
-            self.horizon,
+            self.layout.format,
+            self.layout.window,
+            self.layout.horizon,
             seed,
         )
     }
