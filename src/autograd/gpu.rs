@@ -63,17 +63,6 @@ fn conv_shape(d: &Conv1dDims) -> ops::Conv1d {
     }
 }
 
-fn attention_shape(d: &AttentionDims) -> ops::Attention {
-    ops::Attention {
-        batch: d.batch,
-        heads: d.heads,
-        tq: d.tq,
-        tk: d.tk,
-        d: d.d,
-        dv: d.dv,
-    }
-}
-
 fn loss_code(kind: LossKind) -> ops::Loss {
     match kind {
         LossKind::Mse => ops::Loss::Mse,
@@ -303,13 +292,12 @@ pub(super) fn attention<E: GpuExec, T: Float>(
     v: &Tensor<T>,
     mask: Option<&GpuBuffer>,
 ) -> Result<(Tensor<T>, Tensor<T>)> {
-    let s = attention_shape(d);
     let rows = d.batch * d.heads * d.tq;
     let (out, lse) = (alloc(be, d.out_len())?, alloc(be, rows)?);
     let mask = mask.map(E::unwrap).transpose()?;
     ops::attention_fwd(
         be,
-        &s,
+        d,
         ops::AttentionPath::Auto,
         buf::<E, T>(q)?,
         buf::<E, T>(k)?,
@@ -531,7 +519,7 @@ pub(super) fn backward<E: GpuExec, T: Float>(
             );
             ops::attention_bwd(
                 be,
-                &attention_shape(dims),
+                dims,
                 buf::<E, T>(val(*q))?,
                 buf::<E, T>(val(*k))?,
                 buf::<E, T>(val(*v))?,

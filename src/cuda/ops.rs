@@ -713,16 +713,9 @@ pub fn column_sum<B: Backend>(
     be.launch("column_sum", column_cfg(c, 1)?, &args)
 }
 
-/// Attention shapes: q [batch, heads, tq, d], k [.., tk, d], v [.., tk, dv].
-#[derive(Clone, Copy, Debug)]
-pub struct Attention {
-    pub batch: usize,
-    pub heads: usize,
-    pub tq: usize,
-    pub tk: usize,
-    pub d: usize,
-    pub dv: usize,
-}
+/// Attention shapes: q [batch, heads, tq, d], k [.., tk, d], v [.., tk, dv]
+/// (the CPU kernels' dims, so both devices describe a call the same way).
+pub use crate::cpu::AttentionDims as Attention;
 
 /// Which forward kernel runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
