@@ -81,9 +81,8 @@ where
         .step_by(rows_per_shard)
         .map(|r| r..(r + rows_per_shard).min(batch))
         .collect();
-    // Inside the pool from the start: from another thread, a lone shard would
-    // run on the caller and every op in it would wake the pool and wait.
-    let mut parts = rayon::scope(|_| cuts.into_par_iter().map(shard).collect::<Result<Vec<_>>>())?;
+    // Inside the pool from the start: a lone shard would otherwise run on the caller.
+    let mut parts = cpu::on_pool(|| cuts.into_par_iter().map(shard).collect::<Result<Vec<_>>>())?;
     let loss = parts.iter().map(|(l, _)| l).sum();
     let mut grads: Vec<Vec<_>> = parts
         .iter_mut()

@@ -65,6 +65,14 @@ pub fn as_parallel_piece<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Runs `f` on a thread of the rayon pool. Called from outside the pool, every
+/// parallel loop in `f` would otherwise hand its work to the pool and wait for
+/// it (a wake-up and a sleep per op); inside, nested loops stay on the thread
+/// unless another one is idle.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
 /// C (m×n) ← op(A)·op(B) + beta·C on row-major storage.
 ///
 /// `op(A)` is m×k, stored as [m, k] or, if `a_t`, as [k, m]; `op(B)` is k×n,

@@ -133,8 +133,7 @@ pub fn predict(
         ));
     }
     let mut out = Vec::with_capacity(inputs.len() / sample);
-    // On a pool thread, so the ops' parallel loops do not each wake the pool.
-    rayon::scope(|_| {
+    crate::cpu::on_pool(|| {
         for chunk in inputs.chunks(batch_size.max(1) * sample) {
             let b = chunk.len() / sample;
             let mut tape = Tape::new(store).inference();
