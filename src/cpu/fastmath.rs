@@ -59,6 +59,32 @@ pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Defines a kernel generic over `T: Float` twice from one body: as written, and
+/// compiled for AVX2 + FMA, and dispatches to the second when the CPU has them.
+/// For bodies too large for [`with_avx2`], whose closure the compiler may then
+/// keep out of line (so compiled for the default target after all).
+macro_rules! avx2_kernel {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident<T: Float>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        $vis fn $name<T: Float>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn with_avx2_fma<T: Float>($($arg: $ty),*) $body
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                    return unsafe { with_avx2_fma::<T>($($arg),*) };
+                }
+            }
+            $body
+        }
+    };
+}
+pub(crate) use avx2_kernel;
+
 /// The slice as f32 when T is f32 (a no-op view), else `None`.
 pub(crate) fn as_f32<T: Float>(x: &[T]) -> Option<&[f32]> {
     (TypeId::of::<T>() == TypeId::of::<f32>())

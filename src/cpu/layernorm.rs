@@ -2,6 +2,8 @@
 //! The forward saves each row's mean and reciprocal standard deviation (as
 //! llm.c), so the backward never recomputes the statistics.
 
+use super::fastmath::avx2_kernel;
+use super::lanes::{fold_lanes, sum_lanes};
 use super::{partial_sums, reduce_in_order};
 use crate::float::Float;
 use rayon::prelude::*;
@@ -31,7 +33,6 @@ pub fn layer_norm_forward<T: Float>(
     assert_eq!((x.len(), y.len()), (rows * dim, rows * dim));
     assert_eq!((weight.len(), bias.len()), (dim, dim));
     assert_eq!((mean.len(), rstd.len()), (rows, rows));
-    let inv_dim = T::ONE / T::from_usize(dim);
     let eps = T::from_f64(eps);
     y.par_chunks_mut(dim * ROWS_PER_TASK)
         .zip(x.par_chunks(dim * ROWS_PER_TASK))
@@ -39,23 +40,39 @@ pub fn layer_norm_forward<T: Float>(
             mean.par_chunks_mut(ROWS_PER_TASK)
                 .zip(rstd.par_chunks_mut(ROWS_PER_TASK)),
         )
-        .for_each(|((yc, xc), (mc, rc))| {
-            for (((yr, xr), m), r) in yc
-                .chunks_exact_mut(dim)
-                .zip(xc.chunks_exact(dim))
-                .zip(mc.iter_mut())
-                .zip(rc.iter_mut())
-            {
-                let mu = xr.iter().copied().sum::<T>() * inv_dim;
-                let var = xr.iter().map(|&v| (v - mu) * (v - mu)).sum::<T>() * inv_dim;
-                let s = T::ONE / (var + eps).sqrt();
-                for (((o, &v), &w), &b) in yr.iter_mut().zip(xr).zip(weight).zip(bias) {
-                    *o = (v - mu) * s * w + b;
-                }
-                *m = mu;
-                *r = s;
-            }
-        });
+        .for_each(|((yc, xc), (mc, rc))| normalize_rows(dim, eps, xc, weight, bias, yc, mc, rc));
+}
+
+avx2_kernel! {
+/// The forward of a block of rows; the row sums run in lanes (vectorised).
+#[allow(clippy::too_many_arguments)]
+fn normalize_rows<T: Float>(
+    dim: usize,
+    eps: T,
+    x: &[T],
+    weight: &[T],
+    bias: &[T],
+    y: &mut [T],
+    mean: &mut [T],
+    rstd: &mut [T],
+) {
+    let inv_dim = T::ONE / T::from_usize(dim);
+    for (((yr, xr), m), r) in y
+        .chunks_exact_mut(dim)
+        .zip(x.chunks_exact(dim))
+        .zip(mean.iter_mut())
+        .zip(rstd.iter_mut())
+    {
+        let mu = fold_lanes(xr, T::ZERO, |a, b| a + b) * inv_dim;
+        let var = sum_lanes(dim, |i| (xr[i] - mu) * (xr[i] - mu)) * inv_dim;
+        let s = T::ONE / (var + eps).sqrt();
+        for (((o, &v), &w), &b) in yr.iter_mut().zip(xr).zip(weight).zip(bias) {
+            *o = (v - mu) * s * w + b;
+        }
+        *m = mu;
+        *r = s;
+    }
+}
 }
 
 /// dx, dweight, dbias (all overwritten) from the saved mean and rstd.
@@ -80,29 +97,14 @@ pub fn layer_norm_backward<T: Float>(
         (rows * dim, rows * dim, rows * dim)
     );
     assert_eq!((dweight.len(), dbias.len()), (dim, dim));
-    let inv_dim = T::ONE / T::from_usize(dim);
     dx.par_chunks_mut(dim * ROWS_PER_TASK)
         .enumerate()
         .for_each(|(task, dxc)| {
-            let r0 = task * ROWS_PER_TASK;
-            for (j, dxr) in dxc.chunks_exact_mut(dim).enumerate() {
-                let r = r0 + j;
-                let (xr, gr) = (&x[r * dim..][..dim], &g[r * dim..][..dim]);
-                let (mu, s) = (mean[r], rstd[r]);
-                let mut mean_g = T::ZERO;
-                let mut mean_gx = T::ZERO;
-                for ((&v, &gv), &w) in xr.iter().zip(gr).zip(weight) {
-                    let gh = gv * w;
-                    mean_g += gh;
-                    mean_gx += gh * (v - mu) * s;
-                }
-                mean_g *= inv_dim;
-                mean_gx *= inv_dim;
-                for (((o, &v), &gv), &w) in dxr.iter_mut().zip(xr).zip(gr).zip(weight) {
-                    let xh = (v - mu) * s;
-                    *o = s * (gv * w - mean_g - xh * mean_gx);
-                }
-            }
+            let rows = task * ROWS_PER_TASK * dim..(task * ROWS_PER_TASK * dim + dxc.len());
+            let (x, g) = (&x[rows.clone()], &g[rows]);
+            let stats = task * ROWS_PER_TASK..;
+            let (mean, rstd) = (&mean[stats.clone()], &rstd[stats]);
+            input_grad_rows(dim, x, weight, mean, rstd, g, dxc)
         });
     // dweight and dbias side by side in one accumulator of 2·dim.
     let partials = partial_sums(rows, 2 * dim, |r0, r1, acc| {
@@ -120,4 +122,34 @@ pub fn layer_norm_backward<T: Float>(
     reduce_in_order(&partials, &mut both);
     dweight.copy_from_slice(&both[..dim]);
     dbias.copy_from_slice(&both[dim..]);
+}
+
+avx2_kernel! {
+/// dx of a block of rows; the two row means run in lanes (vectorised).
+fn input_grad_rows<T: Float>(
+    dim: usize,
+    x: &[T],
+    weight: &[T],
+    mean: &[T],
+    rstd: &[T],
+    g: &[T],
+    dx: &mut [T],
+) {
+    let inv_dim = T::ONE / T::from_usize(dim);
+    for ((((dxr, xr), gr), &mu), &s) in dx
+        .chunks_exact_mut(dim)
+        .zip(x.chunks_exact(dim))
+        .zip(g.chunks_exact(dim))
+        .zip(mean)
+        .zip(rstd)
+    {
+        let (xr, gr, w) = (&xr[..dim], &gr[..dim], &weight[..dim]);
+        let mean_g = sum_lanes(dim, |i| gr[i] * w[i]) * inv_dim;
+        let mean_gx = sum_lanes(dim, |i| gr[i] * w[i] * (xr[i] - mu) * s) * inv_dim;
+        for (((o, &v), &gv), &w) in dxr.iter_mut().zip(xr).zip(gr).zip(w) {
+            let xh = (v - mu) * s;
+            *o = s * (gv * w - mean_g - xh * mean_gx);
+        }
+    }
+}
 }

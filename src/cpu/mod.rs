@@ -19,6 +19,7 @@ pub mod conv1d;
 pub mod dropout;
 pub mod elementwise;
 pub mod fastmath;
+mod lanes;
 pub mod layernorm;
 pub mod losses;
 pub mod matmul;

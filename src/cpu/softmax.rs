@@ -1,6 +1,7 @@
 //! Softmax over the last axis of a [rows, dim] matrix.
 
 use super::fastmath::{as_f32_mut, exp_f32, with_avx2};
+use super::lanes::fold_lanes;
 use crate::float::Float;
 use rayon::prelude::*;
 
@@ -30,17 +31,17 @@ pub(crate) fn softmax_row_inplace<T: Float>(row: &mut [T]) {
     row.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// The f32 row with the vectorised exp (max and sum in separate passes so
-/// each loop vectorises).
+/// The f32 row with the vectorised exp (max and sum in separate passes, each
+/// in lanes, so each loop vectorises).
 #[inline]
 fn softmax_row_f32(row: &mut [f32]) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let max = fold_lanes(row, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
     if !max.is_finite() {
         row.fill(0.0);
         return;
     }
     row.iter_mut().for_each(|v| *v = exp_f32(*v - max));
-    let sum: f32 = row.iter().sum();
+    let sum = fold_lanes(row, 0.0, |s, v| s + v);
     let inv = 1.0 / sum;
     row.iter_mut().for_each(|v| *v *= inv);
 }
@@ -48,7 +49,10 @@ fn softmax_row_f32(row: &mut [f32]) {
 /// dx = y ⊙ (g − Σ g⊙y) for one row.
 #[inline]
 pub(crate) fn softmax_row_backward<T: Float>(y: &[T], g: &[T], dx: &mut [T]) {
-    let dot: T = y.iter().zip(g).map(|(&y, &g)| y * g).sum();
+    for (d, (&y, &g)) in dx.iter_mut().zip(y.iter().zip(g)) {
+        *d = y * g;
+    }
+    let dot = fold_lanes(dx, T::ZERO, |s, v| s + v);
     for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
         *d = y * (g - dot);
     }
