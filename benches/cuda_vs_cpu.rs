@@ -289,7 +289,7 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
                     &cx,
                     &cw,
                     &cdy,
-                    &mut cdx,
+                    Some(&mut cdx),
                     &mut cdw,
                     Some(&mut cdb),
                 )

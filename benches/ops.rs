@@ -91,7 +91,7 @@ fn conv1d(c: &mut Criterion) {
         );
         Box::new(move || {
             cpu::conv1d::conv1d_forward(&d, &x, &w, Some(&b), &mut y);
-            cpu::conv1d::conv1d_backward(&d, &x, &w, &g, &mut dx, &mut dw, Some(&mut db));
+            cpu::conv1d::conv1d_backward(&d, &x, &w, &g, Some(&mut dx), &mut dw, Some(&mut db));
         })
     });
 }
@@ -181,8 +181,8 @@ fn pointwise(c: &mut Criterion) {
         let (x, g) = (data(n, 1), data(n, 2));
         let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
         Box::new(move || {
-            cpu::dropout::dropout_forward(&d, &x, &mut y);
-            cpu::dropout::dropout_backward(&d, &g, &mut dx);
+            let keep = cpu::dropout::dropout_forward(&d, &x, &mut y);
+            cpu::dropout::dropout_backward(d.p, &keep, &g, &mut dx);
         })
     });
     bench(c, "add_bias_48", |seq| {

@@ -72,8 +72,8 @@ fn ours(batch: usize, seq_len: usize, steps: usize) -> f64 {
             shard_rows(seq_len),
             |tape, rows| {
                 let xs = x[rows.start * seq_len * c..rows.end * seq_len * c].to_vec();
-                let xv = tape.input(Tensor::from_vec(xs, &[rows.len(), seq_len, c])?);
-                let yv = tape.input(Tensor::from_vec(y[rows.clone()].to_vec(), &[rows.len()])?);
+                let xv = tape.constant(Tensor::from_vec(xs, &[rows.len(), seq_len, c])?);
+                let yv = tape.constant(Tensor::from_vec(y[rows.clone()].to_vec(), &[rows.len()])?);
                 let pred = model.forward(tape, xv)?;
                 tape.loss(pred, yv, LossKind::Mse)
             },

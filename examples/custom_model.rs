@@ -117,8 +117,8 @@ fn main() -> convformer::Result<()> {
     for step in 0..steps {
         let (x, y) = batch(&mut rng, 64);
         let mut tape = Tape::new(&store).training(step as u64);
-        let xv = tape.input(Tensor::from_vec(x, &[64, SEQ])?);
-        let yv = tape.input(Tensor::from_vec(y, &[64])?);
+        let xv = tape.constant(Tensor::from_vec(x, &[64, SEQ])?);
+        let yv = tape.constant(Tensor::from_vec(y, &[64])?);
         let pred = net.forward(&mut tape, xv)?;
         let loss = tape.loss(pred, yv, LossKind::Huber(0.1))?;
         let loss_value = tape.value(loss).item()?;

@@ -1,5 +1,5 @@
 //! Tape behaviour: shape errors name the op and both shapes, inference mode,
-//! gradient accumulation, dropout call counter, and bit-for-bit reproducibility
+//! gradient accumulation, constants (no gradient), dropout call counter, and bit-for-bit reproducibility
 //! of a training step whatever the rayon thread count.
 
 use convformer::autograd::{LossKind, Padding};
@@ -138,6 +138,67 @@ fn gradients_of_a_reused_value_accumulate() {
     // d/dw mean(w³ + w²) = (3w² + 2w) / 2
     let want = [(3.0 * 2.25 + 3.0) / 2.0, (3.0 * 4.0 - 4.0) / 2.0];
     assert_eq!(g.params.get(w).unwrap().as_slice().unwrap(), &want);
+}
+
+/// A conv → relu → linear chain on x; returns the parameter gradients and
+/// x's own gradient, with x put on the tape as an input or as a constant.
+fn conv_chain_grads(constant: bool) -> (Vec<Vec<f64>>, Option<Vec<f64>>) {
+    let mut store = ParamStore::<f64>::new();
+    let val = |shape: &[usize], salt: usize| {
+        let n: usize = shape.iter().product();
+        Tensor::from_vec(
+            (0..n)
+                .map(|i| (((i + salt) * 37 % 11) as f64 - 5.0) / 7.0)
+                .collect(),
+            shape,
+        )
+        .unwrap()
+    };
+    let (cw, cb) = (
+        store.add("cw", val(&[4, 3, 3], 1)).unwrap(),
+        store.add("cb", val(&[4], 2)).unwrap(),
+    );
+    let lw = store.add("lw", val(&[1, 4 * 5], 3)).unwrap();
+    let ids = [cw, cb, lw];
+    let mut tp = Tape::new(&store);
+    let x = val(&[2, 3, 5], 4);
+    let xv = if constant {
+        tp.constant(x)
+    } else {
+        tp.input(x)
+    };
+    let (cw, cb, lw) = (tp.param(cw), tp.param(cb), tp.param(lw));
+    let h = tp.conv1d(xv, cw, Some(cb), Padding::Same).unwrap();
+    let h = tp.relu(h).unwrap();
+    let h = tp.reshape(h, &[2, 20]).unwrap();
+    let y = tp.linear(h, lw, None).unwrap();
+    let target = tp.constant(val(&[2, 1], 5));
+    let loss = tp.loss(y, target, LossKind::Mse).unwrap();
+    let back = tp.backward(loss).unwrap();
+    let params = ids
+        .iter()
+        .map(|&id| back.params.get(id).unwrap().as_slice().unwrap().to_vec())
+        .collect();
+    let dx = back.leaf(xv).map(|g| g.as_slice().unwrap().to_vec());
+    assert!(
+        back.leaf(target).is_none(),
+        "a constant target got a gradient"
+    );
+    (params, dx)
+}
+
+#[test]
+fn constants_get_no_gradient_and_change_no_parameter_gradient() {
+    let (with_input, dx) = conv_chain_grads(false);
+    let (with_constant, none) = conv_chain_grads(true);
+    assert_eq!(with_input, with_constant);
+    assert!(none.is_none(), "a constant input got a gradient");
+    let dx = dx.expect("an input gets its gradient");
+    assert_eq!(dx.len(), 2 * 3 * 5);
+    assert!(
+        dx.iter().any(|&v| v != 0.0),
+        "the input gradient is all zeros"
+    );
 }
 
 #[test]

@@ -329,7 +329,7 @@ proptest! {
         let g = uniform(seed ^ 3, d.y_len());
         overwrites("conv1d_backward", |init| {
             let (mut dx, mut dw, mut db) = (vec![init; x.len()], vec![init; w.len()], vec![init; c_out]);
-            cpu::conv1d::conv1d_backward(&d, &x, &w, &g, &mut dx, &mut dw, Some(&mut db));
+            cpu::conv1d::conv1d_backward(&d, &x, &w, &g, Some(&mut dx), &mut dw, Some(&mut db));
             vec![dx, dw, db]
         })?;
     }
@@ -418,6 +418,14 @@ proptest! {
         both_precisions("dropout", std::slice::from_ref(&x), &want,
             |v| { let mut y = poison(n); cpu::dropout::dropout_forward(&d, &v[0], &mut y); y },
             |v| { let mut y = poison(n); cpu::dropout::dropout_forward(&d, &v[0], &mut y); y })?;
+        // The saved mask follows the same rule, and the backward applies it.
+        let mut y = poison(n);
+        let keep = cpu::dropout::dropout_forward(&d, &x, &mut y);
+        let want_keep: Vec<u8> = (0..n as u64).map(|i| u8::from(rng::dropout_keep(seed, call, offset + i, thr))).collect();
+        prop_assert_eq!(&keep, &want_keep);
+        let mut dx = poison(n);
+        cpu::dropout::dropout_backward(p, &keep, &x, &mut dx);
+        prop_assert_eq!(dx, y);
     }
 
     #[test]

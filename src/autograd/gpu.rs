@@ -435,7 +435,11 @@ pub(super) fn backward<E: GpuExec, T: Float>(
         }
         Op::Conv1d { x, w, b, dims } => {
             let s = conv_shape(dims);
-            let (dx, dw) = (alloc(be, dims.x_len())?, alloc(be, dims.w_len())?);
+            let dx = nodes[x.0]
+                .needs_grad
+                .then(|| alloc(be, dims.x_len()))
+                .transpose()?;
+            let dw = alloc(be, dims.w_len())?;
             let db = b.map(|_| alloc(be, dims.c_out)).transpose()?;
             ops::conv1d_bwd(
                 be,
@@ -443,14 +447,14 @@ pub(super) fn backward<E: GpuExec, T: Float>(
                 buf::<E, T>(val(*x))?,
                 buf::<E, T>(val(*w))?,
                 gb,
-                Some(&dx),
+                dx.as_ref(),
                 Some(&dw),
                 db.as_ref(),
             )?;
-            let mut grads = vec![
-                (*x, Tensor::from_gpu(E::wrap(dx), val(*x).shape())?),
-                (*w, Tensor::from_gpu(E::wrap(dw), val(*w).shape())?),
-            ];
+            let mut grads = vec![(*w, Tensor::from_gpu(E::wrap(dw), val(*w).shape())?)];
+            if let Some(dx) = dx {
+                grads.push((*x, Tensor::from_gpu(E::wrap(dx), val(*x).shape())?));
+            }
             if let (Some(b), Some(db)) = (b, db) {
                 grads.push((*b, Tensor::from_gpu(E::wrap(db), &[dims.c_out])?));
             }
@@ -538,7 +542,7 @@ pub(super) fn backward<E: GpuExec, T: Float>(
                 (*v, Tensor::from_gpu(E::wrap(dv), val(*v).shape())?),
             ]
         }
-        Op::Dropout(x, dims) => vec![(*x, dropout(be, dims, &g)?)],
+        Op::Dropout { x, dims, .. } => vec![(*x, dropout(be, dims, &g)?)],
         Op::AddBias(x, b) => {
             let c = val(*b).numel();
             vec![(*b, column_sum(be, &g, c)?), (*x, g)]

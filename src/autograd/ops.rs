@@ -385,15 +385,18 @@ impl<'s, T: Float> Tape<'s, T> {
         if p == 0.0 {
             return Ok(x);
         }
-        let value = match self.value(x).device() {
+        let (value, keep) = match self.value(x).device() {
             Device::Cpu => {
                 let mut y = zeros(self.value(x).numel());
-                cpu::dropout::dropout_forward(&dims, self.data(x)?, &mut y);
-                Tensor::from_vec(y, self.shape(x))?
+                let keep = cpu::dropout::dropout_forward(&dims, self.data(x)?, &mut y);
+                (Tensor::from_vec(y, self.shape(x))?, keep)
             }
-            dev => on_gpu!(dev, be => gpu::dropout(be, &dims, self.value(x)))?,
+            dev => (
+                on_gpu!(dev, be => gpu::dropout(be, &dims, self.value(x)))?,
+                Vec::new(),
+            ),
         };
-        Ok(self.push(value, Op::Dropout(x, dims)))
+        Ok(self.push(value, Op::Dropout { x, dims, keep }))
     }
 
     /// x [..., C] + b [C].
@@ -539,18 +542,22 @@ pub(super) fn backward_kernel<T: Float>(
             grads
         }
         Op::Conv1d { x, w, b, dims } => {
-            let (mut dx, mut dw) = (zeros(dims.x_len()), zeros(dims.w_len()));
+            let mut dx = nodes[x.0].needs_grad.then(|| zeros(dims.x_len()));
+            let mut dw = zeros(dims.w_len());
             let mut db = b.map(|_| zeros(dims.c_out));
             cpu::conv1d::conv1d_backward(
                 dims,
                 data(*x)?,
                 data(*w)?,
                 gs,
-                &mut dx,
+                dx.as_deref_mut(),
                 &mut dw,
                 db.as_deref_mut(),
             );
-            let mut grads = vec![(*x, like(*x, dx)?), (*w, like(*w, dw)?)];
+            let mut grads = vec![(*w, like(*w, dw)?)];
+            if let Some(dx) = dx {
+                grads.push((*x, like(*x, dx)?));
+            }
             if let (Some(b), Some(db)) = (b, db) {
                 grads.push((*b, like(*b, db)?));
             }
@@ -630,9 +637,9 @@ pub(super) fn backward_kernel<T: Float>(
                 (*v, like(*v, dv)?),
             ]
         }
-        Op::Dropout(x, dims) => {
+        Op::Dropout { x, dims, keep } => {
             let mut dx = zeros(out.numel());
-            cpu::dropout::dropout_backward(dims, gs, &mut dx);
+            cpu::dropout::dropout_backward(dims.p, keep, gs, &mut dx);
             vec![(*x, like(*x, dx)?)]
         }
         Op::AddBias(x, b) => {

@@ -103,7 +103,13 @@ pub(crate) enum Op<T: Float> {
         key_mask: Option<GpuBuffer>,
         lse: Tensor<T>,
     },
-    Dropout(Var, DropoutDims),
+    /// On the CPU the forward's mask (a byte per element) is kept; a GPU
+    /// backward redraws it from (seed, call) and `keep` is empty.
+    Dropout {
+        x: Var,
+        dims: DropoutDims,
+        keep: Vec<u8>,
+    },
     AddBias(Var, Var),
     MeanPool(Var, PoolDims),
     Permute(Var, Vec<usize>),
@@ -114,9 +120,38 @@ pub(crate) enum Op<T: Float> {
     },
 }
 
+impl<T: Float> Op<T> {
+    /// The values this op was computed from.
+    fn parents(&self) -> Vec<Var> {
+        match self {
+            Op::Leaf | Op::Param(_) => vec![],
+            Op::Scale(a, _)
+            | Op::Reshape(a)
+            | Op::Softmax(a)
+            | Op::Relu(a)
+            | Op::Gelu(a)
+            | Op::Dropout { x: a, .. }
+            | Op::MeanPool(a, _)
+            | Op::Permute(a, _) => vec![*a],
+            Op::Add(a, b) | Op::Mul(a, b) | Op::AddBias(a, b) | Op::Matmul { a, b, .. } => {
+                vec![*a, *b]
+            }
+            Op::Loss { pred, target, .. } => vec![*pred, *target],
+            Op::Linear { x, w, b, .. } | Op::Conv1d { x, w, b, .. } => {
+                [*x, *w].into_iter().chain(*b).collect()
+            }
+            Op::LayerNorm { x, w, b, .. } | Op::LayerNormGpu { x, w, b, .. } => vec![*x, *w, *b],
+            Op::Attention { q, k, v, .. } | Op::AttentionGpu { q, k, v, .. } => vec![*q, *k, *v],
+        }
+    }
+}
+
 pub(super) struct Node<T: Float> {
     pub(super) value: Tensor<T>,
     pub(super) op: Op<T>,
+    /// Whether a parameter or an input is upstream: if not (a constant and what
+    /// is computed from constants only), backward computes no gradient for it.
+    pub(super) needs_grad: bool,
 }
 
 pub struct Tape<'s, T: Float = f32> {
@@ -199,12 +234,30 @@ impl<'s, T: Float> Tape<'s, T> {
 
     pub(crate) fn push(&mut self, value: Tensor<T>, op: Op<T>) -> Var {
         let op = if self.grad_enabled { op } else { Op::Leaf };
-        self.nodes.push(Node { value, op });
+        let needs_grad = match op {
+            Op::Leaf | Op::Param(_) => true,
+            _ => op.parents().iter().any(|p| self.nodes[p.0].needs_grad),
+        };
+        self.nodes.push(Node {
+            value,
+            op,
+            needs_grad,
+        });
         Var(self.nodes.len() - 1)
     }
 
+    /// A value whose gradient `backward` computes (see [`Backward::leaf`]).
     pub fn input(&mut self, value: Tensor<T>) -> Var {
         self.push(value, Op::Leaf)
+    }
+
+    /// A value no gradient is wanted for (training data, targets): backward
+    /// skips it and the ops computed from constants alone, and ops that mix it
+    /// with parameters may skip its share (conv1d does, for its input).
+    pub fn constant(&mut self, value: Tensor<T>) -> Var {
+        let v = self.push(value, Op::Leaf);
+        self.nodes[v.0].needs_grad = false;
+        v
     }
 
     pub fn param(&mut self, id: ParamId) -> Var {
@@ -245,8 +298,13 @@ impl<'s, T: Float> Tape<'s, T> {
                 _ => {}
             }
             let Some(g) = grads[i].take() else { continue };
+            if !node.needs_grad {
+                continue;
+            }
             for (parent, pg) in backward_op(&nodes, &node.op, &node.value, g)? {
-                accumulate(&mut grads[parent.0], pg)?;
+                if nodes[parent.0].needs_grad {
+                    accumulate(&mut grads[parent.0], pg)?;
+                }
             }
             // Every consumer of node i has a larger index and is done: its value
             // and saved state are not needed any more.

@@ -147,7 +147,8 @@ pub fn conv1d_forward<T: Float>(d: &Conv1dDims, x: &[T], w: &[T], bias: Option<&
         });
 }
 
-/// dx, dw and dbias (all overwritten) from x, w and the output gradient g.
+/// dx, dw and dbias (all overwritten) from x, w and the output gradient g;
+/// without `dx` (an input nobody wants the gradient of) its GEMM is skipped.
 /// im2col is recomputed rather than saved.
 #[allow(clippy::too_many_arguments)]
 pub fn conv1d_backward<T: Float>(
@@ -155,7 +156,7 @@ pub fn conv1d_backward<T: Float>(
     x: &[T],
     w: &[T],
     g: &[T],
-    dx: &mut [T],
+    dx: Option<&mut [T]>,
     dw: &mut [T],
     dbias: Option<&mut [T]>,
 ) {
@@ -163,13 +164,22 @@ pub fn conv1d_backward<T: Float>(
         (x.len(), w.len(), g.len()),
         (d.x_len(), d.w_len(), d.y_len())
     );
-    assert_eq!((dx.len(), dw.len()), (d.x_len(), d.w_len()));
+    assert_eq!(dw.len(), d.w_len());
     let (lo, ck) = (d.out_len(), d.c_in * d.kernel);
     let (x_per, y_per) = (d.c_in * d.len, d.c_out * lo);
     let w_len = d.w_len();
+    let dx_chunks: Vec<Option<&mut [T]>> = match dx {
+        Some(dx) => {
+            assert_eq!(dx.len(), d.x_len());
+            dx.chunks_mut((CONV_CHUNK * x_per).max(1))
+                .map(Some)
+                .collect()
+        }
+        None => (0..d.batch.div_ceil(CONV_CHUNK)).map(|_| None).collect(),
+    };
     // Each chunk returns its partial [dw | dbias]; summed below in chunk order.
-    let partials: Vec<Vec<T>> = dx
-        .par_chunks_mut((CONV_CHUNK * x_per).max(1))
+    let partials: Vec<Vec<T>> = dx_chunks
+        .into_par_iter()
         .zip(x.par_chunks((CONV_CHUNK * x_per).max(1)))
         .zip(g.par_chunks((CONV_CHUNK * y_per).max(1)))
         .map(|((dxc, xc), gc)| {
@@ -202,6 +212,7 @@ pub fn conv1d_backward<T: Float>(
             for (s, row) in acc_b.iter_mut().zip(gm.chunks_exact(width.max(1))) {
                 *s = row.iter().copied().sum();
             }
+            let Some(dxc) = dxc else { return acc };
             // cols is reused as dcols = Wᵀ · gm.
             gemm(
                 ck,

@@ -1,6 +1,7 @@
 //! Inverted dropout with the Philox mask of [`crate::rng`]: kept elements are
-//! scaled by 1/(1−p). The mask is recomputed in the backward from (seed, call),
-//! so nothing is saved.
+//! scaled by 1/(1−p). The forward returns the mask (a byte per element) for the
+//! backward, which would otherwise redraw it: Philox costs about as much as the
+//! rest of the op.
 
 use crate::float::Float;
 use crate::rng::{dropout_block, dropout_blocks, dropout_threshold};
@@ -23,59 +24,77 @@ const ELEMS_PER_TASK: usize = 1 << 14;
 /// Philox blocks drawn together (vectorised), i.e. 4·LANES elements.
 const LANES: usize = 16;
 
-/// out[i] = x[i] · keep(offset + i) / (1 − p). Used by forward (x) and backward (g).
+/// out[i] = x[i] · keep(offset + i) / (1 − p).
 pub fn dropout_apply<T: Float>(d: &DropoutDims, x: &[T], out: &mut [T]) {
-    assert_eq!(x.len(), out.len());
+    dropout_forward(d, x, out);
+}
+
+/// keep[i] = whether element offset + i survives; true and false as 1 and 0.
+pub fn dropout_mask(d: &DropoutDims, keep: &mut [u8]) {
     assert!((0.0..1.0).contains(&d.p), "dropout p must be in [0, 1)");
-    out.par_chunks_mut(ELEMS_PER_TASK)
-        .zip(x.par_chunks(ELEMS_PER_TASK))
+    keep.par_chunks_mut(ELEMS_PER_TASK)
         .enumerate()
-        .for_each(|(task, (oc, xc))| {
-            apply_run(d, d.offset + (task * ELEMS_PER_TASK) as u64, xc, oc);
+        .for_each(|(task, kc)| {
+            mask_run(d, d.offset + (task * ELEMS_PER_TASK) as u64, kc);
         });
 }
 
-/// Dropout of one contiguous run whose first element has global index `first`:
-/// single elements up to a Philox block boundary, then LANES blocks at a time,
-/// then the tail block by block.
-fn apply_run<T: Float>(d: &DropoutDims, first: u64, x: &[T], out: &mut [T]) {
+/// The mask of one contiguous run whose first element has global index
+/// `first`: single elements up to a Philox block boundary, then LANES blocks at
+/// a time, then the tail block by block.
+fn mask_run(d: &DropoutDims, first: u64, keep: &mut [u8]) {
     let threshold = dropout_threshold(d.p);
-    let scale = T::from_f64(1.0 / (1.0 - d.p));
-    let apply = |o: &mut T, v: T, r: u32| *o = if r >= threshold { v * scale } else { T::ZERO };
-    let head = (((4 - first % 4) % 4) as usize).min(x.len());
+    let head = (((4 - first % 4) % 4) as usize).min(keep.len());
     let draws = dropout_block(d.seed, d.call, first / 4);
-    for i in 0..head {
-        apply(&mut out[i], x[i], draws[(first % 4) as usize + i]);
+    for (i, k) in keep[..head].iter_mut().enumerate() {
+        *k = u8::from(draws[(first % 4) as usize + i] >= threshold);
     }
-    let (x, out) = (&x[head..], &mut out[head..]);
+    let keep = &mut keep[head..];
     let mut block = (first + head as u64) / 4;
-    let mut groups = out
-        .chunks_exact_mut(4 * LANES)
-        .zip(x.chunks_exact(4 * LANES));
-    for (o, x) in &mut groups {
+    let mut groups = keep.chunks_exact_mut(4 * LANES);
+    for k in &mut groups {
         let draws = dropout_blocks::<LANES>(d.seed, d.call, block);
-        for (j, (o4, x4)) in o.chunks_exact_mut(4).zip(x.chunks_exact(4)).enumerate() {
-            for w in 0..4 {
-                apply(&mut o4[w], x4[w], draws[w][j]);
+        for (j, k4) in k.chunks_exact_mut(4).enumerate() {
+            for (w, k) in k4.iter_mut().enumerate() {
+                *k = u8::from(draws[w][j] >= threshold);
             }
         }
         block += LANES as u64;
     }
-    let done = x.len() / (4 * LANES) * (4 * LANES);
-    for (o4, x4) in out[done..].chunks_mut(4).zip(x[done..].chunks(4)) {
+    for k4 in groups.into_remainder().chunks_mut(4) {
         let draws = dropout_block(d.seed, d.call, block);
-        for ((o, &v), &r) in o4.iter_mut().zip(x4).zip(&draws) {
-            apply(o, v, r);
+        for (k, &r) in k4.iter_mut().zip(&draws) {
+            *k = u8::from(r >= threshold);
         }
         block += 1;
     }
 }
 
-pub fn dropout_forward<T: Float>(d: &DropoutDims, x: &[T], y: &mut [T]) {
-    dropout_apply(d, x, y);
+/// y = x · keep / (1 − p); returns the mask for [`dropout_backward`].
+pub fn dropout_forward<T: Float>(d: &DropoutDims, x: &[T], y: &mut [T]) -> Vec<u8> {
+    assert_eq!(x.len(), y.len());
+    let mut keep = vec![0u8; x.len()];
+    dropout_mask(d, &mut keep);
+    apply_mask(d.p, &keep, x, y);
+    keep
 }
 
-/// dx = g · keep / (1 − p), the same mask as the forward.
-pub fn dropout_backward<T: Float>(d: &DropoutDims, g: &[T], dx: &mut [T]) {
-    dropout_apply(d, g, dx);
+/// dx = g · keep / (1 − p), with the forward's mask.
+pub fn dropout_backward<T: Float>(p: f64, keep: &[u8], g: &[T], dx: &mut [T]) {
+    assert_eq!((keep.len(), g.len()), (dx.len(), dx.len()));
+    apply_mask(p, keep, g, dx);
+}
+
+fn apply_mask<T: Float>(p: f64, keep: &[u8], x: &[T], out: &mut [T]) {
+    let scale = T::from_f64(1.0 / (1.0 - p));
+    out.par_chunks_mut(ELEMS_PER_TASK)
+        .zip(
+            x.par_chunks(ELEMS_PER_TASK)
+                .zip(keep.par_chunks(ELEMS_PER_TASK)),
+        )
+        .for_each(|(oc, (xc, kc))| {
+            for ((o, &v), &k) in oc.iter_mut().zip(xc).zip(kc) {
+                *o = if k != 0 { v * scale } else { T::ZERO };
+            }
+        });
 }

@@ -326,8 +326,8 @@ fn train_step(
             let (x, y) = gather(&data.train, &idx[rows.clone()], sample);
             let x = Tensor::from_vec(x, &[rows.len(), data.seq_len, data.channels])?;
             let y = Tensor::from_vec(y, &[rows.len()])?;
-            let xv = tape.input(x.to_device(&device)?);
-            let yv = tape.input(y.to_device(&device)?);
+            let xv = tape.constant(x.to_device(&device)?);
+            let yv = tape.constant(y.to_device(&device)?);
             let pred = model.forward(tape, xv)?;
             tape.loss(pred, yv, cfg.loss.0)
         },

@@ -183,7 +183,7 @@ pub fn conv1d_matches_cpu<B: Backend>(be: &B) {
             vec![f32::NAN; w.len()],
             vec![f32::NAN; c_out],
         );
-        cpu::conv1d::conv1d_backward(&d, &x, &w, &g, &mut dx, &mut dw, Some(&mut db));
+        cpu::conv1d::conv1d_backward(&d, &x, &w, &g, Some(&mut dx), &mut dw, Some(&mut db));
 
         let (xb, wb, bb, gb) = (up(be, &x), up(be, &w), up(be, &bias), up(be, &g));
         let (yb, dxb, dwb, dbb) = (
