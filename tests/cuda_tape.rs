@@ -115,6 +115,12 @@ fn matmul_and_linear_match_cpu() {
     check("linear", 17, &[&[2, 5, 13], &[11, 13], &[11]], |t, v| {
         t.linear(v[0], v[1], Some(v[2]))
     });
+    check(
+        "linear + relu",
+        19,
+        &[&[2, 5, 13], &[11, 13], &[11]],
+        |t, v| t.linear_relu(v[0], v[1], Some(v[2])),
+    );
     check("linear no bias", 18, &[&[1, 7], &[3, 7]], |t, v| {
         t.linear(v[0], v[1], None)
     });
@@ -127,6 +133,12 @@ fn conv1d_matches_cpu() {
         20,
         &[&[2, 3, 11], &[5, 3, 3], &[5]],
         |t, v| t.conv1d(v[0], v[1], Some(v[2]), Padding::Same),
+    );
+    check(
+        "conv1d + relu",
+        22,
+        &[&[3, 2, 9], &[4, 2, 3], &[4]],
+        |t, v| t.conv1d_relu(v[0], v[1], Some(v[2]), Padding::Same),
     );
     check("conv1d valid", 21, &[&[3, 2, 9], &[4, 2, 4]], |t, v| {
         t.conv1d(v[0], v[1], None, Padding::Valid)

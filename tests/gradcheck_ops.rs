@@ -170,6 +170,43 @@ proptest! {
     }
 
     #[test]
+    fn fused_relu_ops_equal_linear_or_conv_then_relu(
+        rows in 1usize..=7, d_in in size(), d_out in size(), conv: bool, seed: u64,
+    ) {
+        // relu's kink rules out central differences on a product, so the fused
+        // node is held to the unfused chain (itself gradchecked), bit for bit.
+        let inputs = if conv {
+            [tensor(seed, &[rows, d_in, 6]), tensor(seed ^ 1, &[d_out, d_in, 3]), tensor(seed ^ 2, &[d_out])]
+        } else {
+            [tensor(seed, &[rows, d_in]), tensor(seed ^ 1, &[d_out, d_in]), tensor(seed ^ 2, &[d_out])]
+        };
+        let run = |fused: bool| -> (Vec<f64>, Vec<Vec<f64>>) {
+            let store = ParamStore::<f64>::new();
+            let mut t = Tape::new(&store);
+            let v: Vec<Var> = inputs.iter().map(|x| t.input(x.clone())).collect();
+            let y = match (conv, fused) {
+                (true, true) => t.conv1d_relu(v[0], v[1], Some(v[2]), Padding::Same),
+                (true, false) => t.conv1d(v[0], v[1], Some(v[2]), Padding::Same).and_then(|y| t.relu(y)),
+                (false, true) => t.linear_relu(v[0], v[1], Some(v[2])),
+                (false, false) => t.linear(v[0], v[1], Some(v[2])).and_then(|y| t.relu(y)),
+            }.unwrap();
+            let out = t.value(y).as_slice().unwrap().to_vec();
+            // A weighted sum, so every output element gets its own gradient.
+            let n = out.len();
+            let weights = t.input(tensor(seed ^ 3, &[n]));
+            let flat = t.reshape(y, &[n]).unwrap();
+            let prod = t.mul(flat, weights).unwrap();
+            let prod = t.reshape(prod, &[1, n]).unwrap();
+            let loss = t.mean_pool(prod, 1).unwrap();
+            let back = t.backward(loss).unwrap();
+            let grads = v.iter().map(|&x| back.leaf(x).unwrap().as_slice().unwrap().to_vec()).collect();
+            (out, grads)
+        };
+        let (fused, chain) = (run(true), run(false));
+        prop_assert_eq!(fused, chain);
+    }
+
+    #[test]
     fn gradcheck_layer_norm(lead in lead_dims(), dim in size(), seed: u64) {
         let mut xs = lead.clone();
         xs.push(dim);

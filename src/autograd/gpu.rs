@@ -395,6 +395,15 @@ pub(super) fn backward<E: GpuExec, T: Float>(
 ) -> Result<Vec<(Var, Tensor<T>)>> {
     let val = |v: Var| &nodes[v.0].value;
     let n = g.numel();
+    let g = match op {
+        Op::Linear { relu: true, .. } | Op::Conv1d { relu: true, .. } => {
+            // relu's backward from the node's output (> 0 exactly where its input is).
+            new(be, out.shape(), |dx| {
+                ops::unary_bwd(be, Unary::Relu, n, buf::<E, T>(out)?, buf::<E, T>(&g)?, dx)
+            })?
+        }
+        _ => g,
+    };
     let gb = buf::<E, T>(&g)?;
     Ok(match op {
         Op::Leaf | Op::Param(_) => Vec::new(),
@@ -409,7 +418,7 @@ pub(super) fn backward<E: GpuExec, T: Float>(
             let (da, db) = matmul_backward(be, dims, val(*a), val(*b), &g)?;
             vec![(*a, da), (*b, db)]
         }
-        Op::Linear { x, w, b, dims } => {
+        Op::Linear { x, w, b, dims, .. } => {
             let LinearDims { rows, d_in, d_out } = *dims;
             let dx = gemm(
                 be,
@@ -433,7 +442,7 @@ pub(super) fn backward<E: GpuExec, T: Float>(
             }
             grads
         }
-        Op::Conv1d { x, w, b, dims } => {
+        Op::Conv1d { x, w, b, dims, .. } => {
             let s = conv_shape(dims);
             let dx = nodes[x.0]
                 .needs_grad

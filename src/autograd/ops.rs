@@ -17,6 +17,15 @@ fn zeros<T: Float>(n: usize) -> Vec<T> {
     vec![T::ZERO; n]
 }
 
+/// relu of a fused op's GPU output (a second kernel; the CPU applies it in place).
+fn gpu_relu_if<T: Float>(relu: bool, y: Tensor<T>) -> Result<Tensor<T>> {
+    if !relu {
+        return Ok(y);
+    }
+    let dev = y.device();
+    on_gpu!(dev, be => gpu::unary(be, Unary::Relu, &y))
+}
+
 impl<'s, T: Float> Tape<'s, T> {
     fn data(&self, v: Var) -> Result<&[T]> {
         self.value(v).as_slice()
@@ -81,6 +90,16 @@ impl<'s, T: Float> Tape<'s, T> {
 
     /// x [..., in] · wᵀ + b, with w [out, in] and b [out].
     pub fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
+        self.linear_then(x, w, b, false)
+    }
+
+    /// relu(x · wᵀ + b) as one node: the activation is applied in place on the
+    /// product, and its backward masks the incoming gradient in place.
+    pub fn linear_relu(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
+        self.linear_then(x, w, b, true)
+    }
+
+    fn linear_then(&mut self, x: Var, w: Var, b: Option<Var>, relu: bool) -> Result<Var> {
         let (sx, sw) = (self.shape(x).to_vec(), self.shape(w).to_vec());
         if sw.len() != 2 || sx[sx.len() - 1] != sw[1] {
             return Err(Error::shape(
@@ -114,18 +133,47 @@ impl<'s, T: Float> Tape<'s, T> {
                 let mut y = zeros(dims.rows * d_out);
                 let bias = b.map(|b| self.data(b)).transpose()?;
                 cpu::matmul::linear_forward(&dims, self.data(x)?, self.data(w)?, bias, &mut y);
+                if relu {
+                    cpu::activation::relu_inplace(&mut y);
+                }
                 Tensor::from_vec(y, &shape)?
             }
             dev => {
                 let bias = b.map(|b| self.value(b));
-                on_gpu!(dev, be => gpu::linear(be, &dims, self.value(x), self.value(w), bias, &shape))?
+                let y = on_gpu!(dev, be => gpu::linear(be, &dims, self.value(x), self.value(w), bias, &shape))?;
+                gpu_relu_if(relu, y)?
             }
         };
-        Ok(self.push(value, Op::Linear { x, w, b, dims }))
+        Ok(self.push(
+            value,
+            Op::Linear {
+                x,
+                w,
+                b,
+                dims,
+                relu,
+            },
+        ))
     }
 
     /// x [B, Cin, L] ⊛ w [Cout, Cin, K] + b [Cout] -> [B, Cout, Lout], stride 1.
     pub fn conv1d(&mut self, x: Var, w: Var, b: Option<Var>, padding: Padding) -> Result<Var> {
+        self.conv1d_then(x, w, b, padding, false)
+    }
+
+    /// relu(conv1d(x, w) + b) as one node, like [`Tape::linear_relu`].
+    pub fn conv1d_relu(&mut self, x: Var, w: Var, b: Option<Var>, padding: Padding) -> Result<Var> {
+        self.conv1d_then(x, w, b, padding, true)
+    }
+
+    fn conv1d_then(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        padding: Padding,
+        relu: bool,
+    ) -> Result<Var> {
         let (sx, sw) = (self.shape(x).to_vec(), self.shape(w).to_vec());
         let bad = |why: &str| Error::shape("conv1d", &sx, &sw, why);
         if sx.len() != 3 || sw.len() != 3 {
@@ -163,14 +211,28 @@ impl<'s, T: Float> Tape<'s, T> {
                 let mut y = zeros(dims.y_len());
                 let bias = b.map(|b| self.data(b)).transpose()?;
                 cpu::conv1d::conv1d_forward(&dims, self.data(x)?, self.data(w)?, bias, &mut y);
+                if relu {
+                    cpu::activation::relu_inplace(&mut y);
+                }
                 Tensor::from_vec(y, &[dims.batch, dims.c_out, dims.out_len()])?
             }
             dev => {
                 let bias = b.map(|b| self.value(b));
-                on_gpu!(dev, be => gpu::conv1d(be, &dims, self.value(x), self.value(w), bias))?
+                let y =
+                    on_gpu!(dev, be => gpu::conv1d(be, &dims, self.value(x), self.value(w), bias))?;
+                gpu_relu_if(relu, y)?
             }
         };
-        Ok(self.push(value, Op::Conv1d { x, w, b, dims }))
+        Ok(self.push(
+            value,
+            Op::Conv1d {
+                x,
+                w,
+                b,
+                dims,
+                relu,
+            },
+        ))
     }
 
     /// Layer normalisation over the last dimension with affine w, b [D].
@@ -516,6 +578,10 @@ pub(super) fn backward_kernel<T: Float>(
     let val = |v: Var| &nodes[v.0].value;
     let data = |v: Var| nodes[v.0].value.as_slice();
     let like = |v: Var, data: Vec<T>| Tensor::from_vec(data, val(v).shape());
+    let mut g = g;
+    if let Op::Linear { relu: true, .. } | Op::Conv1d { relu: true, .. } = op {
+        cpu::activation::relu_backward_inplace(out.as_slice()?, g.as_mut_slice()?);
+    }
     let gs = g.as_slice()?;
     Ok(match op {
         Op::Matmul { a, b, dims } => {
@@ -523,7 +589,7 @@ pub(super) fn backward_kernel<T: Float>(
             cpu::matmul::matmul_backward(dims, data(*a)?, data(*b)?, gs, &mut da, &mut db);
             vec![(*a, like(*a, da)?), (*b, like(*b, db)?)]
         }
-        Op::Linear { x, w, b, dims } => {
+        Op::Linear { x, w, b, dims, .. } => {
             let (mut dx, mut dw) = (zeros(val(*x).numel()), zeros(val(*w).numel()));
             let mut db = b.map(|_| zeros(dims.d_out));
             cpu::matmul::linear_backward(
@@ -541,7 +607,7 @@ pub(super) fn backward_kernel<T: Float>(
             }
             grads
         }
-        Op::Conv1d { x, w, b, dims } => {
+        Op::Conv1d { x, w, b, dims, .. } => {
             let mut dx = nodes[x.0].needs_grad.then(|| zeros(dims.x_len()));
             let mut dw = zeros(dims.w_len());
             let mut db = b.map(|_| zeros(dims.c_out));

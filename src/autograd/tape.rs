@@ -53,17 +53,21 @@ pub(crate) enum Op<T: Float> {
         b: Var,
         dims: cpu::MatmulDims,
     },
+    /// `relu`: the node holds relu of the product (`Tape::linear_relu`).
     Linear {
         x: Var,
         w: Var,
         b: Option<Var>,
         dims: cpu::LinearDims,
+        relu: bool,
     },
+    /// `relu`: the node holds relu of the convolution (`Tape::conv1d_relu`).
     Conv1d {
         x: Var,
         w: Var,
         b: Option<Var>,
         dims: cpu::Conv1dDims,
+        relu: bool,
     },
     LayerNorm {
         x: Var,

@@ -1,6 +1,6 @@
 //! ReLU and GELU (tanh approximation, as GPT-2 / llm.c).
 
-use super::elementwise::{map, zip_map};
+use super::elementwise::{map, map_inplace, zip_map, zip_map_inplace};
 use super::fastmath::{as_f32, as_f32_mut, exp_f32};
 use crate::float::Float;
 
@@ -11,6 +11,17 @@ pub fn relu_forward<T: Float>(x: &[T], y: &mut [T]) {
 /// dx ← g where x > 0, else 0.
 pub fn relu_backward<T: Float>(x: &[T], g: &[T], dx: &mut [T]) {
     zip_map(x, g, dx, |v, g| if v > T::ZERO { g } else { T::ZERO });
+}
+
+/// y ← relu(y), for an op that applies relu to its own fresh output.
+pub fn relu_inplace<T: Float>(y: &mut [T]) {
+    map_inplace(y, |v| if v > T::ZERO { v } else { T::ZERO });
+}
+
+/// g ← g where y > 0, else 0: relu's backward from its output y = relu(x)
+/// (y > 0 exactly where x > 0).
+pub fn relu_backward_inplace<T: Float>(y: &[T], g: &mut [T]) {
+    zip_map_inplace(g, y, |g, v| if v > T::ZERO { g } else { T::ZERO });
 }
 
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;

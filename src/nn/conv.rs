@@ -44,4 +44,11 @@ impl Conv1d {
         let b = tape.param(self.bias);
         tape.conv1d(x, w, Some(b), self.padding)
     }
+
+    /// relu(forward(x)) as one tape node (see [`Tape::conv1d_relu`]).
+    pub fn forward_relu<T: Float>(&self, tape: &mut Tape<'_, T>, x: Var) -> Result<Var> {
+        let w = tape.param(self.weight);
+        let b = tape.param(self.bias);
+        tape.conv1d_relu(x, w, Some(b), self.padding)
+    }
 }

@@ -170,16 +170,14 @@ impl ConvFormerNet {
         // Convolutions run channels-first; attention runs time-major.
         let mut h = tape.permute(x, &[0, 2, 1])?;
         for conv in &self.convs {
-            h = conv.forward(tape, h)?;
-            h = tape.relu(h)?;
+            h = conv.forward_relu(tape, h)?;
         }
         let mut h = tape.permute(h, &[0, 2, 1])?;
         for block in &self.blocks {
             h = block.forward(tape, h, None)?;
         }
         let pooled = tape.mean_pool(h, 1)?;
-        let d = self.dense.forward(tape, pooled)?;
-        let d = tape.relu(d)?;
+        let d = self.dense.forward_relu(tape, pooled)?;
         let y = self.out.forward(tape, d)?;
         tape.reshape(y, &[batch])
     }

@@ -17,15 +17,6 @@ pub enum Activation {
     Gelu,
 }
 
-impl Activation {
-    pub fn apply<T: Float>(self, tape: &mut Tape<'_, T>, x: Var) -> Result<Var> {
-        match self {
-            Activation::Relu => tape.relu(x),
-            Activation::Gelu => tape.gelu(x),
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct EncoderOptions {
     pub d_model: usize,
@@ -112,8 +103,13 @@ impl TransformerEncoderBlock {
     }
 
     fn feed_forward<T: Float>(&self, tape: &mut Tape<'_, T>, x: Var) -> Result<Var> {
-        let h = self.ff1.forward(tape, x)?;
-        let h = self.activation.apply(tape, h)?;
+        let h = match self.activation {
+            Activation::Relu => self.ff1.forward_relu(tape, x)?,
+            Activation::Gelu => {
+                let h = self.ff1.forward(tape, x)?;
+                tape.gelu(h)?
+            }
+        };
         let f = self.ff2.forward(tape, h)?;
         tape.dropout(f, self.dropout)
     }

@@ -45,4 +45,11 @@ impl Linear {
         let b = self.bias.map(|b| tape.param(b));
         tape.linear(x, w, b)
     }
+
+    /// relu(forward(x)) as one tape node (see [`Tape::linear_relu`]).
+    pub fn forward_relu<T: Float>(&self, tape: &mut Tape<'_, T>, x: Var) -> Result<Var> {
+        let w = tape.param(self.weight);
+        let b = self.bias.map(|b| tape.param(b));
+        tape.linear_relu(x, w, b)
+    }
 }
