@@ -54,6 +54,9 @@ fn tolerance(k: usize) -> f64 {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// What the guard zone after C holds.
+const SENTINEL: f32 = -12345.5;
+
 fn check(
     m: usize,
     k: usize,
@@ -73,7 +76,10 @@ fn check(
     };
     let ((rsa, csa), (rsb, csb), (rsc, csc)) =
         (strides(m, k, a_t), strides(k, n, b_t), strides(m, n, c_t));
+    // A guard zone after C: a store past its last element shows there.
+    const GUARD: usize = 32;
     let mut c = c0.clone();
+    c.extend([SENTINEL; GUARD]);
     // SAFETY: the strides describe the three buffers, C is distinct.
     unsafe {
         sgemm(
@@ -93,6 +99,10 @@ fn check(
             csc,
         );
     }
+    prop_assert!(
+        c[m * n..].iter().all(|&v| v == SENTINEL),
+        "sgemm wrote past C (m {m} k {k} n {n})"
+    );
     for i in 0..m {
         for j in 0..n {
             let dot = naive_dot(&a, (rsa, csa), &b, (rsb, csb), k, i, j);

@@ -200,6 +200,7 @@ mod avx2 {
     }
 
     /// C[rows, cols] ← alpha·tile + beta·C; C is not read when beta = 0.
+    /// Rounding is the same on every path: alpha·t, then one FMA with beta·C.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn store(
@@ -213,18 +214,32 @@ mod avx2 {
         csc: isize,
     ) {
         let (va, vb) = (_mm256_set1_ps(alpha), _mm256_set1_ps(beta));
-        if csc == 1 && cols == NR {
+        if csc == 1 {
+            // Row-major C: each half of a row is one store, masked where the
+            // tile runs past column n (masked lanes are neither read nor written).
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             for (r, t) in tile.iter().enumerate().take(rows) {
                 let row = c.offset(r as isize * rsc);
-                for (h, &v) in t.iter().enumerate() {
+                for (h, &v) in t.iter().enumerate().take(cols.div_ceil(8)) {
                     let dst = row.add(8 * h);
                     let v = _mm256_mul_ps(va, v);
-                    let v = if beta == 0.0 {
-                        v
+                    let live = cols - 8 * h;
+                    if live >= 8 {
+                        let v = if beta == 0.0 {
+                            v
+                        } else {
+                            _mm256_fmadd_ps(vb, _mm256_loadu_ps(dst), v)
+                        };
+                        _mm256_storeu_ps(dst, v);
                     } else {
-                        _mm256_fmadd_ps(vb, _mm256_loadu_ps(dst), v)
-                    };
-                    _mm256_storeu_ps(dst, v);
+                        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(live as i32), lane);
+                        let v = if beta == 0.0 {
+                            v
+                        } else {
+                            _mm256_fmadd_ps(vb, _mm256_maskload_ps(dst, mask), v)
+                        };
+                        _mm256_maskstore_ps(dst, mask, v);
+                    }
                 }
             }
             return;
