@@ -1,6 +1,6 @@
 //! GEMM throughput, criterion's "elem/s" being FLOP/s (a product counts 2·m·k·n):
 //! - `sgemm_shapes`: the engine's f32 kernel (`cpu::sgemm`) beside matrixmultiply's
-//!   sgemm, one thread each, at the model's shapes (one shard of 1024 time steps:
+//!   sgemm, one thread each, at the model's shapes (1024 time steps, two shards:
 //!   feed-forward, projections, the weight gradient with A transposed) and 512³;
 //! - `gemm_1024`: `cpu::matmul` (the op: rayon-split blocks) at 1024³, f32 and f64.
 
