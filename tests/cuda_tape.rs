@@ -168,6 +168,13 @@ fn layer_norm_attention_pool_permute_match_cpu() {
         &[&[2, 3, 5, 8], &[2, 3, 7, 8], &[2, 3, 7, 6]],
         |t, v| t.attention(v[0], v[1], v[2], None),
     );
+    // On the device: split heads, attention, merge (the CPU reads them in place).
+    check(
+        "attention_tokens",
+        38,
+        &[&[2, 5, 3 * 8], &[2, 7, 3 * 8], &[2, 7, 3 * 6]],
+        |t, v| t.attention_tokens(v[0], v[1], v[2], 3, None),
+    );
     let mask: Vec<bool> = (0..2 * 7).map(|i| i % 3 != 1).collect();
     check(
         "attention masked",

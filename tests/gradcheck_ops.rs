@@ -236,6 +236,22 @@ proptest! {
     }
 
     #[test]
+    fn gradcheck_attention_tokens(
+        batch in 1usize..=2, heads in 1usize..=3, tq in size(), tk in size(),
+        d in 1usize..=5, dv in 1usize..=4, masked: bool, seed: u64,
+    ) {
+        // Token-major operands [B, T, H·D]: the heads are read in place.
+        let inputs = [
+            tensor(seed, &[batch, tq, heads * d]),
+            tensor(seed ^ 1, &[batch, tk, heads * d]),
+            tensor(seed ^ 2, &[batch, tk, heads * dv]),
+        ];
+        let mask: Vec<bool> = uniform(seed ^ 3, batch * tk, 0.0, 1.0).iter().map(|&u| u < 0.7).collect();
+        let mask = masked.then_some(mask.as_slice());
+        gradcheck(&inputs, None, |t, v| t.attention_tokens(v[0], v[1], v[2], heads, mask))?;
+    }
+
+    #[test]
     fn gradcheck_softmax(lead in lead_dims(), dim in size(), seed: u64) {
         let mut xs = lead.clone();
         xs.push(dim);

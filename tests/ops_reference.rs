@@ -379,6 +379,48 @@ proptest! {
     }
 
     #[test]
+    fn token_major_attention_is_head_major_on_permuted_operands(
+        batch in 1usize..=3, heads in 1usize..=4, tq in size(), tk in size(),
+        d in 1usize..=9, dv in 1usize..=9, seed: u64,
+    ) {
+        use cpu::attention::{attention_backward_in, attention_forward_in};
+        use cpu::HeadLayout::{HeadMajor, TokenMajor};
+        let a = AttentionDims { batch, heads, tq, tk, d, dv };
+        // [B, H, T, W] <-> [B, T, H, W]
+        let swap = |x: &[f64], t: usize, w: usize, to_tokens: bool| {
+            let (shape, perm) = if to_tokens { ([batch, heads, t, w], [0, 2, 1, 3]) } else { ([batch, t, heads, w], [0, 2, 1, 3]) };
+            let mut y = vec![0.0; x.len()];
+            cpu::elementwise::permute(&shape, &perm, x, &mut y);
+            y
+        };
+        let (q, k, v) = (uniform(seed, a.q_len()), uniform(seed ^ 1, a.k_len()), uniform(seed ^ 2, a.v_len()));
+        let g = uniform(seed ^ 4, a.out_len());
+        let mask: Vec<bool> = uniform(seed ^ 3, batch * tk).iter().map(|&u| u < 0.6).collect();
+        let run = |layout, q: &[f64], k: &[f64], v: &[f64], g: &[f64]| {
+            let (mut o, mut p) = (poison(a.out_len()), poison(a.probs_len()));
+            attention_forward_in(layout, &a, q, k, v, Some(&mask), &mut o, &mut p);
+            let (mut dq, mut dk, mut dvv) = (poison(q.len()), poison(k.len()), poison(v.len()));
+            attention_backward_in(layout, &a, q, k, v, &p, g, [&mut dq, &mut dk, &mut dvv]);
+            [o, dq, dk, dvv]
+        };
+        let heads_first = run(HeadMajor, &q, &k, &v, &g);
+        let tokens = run(
+            TokenMajor,
+            &swap(&q, tq, d, true),
+            &swap(&k, tk, d, true),
+            &swap(&v, tk, dv, true),
+            &swap(&g, tq, dv, true),
+        );
+        let widths = [(tq, dv), (tq, d), (tk, d), (tk, dv)];
+        for ((name, (t, w)), (want, got)) in ["out", "dq", "dk", "dv"].iter().zip(widths).zip(heads_first.iter().zip(&tokens)) {
+            let got = swap(got, t, w, false);
+            for (i, (x, y)) in want.iter().zip(&got).enumerate() {
+                prop_assert!((x - y).abs() <= 1e-12 * (1.0 + x.abs()), "{name}[{i}]: head-major {x}, token-major {y}");
+            }
+        }
+    }
+
+    #[test]
     fn softmax_relu_gelu_match_naive(rows in size(), dim in size(), seed: u64) {
         let x = uniform(seed, rows * dim);
         let n = x.len();

@@ -5,7 +5,7 @@ use super::gpu;
 use super::tape::{map, Node, Op, Tape, Var};
 use super::{LossKind, Padding};
 use crate::cpu::{self, dropout::DropoutDims, elementwise::PoolDims};
-use crate::cpu::{AttentionDims, Conv1dDims, LayerNormDims, LinearDims, MatmulDims};
+use crate::cpu::{AttentionDims, Conv1dDims, HeadLayout, LayerNormDims, LinearDims, MatmulDims};
 use crate::cuda::ops::Unary;
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -398,8 +398,97 @@ impl<'s, T: Float> Tape<'s, T> {
             };
             return Ok(self.push(value, op));
         }
+        let shape = [dims.batch, dims.heads, dims.tq, dims.dv];
+        self.attention_on_cpu(q, k, v, dims, HeadLayout::HeadMajor, key_mask, &shape)
+    }
+
+    /// Attention on token-major operands, as linear projections produce them:
+    /// q [B, Tq, H·D], k [B, Tk, H·D], v [B, Tk, H·Dv] -> [B, Tq, H·Dv], head h
+    /// being columns h·D..(h+1)·D. The same as splitting the heads out with
+    /// reshape and permute, [`Tape::attention`], and merging them back, which is
+    /// what runs on a GPU; the CPU reads the heads in place.
+    pub fn attention_tokens(
+        &mut self,
+        q: Var,
+        k: Var,
+        v: Var,
+        heads: usize,
+        key_mask: Option<&[bool]>,
+    ) -> Result<Var> {
+        for (var, what) in [(q, "q"), (k, "k"), (v, "v")] {
+            self.expect_rank("attention_tokens", var, 3, what)?;
+            let s = self.shape(var);
+            if heads == 0 || s[2] % heads != 0 {
+                return Err(Error::shape(
+                    "attention_tokens",
+                    s,
+                    &[heads],
+                    format!("{what}'s last axis must split into {heads} heads"),
+                ));
+            }
+        }
+        let split = |t: &mut Self, x: Var| -> Result<Var> {
+            let s = t.shape(x).to_vec();
+            let x = t.reshape(x, &[s[0], s[1], heads, s[2] / heads])?;
+            t.permute(x, &[0, 2, 1, 3])
+        };
+        let device = self.device_of("attention_tokens", &[q, k, v])?;
+        if device != Device::Cpu {
+            let (hq, hk, hv) = (split(self, q)?, split(self, k)?, split(self, v)?);
+            let o = self.attention(hq, hk, hv, key_mask)?;
+            let o = self.permute(o, &[0, 2, 1, 3])?;
+            let s = self.shape(o).to_vec();
+            return self.reshape(o, &[s[0], s[1], s[2] * s[3]]);
+        }
+        let (sq, sk, sv) = (
+            self.shape(q).to_vec(),
+            self.shape(k).to_vec(),
+            self.shape(v).to_vec(),
+        );
+        if sq[0] != sk[0] || sq[2] != sk[2] || sk[..2] != sv[..2] {
+            return Err(Error::shape(
+                "attention_tokens",
+                &sq,
+                &sk,
+                "q, k and v need the same B, k and v the same Tk, q and k the same H·D",
+            ));
+        }
+        let dims = AttentionDims {
+            batch: sq[0],
+            heads,
+            tq: sq[1],
+            tk: sk[1],
+            d: sq[2] / heads,
+            dv: sv[2] / heads,
+        };
+        if let Some(m) = key_mask {
+            if m.len() != dims.batch * dims.tk {
+                return Err(Error::shape(
+                    "attention_tokens",
+                    &sk,
+                    &[m.len()],
+                    "key_mask needs B·Tk entries",
+                ));
+            }
+        }
+        let shape = [dims.batch, dims.tq, heads * dims.dv];
+        self.attention_on_cpu(q, k, v, dims, HeadLayout::TokenMajor, key_mask, &shape)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention_on_cpu(
+        &mut self,
+        q: Var,
+        k: Var,
+        v: Var,
+        dims: AttentionDims,
+        layout: HeadLayout,
+        key_mask: Option<&[bool]>,
+        shape: &[usize],
+    ) -> Result<Var> {
         let (mut out, mut probs) = (zeros(dims.out_len()), zeros(dims.probs_len()));
-        cpu::attention::attention_forward(
+        cpu::attention::attention_forward_in(
+            layout,
             &dims,
             self.data(q)?,
             self.data(k)?,
@@ -408,7 +497,7 @@ impl<'s, T: Float> Tape<'s, T> {
             &mut out,
             &mut probs,
         );
-        let value = Tensor::from_vec(out, &[dims.batch, dims.heads, dims.tq, dims.dv])?;
+        let value = Tensor::from_vec(out, shape)?;
         Ok(self.push(
             value,
             Op::Attention {
@@ -416,6 +505,7 @@ impl<'s, T: Float> Tape<'s, T> {
                 k,
                 v,
                 dims,
+                layout,
                 probs,
             },
         ))
@@ -679,6 +769,7 @@ pub(super) fn backward_kernel<T: Float>(
             k,
             v,
             dims,
+            layout,
             probs,
         } => {
             let (mut dq, mut dk, mut dv) = (
@@ -686,16 +777,15 @@ pub(super) fn backward_kernel<T: Float>(
                 zeros(dims.k_len()),
                 zeros(dims.v_len()),
             );
-            cpu::attention::attention_backward(
+            cpu::attention::attention_backward_in(
+                *layout,
                 dims,
                 data(*q)?,
                 data(*k)?,
                 data(*v)?,
                 probs,
                 gs,
-                &mut dq,
-                &mut dk,
-                &mut dv,
+                [&mut dq, &mut dk, &mut dv],
             );
             vec![
                 (*q, like(*q, dq)?),

@@ -86,6 +86,7 @@ pub(crate) enum Op<T: Float> {
         k: Var,
         v: Var,
         dims: cpu::AttentionDims,
+        layout: cpu::HeadLayout,
         probs: Vec<T>,
     },
     /// Layer norm on a GPU: the saved statistics stay in device memory.

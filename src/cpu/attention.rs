@@ -1,20 +1,25 @@
 //! Scaled dot-product attention fused per (batch, head):
 //! O = softmax(Q·Kᵀ/√d + mask)·V.
 //!
+//! q, k, v and out are laid out head-major ([batch, heads, t, d]) or
+//! token-major ([batch, t, heads, d], as the projections produce them, so the
+//! model needs no permutes around attention); the products read each head's
+//! rows in place through strides.
+//!
 //! The forward saves the probabilities P [batch, heads, tq, tk]; the backward
 //! uses them instead of recomputing Q·Kᵀ (at the model's sizes P is small:
 //! 256·6·64·64 floats = 25 MB at sequence 64). Masked keys get probability 0;
 //! a query whose keys are all masked gets an all-zero row (output 0, no NaN).
 
 use super::fastmath::with_avx2;
-use super::gemm;
 use super::softmax::{softmax_row_backward, softmax_row_inplace};
+use super::{gemm_views, MatView};
 use crate::float::Float;
 use rayon::prelude::*;
 
 /// q [batch, heads, tq, d], k [batch, heads, tk, d], v [batch, heads, tk, dv],
-/// out [batch, heads, tq, dv], probs [batch, heads, tq, tk];
-/// key_mask [batch, tk] (true = attend).
+/// out [batch, heads, tq, dv] (or token-major, see [`HeadLayout`]),
+/// probs [batch, heads, tq, tk]; key_mask [batch, tk] (true = attend).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttentionDims {
     pub batch: usize,
@@ -46,8 +51,51 @@ impl AttentionDims {
     }
 }
 
-/// out and probs (both overwritten).
+/// Where a head's rows lie within one batch entry of q, k, v or out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadLayout {
+    /// [batch, heads, t, width]: each head's rows are one block.
+    HeadMajor,
+    /// [batch, t, heads, width]: a head's rows are `width` values every heads·width.
+    TokenMajor,
+}
+
+impl HeadLayout {
+    /// Head h's t×width matrix inside a batch entry of heads·t·width values.
+    fn head(self, h: usize, heads: usize, t: usize, width: usize) -> MatView {
+        match self {
+            HeadLayout::HeadMajor => MatView {
+                offset: h * t * width,
+                ..MatView::dense(t, width)
+            },
+            HeadLayout::TokenMajor => MatView {
+                offset: h * width,
+                rows: t,
+                cols: width,
+                rs: heads * width,
+                cs: 1,
+            },
+        }
+    }
+}
+
+/// out and probs (both overwritten), head-major.
 pub fn attention_forward<T: Float>(
+    a: &AttentionDims,
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    key_mask: Option<&[bool]>,
+    out: &mut [T],
+    probs: &mut [T],
+) {
+    attention_forward_in(HeadLayout::HeadMajor, a, q, k, v, key_mask, out, probs);
+}
+
+/// out and probs (both overwritten), in either layout.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward_in<T: Float>(
+    layout: HeadLayout,
     a: &AttentionDims,
     q: &[T],
     k: &[T],
@@ -77,31 +125,48 @@ pub fn attention_forward<T: Float>(
     }
     let scale = a.scale::<T>();
     let neg_inf = T::from_f64(f64::NEG_INFINITY);
-    out.par_chunks_mut(tq * dv)
-        .zip(probs.par_chunks_mut(tq * tk))
+    out.par_chunks_mut(heads * tq * dv)
+        .zip(probs.par_chunks_mut(heads * tq * tk))
         .enumerate()
-        .for_each(|(bh, (o, p))| {
-            let (qi, ki) = (&q[bh * tq * d..][..tq * d], &k[bh * tk * d..][..tk * d]);
-            let vi = &v[bh * tk * dv..][..tk * dv];
-            gemm(tq, d, tk, qi, false, ki, true, p, false, T::ZERO);
-            let mask = key_mask.map(|m| &m[(bh / heads) * tk..][..tk]);
-            with_avx2(|| {
-                for row in p.chunks_exact_mut(tk) {
-                    match mask {
-                        Some(mask) => row.iter_mut().zip(mask).for_each(|(s, &keep)| {
-                            *s = if keep { *s * scale } else { neg_inf };
-                        }),
-                        None => row.iter_mut().for_each(|s| *s *= scale),
+        .for_each(|(b, (ob, pb))| {
+            let (qb, kb) = (
+                &q[b * heads * tq * d..][..heads * tq * d],
+                &k[b * heads * tk * d..][..heads * tk * d],
+            );
+            let vb = &v[b * heads * tk * dv..][..heads * tk * dv];
+            let mask = key_mask.map(|m| &m[b * tk..][..tk]);
+            for (h, p) in pb.chunks_exact_mut(tq * tk).enumerate() {
+                let pv = MatView::dense(tq, tk);
+                gemm_views(
+                    (qb, layout.head(h, heads, tq, d)),
+                    (kb, layout.head(h, heads, tk, d).t()),
+                    (&mut *p, pv),
+                    T::ZERO,
+                );
+                with_avx2(|| {
+                    for row in p.chunks_exact_mut(tk) {
+                        match mask {
+                            Some(mask) => row.iter_mut().zip(mask).for_each(|(s, &keep)| {
+                                *s = if keep { *s * scale } else { neg_inf };
+                            }),
+                            None => row.iter_mut().for_each(|s| *s *= scale),
+                        }
+                        softmax_row_inplace(row);
                     }
-                    softmax_row_inplace(row);
-                }
-            });
-            gemm(tq, tk, dv, p, false, vi, false, o, false, T::ZERO);
+                });
+                gemm_views(
+                    (&*p, pv),
+                    (vb, layout.head(h, heads, tk, dv)),
+                    (&mut *ob, layout.head(h, heads, tq, dv)),
+                    T::ZERO,
+                );
+            }
         });
 }
 
-/// dq, dk, dv (overwritten) from the saved probabilities and the output gradient:
-/// dV = Pᵀ·dO, dP = dO·Vᵀ, dS = softmax backward of dP, dQ = dS·K/√d, dK = dSᵀ·Q/√d.
+/// dq, dk, dv (overwritten) from the saved probabilities and the output
+/// gradient, head-major: dV = Pᵀ·dO, dP = dO·Vᵀ, dS = softmax backward of dP,
+/// dQ = dS·K/√d, dK = dSᵀ·Q/√d.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward<T: Float>(
     a: &AttentionDims,
@@ -114,7 +179,38 @@ pub fn attention_backward<T: Float>(
     dk: &mut [T],
     dv_out: &mut [T],
 ) {
-    let AttentionDims { tq, tk, d, dv, .. } = *a;
+    attention_backward_in(
+        HeadLayout::HeadMajor,
+        a,
+        q,
+        k,
+        v,
+        probs,
+        g,
+        [dq, dk, dv_out],
+    );
+}
+
+/// [dq, dk, dv] (overwritten), in either layout (see [`attention_backward`]).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward_in<T: Float>(
+    layout: HeadLayout,
+    a: &AttentionDims,
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    probs: &[T],
+    g: &[T],
+    [dq, dk, dv_out]: [&mut [T]; 3],
+) {
+    let AttentionDims {
+        heads,
+        tq,
+        tk,
+        d,
+        dv,
+        ..
+    } = *a;
     assert_eq!(
         (q.len(), k.len(), v.len()),
         (a.q_len(), a.k_len(), a.v_len())
@@ -131,33 +227,41 @@ pub fn attention_backward<T: Float>(
         return;
     }
     let scale = a.scale::<T>();
-    dq.par_chunks_mut((tq * d).max(1))
-        .zip(dk.par_chunks_mut((tk * d).max(1)))
-        .zip(dv_out.par_chunks_mut((tk * dv).max(1)))
+    dq.par_chunks_mut((heads * tq * d).max(1))
+        .zip(dk.par_chunks_mut((heads * tk * d).max(1)))
+        .zip(dv_out.par_chunks_mut((heads * tk * dv).max(1)))
         .enumerate()
         .for_each_init(
             || (Vec::new(), Vec::new()),
-            |(dp, ds), (bh, ((dqi, dki), dvi))| {
-                let (qi, ki) = (&q[bh * tq * d..][..tq * d], &k[bh * tk * d..][..tk * d]);
-                let vi = &v[bh * tk * dv..][..tk * dv];
-                let (pi, gi) = (
-                    &probs[bh * tq * tk..][..tq * tk],
-                    &g[bh * tq * dv..][..tq * dv],
+            |(dp, ds), (b, ((dqb, dkb), dvb))| {
+                let (qb, kb) = (
+                    &q[b * heads * tq * d..][..heads * tq * d],
+                    &k[b * heads * tk * d..][..heads * tk * d],
+                );
+                let vb = &v[b * heads * tk * dv..][..heads * tk * dv];
+                let (pb, gb) = (
+                    &probs[b * heads * tq * tk..][..heads * tq * tk],
+                    &g[b * heads * tq * dv..][..heads * tq * dv],
                 );
                 dp.resize(tq * tk, T::ZERO);
                 ds.resize(tq * tk, T::ZERO);
-                gemm(tk, tq, dv, pi, true, gi, false, dvi, false, T::ZERO);
-                gemm(tq, dv, tk, gi, false, vi, true, dp, false, T::ZERO);
-                for ((p_row, dp_row), ds_row) in pi
-                    .chunks_exact(tk)
-                    .zip(dp.chunks_exact(tk))
-                    .zip(ds.chunks_exact_mut(tk))
-                {
-                    softmax_row_backward(p_row, dp_row, ds_row);
-                    ds_row.iter_mut().for_each(|s| *s *= scale);
+                let pv = MatView::dense(tq, tk);
+                for (h, p) in pb.chunks_exact(tq * tk).enumerate() {
+                    let (qv, kv) = (layout.head(h, heads, tq, d), layout.head(h, heads, tk, d));
+                    let (vv, gv) = (layout.head(h, heads, tk, dv), layout.head(h, heads, tq, dv));
+                    gemm_views((p, pv.t()), (gb, gv), (&mut *dvb, vv), T::ZERO);
+                    gemm_views((gb, gv), (vb, vv.t()), (&mut dp[..], pv), T::ZERO);
+                    for ((p_row, dp_row), ds_row) in p
+                        .chunks_exact(tk)
+                        .zip(dp.chunks_exact(tk))
+                        .zip(ds.chunks_exact_mut(tk))
+                    {
+                        softmax_row_backward(p_row, dp_row, ds_row);
+                        ds_row.iter_mut().for_each(|s| *s *= scale);
+                    }
+                    gemm_views((&ds[..], pv), (kb, kv), (&mut *dqb, qv), T::ZERO);
+                    gemm_views((&ds[..], pv.t()), (qb, qv), (&mut *dkb, kv), T::ZERO);
                 }
-                gemm(tq, tk, d, ds, false, ki, false, dqi, false, T::ZERO);
-                gemm(tk, tq, d, ds, true, qi, false, dki, false, T::ZERO);
             },
         );
 }

@@ -26,7 +26,7 @@ pub mod matmul;
 pub mod sgemm;
 pub mod softmax;
 
-pub use attention::AttentionDims;
+pub use attention::{AttentionDims, HeadLayout};
 pub use conv1d::Conv1dDims;
 pub use layernorm::LayerNormDims;
 pub use matmul::{LinearDims, MatmulDims};
@@ -127,6 +127,81 @@ pub(crate) fn gemm<T: Float>(
         // SAFETY: as above; the blocks write disjoint rows of C.
         unsafe { gemm_block(rows, 0..n, k, a, b, c, beta) };
     });
+}
+
+/// A rows×cols matrix inside a slice: element (r, c) at offset + r·rs + c·cs.
+/// Lets a product read or write one head's rows among several heads' without
+/// copying them out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MatView {
+    pub offset: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl MatView {
+    /// A row-major rows×cols matrix filling a slice from its start.
+    pub fn dense(rows: usize, cols: usize) -> Self {
+        MatView {
+            offset: 0,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The same storage read as the transpose.
+    pub fn t(self) -> Self {
+        MatView {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    /// One past the last element's index (the view's offset when it is empty).
+    fn end(&self) -> usize {
+        if self.rows == 0 || self.cols == 0 {
+            return self.offset;
+        }
+        self.offset + (self.rows - 1) * self.rs + (self.cols - 1) * self.cs + 1
+    }
+
+    fn strided<T>(&self, data: *const T) -> Strided<T> {
+        Strided {
+            ptr: data.wrapping_add(self.offset),
+            rs: self.rs as isize,
+            cs: self.cs as isize,
+        }
+    }
+}
+
+/// C ← A·B + beta·C on views (one thread: for the many small products of
+/// attention heads). Panics if the shapes disagree or a view leaves its slice.
+pub(crate) fn gemm_views<T: Float>(
+    (a, av): (&[T], MatView),
+    (b, bv): (&[T], MatView),
+    (c, cv): (&mut [T], MatView),
+    beta: T,
+) {
+    assert!(
+        av.rows == cv.rows && av.cols == bv.rows && bv.cols == cv.cols,
+        "gemm_views: {av:?} · {bv:?} -> {cv:?}"
+    );
+    assert!(av.end() <= a.len() && bv.end() <= b.len() && cv.end() <= c.len());
+    if cv.rows == 0 || cv.cols == 0 {
+        return;
+    }
+    let (sa, sb) = (av.strided(a.as_ptr()), bv.strided(b.as_ptr()));
+    let sc = cv.strided(c.as_mut_ptr().cast_const());
+    // SAFETY: the views were checked to lie inside their slices; C is a distinct
+    // mutable slice.
+    unsafe { gemm_block(0..cv.rows, 0..cv.cols, av.cols, sa, sb, sc, beta) };
 }
 
 /// A row-major matrix seen through (row, column) strides; `Send` so that

@@ -74,26 +74,12 @@ impl MultiHeadAttention {
                 "input must be [batch, time, d_model]",
             ));
         };
-        let q = self.split_heads(tape, &self.q_proj, x, b, t)?;
-        let k = self.split_heads(tape, &self.k_proj, x, b, t)?;
-        let v = self.split_heads(tape, &self.v_proj, x, b, t)?;
-        let heads = tape.attention(q, k, v, key_mask)?;
-        let merged = tape.permute(heads, &[0, 2, 1, 3])?;
-        let merged = tape.reshape(merged, &[b, t, self.num_heads * self.key_dim])?;
+        let q = self.q_proj.forward(tape, x)?;
+        let k = self.k_proj.forward(tape, x)?;
+        let v = self.v_proj.forward(tape, x)?;
+        // Heads are column blocks of the projections; no permutes on the CPU.
+        let merged = tape.attention_tokens(q, k, v, self.num_heads, key_mask)?;
+        debug_assert_eq!(tape.shape(merged), [b, t, self.num_heads * self.key_dim]);
         self.out_proj.forward(tape, merged)
-    }
-
-    /// Projects and lays out as [B, heads, T, key_dim].
-    fn split_heads<T: Float>(
-        &self,
-        tape: &mut Tape<'_, T>,
-        proj: &Linear,
-        x: Var,
-        b: usize,
-        t: usize,
-    ) -> Result<Var> {
-        let y = proj.forward(tape, x)?;
-        let y = tape.reshape(y, &[b, t, self.num_heads, self.key_dim])?;
-        tape.permute(y, &[0, 2, 1, 3])
     }
 }
