@@ -10,10 +10,11 @@
 use std::path::Path;
 use std::time::Instant;
 
+use convformer::autograd::LossKind;
 use convformer::data::{self, Format, LoadOptions, PreprocessOptions, Splits};
 use convformer::nn::{ModelConfig, SeedRng};
 use convformer::train::run::{evaluate, prepare};
-use convformer::train::{fit, FitOptions, PreparedData, Progress, TrainConfig};
+use convformer::train::{fit, FitOptions, LossSpec, PreparedData, Progress, TrainConfig};
 
 fn shared(rel: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -113,6 +114,9 @@ fn kaggle(epochs: usize) -> convformer::Result<()> {
             epochs,
             batch_size: 16,
             patience: 15,
+            // Huber: MSE gave R² 0.990 with MAE 1.6% above naive, MAE loss
+            // MAE 10% below naive with R² 0.989 (both with this fold shuffle).
+            loss: LossSpec(LossKind::Huber(0.5)),
             ..TrainConfig::default()
         };
         let out = fit(

@@ -53,10 +53,10 @@ fn tolerance(k: usize) -> f64 {
     1e-6 * (k as f64 + 2.0)
 }
 
-#[allow(clippy::too_many_arguments)]
 /// What the guard zone after C holds.
 const SENTINEL: f32 = -12345.5;
 
+#[allow(clippy::too_many_arguments)]
 fn check(
     m: usize,
     k: usize,
