@@ -480,7 +480,9 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
     };
     b.row(
         tag("dropout 243"),
-        Some(&mut || cpu::dropout::dropout_apply(&dd, &px, &mut py)),
+        Some(&mut || {
+            cpu::dropout::dropout_forward(&dd, &px, &mut py);
+        }),
         Some(&mut |be: &CudaBackend| ops::dropout(be, n, 0.1, 42, 3, p(0), p(2)).unwrap()),
     );
     let sm_rows = batch * heads * seq;

@@ -17,6 +17,24 @@ fn zeros<T: Float>(n: usize) -> Vec<T> {
     vec![T::ZERO; n]
 }
 
+/// A key mask must hold one entry per (batch entry, key).
+fn check_key_mask(
+    op: &'static str,
+    dims: &AttentionDims,
+    key_mask: Option<&[bool]>,
+    k_shape: &[usize],
+) -> Result<()> {
+    match key_mask {
+        Some(m) if m.len() != dims.batch * dims.tk => Err(Error::shape(
+            op,
+            k_shape,
+            &[m.len()],
+            "key_mask needs B·Tk entries",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// relu of a fused op's GPU output (a second kernel; the CPU applies it in place).
 fn gpu_relu_if<T: Float>(relu: bool, y: Tensor<T>) -> Result<Tensor<T>> {
     if !relu {
@@ -371,16 +389,7 @@ impl<'s, T: Float> Tape<'s, T> {
             d: sq[3],
             dv: sv[3],
         };
-        if let Some(m) = key_mask {
-            if m.len() != dims.batch * dims.tk {
-                return Err(Error::shape(
-                    "attention",
-                    &sk,
-                    &[m.len()],
-                    "key_mask needs B·Tk entries",
-                ));
-            }
-        }
+        check_key_mask("attention", &dims, key_mask, &sk)?;
         if let dev @ (Device::Cuda(_) | Device::CudaEmu) =
             self.device_of("attention", &[q, k, v])?
         {
@@ -461,16 +470,7 @@ impl<'s, T: Float> Tape<'s, T> {
             d: sq[2] / heads,
             dv: sv[2] / heads,
         };
-        if let Some(m) = key_mask {
-            if m.len() != dims.batch * dims.tk {
-                return Err(Error::shape(
-                    "attention_tokens",
-                    &sk,
-                    &[m.len()],
-                    "key_mask needs B·Tk entries",
-                ));
-            }
-        }
+        check_key_mask("attention_tokens", &dims, key_mask, &sk)?;
         let shape = [dims.batch, dims.tq, heads * dims.dv];
         self.attention_on_cpu(q, k, v, dims, HeadLayout::TokenMajor, key_mask, &shape)
     }

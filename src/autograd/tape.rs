@@ -126,10 +126,11 @@ pub(crate) enum Op<T: Float> {
 }
 
 impl<T: Float> Op<T> {
-    /// The values this op was computed from.
-    fn parents(&self) -> Vec<Var> {
+    /// The values this op was computed from (at most three; no allocation,
+    /// as every op on the tape asks).
+    fn parents(&self) -> [Option<Var>; 3] {
         match self {
-            Op::Leaf | Op::Param(_) => vec![],
+            Op::Leaf | Op::Param(_) => [None; 3],
             Op::Scale(a, _)
             | Op::Reshape(a)
             | Op::Softmax(a)
@@ -137,16 +138,18 @@ impl<T: Float> Op<T> {
             | Op::Gelu(a)
             | Op::Dropout { x: a, .. }
             | Op::MeanPool(a, _)
-            | Op::Permute(a, _) => vec![*a],
+            | Op::Permute(a, _) => [Some(*a), None, None],
             Op::Add(a, b) | Op::Mul(a, b) | Op::AddBias(a, b) | Op::Matmul { a, b, .. } => {
-                vec![*a, *b]
+                [Some(*a), Some(*b), None]
             }
-            Op::Loss { pred, target, .. } => vec![*pred, *target],
-            Op::Linear { x, w, b, .. } | Op::Conv1d { x, w, b, .. } => {
-                [*x, *w].into_iter().chain(*b).collect()
+            Op::Loss { pred, target, .. } => [Some(*pred), Some(*target), None],
+            Op::Linear { x, w, b, .. } | Op::Conv1d { x, w, b, .. } => [Some(*x), Some(*w), *b],
+            Op::LayerNorm { x, w, b, .. } | Op::LayerNormGpu { x, w, b, .. } => {
+                [Some(*x), Some(*w), Some(*b)]
             }
-            Op::LayerNorm { x, w, b, .. } | Op::LayerNormGpu { x, w, b, .. } => vec![*x, *w, *b],
-            Op::Attention { q, k, v, .. } | Op::AttentionGpu { q, k, v, .. } => vec![*q, *k, *v],
+            Op::Attention { q, k, v, .. } | Op::AttentionGpu { q, k, v, .. } => {
+                [Some(*q), Some(*k), Some(*v)]
+            }
         }
     }
 }
@@ -241,7 +244,11 @@ impl<'s, T: Float> Tape<'s, T> {
         let op = if self.grad_enabled { op } else { Op::Leaf };
         let needs_grad = match op {
             Op::Leaf | Op::Param(_) => true,
-            _ => op.parents().iter().any(|p| self.nodes[p.0].needs_grad),
+            _ => op
+                .parents()
+                .iter()
+                .flatten()
+                .any(|p| self.nodes[p.0].needs_grad),
         };
         self.nodes.push(Node {
             value,

@@ -46,6 +46,13 @@ impl AttentionDims {
     pub fn probs_len(&self) -> usize {
         self.batch * self.heads * self.tq * self.tk
     }
+    /// Panics unless q, k and v have these dims' lengths.
+    fn check_operands<T>(&self, q: &[T], k: &[T], v: &[T]) {
+        assert_eq!(
+            (q.len(), k.len(), v.len()),
+            (self.q_len(), self.k_len(), self.v_len())
+        );
+    }
     fn scale<T: Float>(&self) -> T {
         T::ONE / T::from_usize(self.d).sqrt()
     }
@@ -112,10 +119,7 @@ pub fn attention_forward_in<T: Float>(
         dv,
         ..
     } = *a;
-    assert_eq!(
-        (q.len(), k.len(), v.len()),
-        (a.q_len(), a.k_len(), a.v_len())
-    );
+    a.check_operands(q, k, v);
     assert_eq!((out.len(), probs.len()), (a.out_len(), a.probs_len()));
     if let Some(m) = key_mask {
         assert_eq!(m.len(), a.batch * tk);
@@ -211,15 +215,9 @@ pub fn attention_backward_in<T: Float>(
         dv,
         ..
     } = *a;
-    assert_eq!(
-        (q.len(), k.len(), v.len()),
-        (a.q_len(), a.k_len(), a.v_len())
-    );
+    a.check_operands(q, k, v);
     assert_eq!((probs.len(), g.len()), (a.probs_len(), a.out_len()));
-    assert_eq!(
-        (dq.len(), dk.len(), dv_out.len()),
-        (a.q_len(), a.k_len(), a.v_len())
-    );
+    a.check_operands(dq, dk, dv_out);
     if probs.is_empty() {
         dq.fill(T::ZERO);
         dk.fill(T::ZERO);

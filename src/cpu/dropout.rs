@@ -24,11 +24,6 @@ const ELEMS_PER_TASK: usize = 1 << 14;
 /// Philox blocks drawn together (vectorised), i.e. 4·LANES elements.
 const LANES: usize = 16;
 
-/// out[i] = x[i] · keep(offset + i) / (1 − p).
-pub fn dropout_apply<T: Float>(d: &DropoutDims, x: &[T], out: &mut [T]) {
-    dropout_forward(d, x, out);
-}
-
 /// keep[i] = whether element offset + i survives; true and false as 1 and 0.
 pub fn dropout_mask(d: &DropoutDims, keep: &mut [u8]) {
     assert!((0.0..1.0).contains(&d.p), "dropout p must be in [0, 1)");

@@ -41,6 +41,13 @@ pub fn exp_f32(x: f32) -> f32 {
     }
 }
 
+/// Whether the CPU has AVX2 and FMA (std caches the detection).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 /// Runs `f` in a function compiled for AVX2 + FMA when the CPU has them (the
 /// default x86-64 target is SSE2 only); `f`, inlined there, vectorises 8 wide.
 /// Results are identical either way: Rust never contracts a·b + c into an FMA
@@ -48,7 +55,7 @@ pub fn exp_f32(x: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if has_avx2_fma() {
         #[target_feature(enable = "avx2,fma")]
         unsafe fn run<R>(f: impl FnOnce() -> R) -> R {
             f()
@@ -72,9 +79,7 @@ macro_rules! avx2_kernel {
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn with_avx2_fma<T: Float>($($arg: $ty),*) $body
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
+                if $crate::cpu::fastmath::has_avx2_fma() {
                     // SAFETY: the CPU has AVX2 and FMA (checked just above).
                     return unsafe { with_avx2_fma::<T>($($arg),*) };
                 }

@@ -56,7 +56,7 @@ pub unsafe fn sgemm(
     csc: isize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && k > 0 {
+    if super::fastmath::has_avx2_fma() && k > 0 {
         let mats = Mats {
             a,
             rsa,

@@ -418,7 +418,7 @@ pub fn dropout_masks_are_bit_identical_to_cpu<B: Backend>(be: &B) {
     ] {
         let x: Vec<f32> = rng.vec(n);
         let mut want = vec![f32::NAN; n];
-        cpu::dropout::dropout_apply(
+        cpu::dropout::dropout_forward(
             &cpu::dropout::DropoutDims {
                 p,
                 seed,
