@@ -138,7 +138,7 @@ pub fn predict(
             let b = chunk.len() / sample;
             let mut tape = Tape::new(store).inference();
             let x = Tensor::from_vec(chunk.to_vec(), &[b, l, c])?.to_device(&store.device())?;
-            let x = tape.input(x);
+            let x = tape.constant(x);
             let y = model.forward(&mut tape, x)?;
             out.extend(tape.value(y).to_vec()?);
         }
