@@ -448,6 +448,35 @@ proptest! {
     }
 
     #[test]
+    fn inplace_relu_kernels_equal_the_out_of_place_ones(n in size(), seed: u64) {
+        // The f32 path is hand-written AVX2 with a scalar tail: ragged n, and a
+        // NaN and signed zeros among the values (relu(NaN) = 0, relu(-0) = +0).
+        let mut x = uniform(seed, n);
+        x[0] = f64::NAN;
+        if n > 2 {
+            (x[1], x[n - 1]) = (-0.0, 0.0);
+        }
+        let g = uniform(seed ^ 1, n);
+        fn check<T: Float>(x: &[T], g: &[T]) -> Result<(), TestCaseError> {
+            let n = x.len();
+            let bits = |v: &[T]| v.iter().map(|v| v.to_f64().to_bits()).collect::<Vec<_>>();
+            let mut want = poison::<T>(n);
+            cpu::activation::relu_forward(x, &mut want);
+            let mut y = x.to_vec();
+            cpu::activation::relu_inplace(&mut y);
+            prop_assert_eq!(bits(&y), bits(&want), "relu_inplace [{}]", T::NAME);
+            let mut want_dx = poison::<T>(n);
+            cpu::activation::relu_backward(x, g, &mut want_dx);
+            let mut dx = g.to_vec();
+            cpu::activation::relu_backward_inplace(&y, &mut dx);
+            prop_assert_eq!(bits(&dx), bits(&want_dx), "relu_backward_inplace [{}]", T::NAME);
+            Ok(())
+        }
+        check(&x, &g)?;
+        check(&to_f32(&x), &to_f32(&g))?;
+    }
+
+    #[test]
     fn dropout_matches_philox_rule(n in 1usize..=40_000, p in 0.0f64..0.95, seed: u64, call in 0u64..1000, offset in 0u64..100) {
         // Offset: a shard's mask is its rows' mask of the whole batch, even
         // when its first element is not on a Philox block boundary.

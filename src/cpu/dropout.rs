@@ -3,6 +3,7 @@
 //! backward, which would otherwise redraw it: Philox costs about as much as the
 //! rest of the op.
 
+use super::fastmath::avx2_kernel;
 use crate::float::Float;
 use crate::rng::{dropout_block, dropout_blocks, dropout_threshold};
 use rayon::prelude::*;
@@ -87,9 +88,14 @@ fn apply_mask<T: Float>(p: f64, keep: &[u8], x: &[T], out: &mut [T]) {
             x.par_chunks(ELEMS_PER_TASK)
                 .zip(keep.par_chunks(ELEMS_PER_TASK)),
         )
-        .for_each(|(oc, (xc, kc))| {
-            for ((o, &v), &k) in oc.iter_mut().zip(xc).zip(kc) {
-                *o = if k != 0 { v * scale } else { T::ZERO };
-            }
-        });
+        .for_each(|(oc, (xc, kc))| scale_kept(scale, kc, xc, oc));
+}
+
+avx2_kernel! {
+/// out = x · scale where keep, else 0.
+fn scale_kept<T: Float>(scale: T, keep: &[u8], x: &[T], out: &mut [T]) {
+    for ((o, &v), &k) in out.iter_mut().zip(x).zip(keep) {
+        *o = if k != 0 { v * scale } else { T::ZERO };
+    }
+}
 }

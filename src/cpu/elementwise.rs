@@ -36,31 +36,6 @@ pub fn map<T: Float>(a: &[T], out: &mut [T], f: impl Fn(T) -> T + Sync) {
         });
 }
 
-/// a ← f(a) elementwise, in parallel.
-pub fn map_inplace<T: Float>(a: &mut [T], f: impl Fn(T) -> T + Sync) {
-    a.par_chunks_mut(ELEMS_PER_TASK).for_each(|a| {
-        with_avx2(|| {
-            for x in a.iter_mut() {
-                *x = f(*x);
-            }
-        })
-    });
-}
-
-/// a ← f(a, b) elementwise, in parallel.
-pub fn zip_map_inplace<T: Float>(a: &mut [T], b: &[T], f: impl Fn(T, T) -> T + Sync) {
-    assert_eq!(a.len(), b.len());
-    a.par_chunks_mut(ELEMS_PER_TASK)
-        .zip(b.par_chunks(ELEMS_PER_TASK))
-        .for_each(|(a, b)| {
-            with_avx2(|| {
-                for (x, &y) in a.iter_mut().zip(b) {
-                    *x = f(*x, y);
-                }
-            })
-        });
-}
-
 /// acc += x elementwise, in parallel.
 pub fn add_assign<T: Float>(acc: &mut [T], x: &[T]) {
     assert_eq!(acc.len(), x.len());
