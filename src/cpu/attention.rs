@@ -11,8 +11,7 @@
 //! 256·6·64·64 floats = 25 MB at sequence 64). Masked keys get probability 0;
 //! a query whose keys are all masked gets an all-zero row (output 0, no NaN).
 
-use super::fastmath::with_avx2;
-use super::softmax::{softmax_row_backward, softmax_row_inplace};
+use super::softmax::{softmax_backward_rows, softmax_rows};
 use super::{gemm_views, MatView};
 use crate::float::Float;
 use rayon::prelude::*;
@@ -128,7 +127,6 @@ pub fn attention_forward_in<T: Float>(
         return;
     }
     let scale = a.scale::<T>();
-    let neg_inf = T::from_f64(f64::NEG_INFINITY);
     out.par_chunks_mut(heads * tq * dv)
         .zip(probs.par_chunks_mut(heads * tq * tk))
         .enumerate()
@@ -147,17 +145,7 @@ pub fn attention_forward_in<T: Float>(
                     (&mut *p, pv),
                     T::ZERO,
                 );
-                with_avx2(|| {
-                    for row in p.chunks_exact_mut(tk) {
-                        match mask {
-                            Some(mask) => row.iter_mut().zip(mask).for_each(|(s, &keep)| {
-                                *s = if keep { *s * scale } else { neg_inf };
-                            }),
-                            None => row.iter_mut().for_each(|s| *s *= scale),
-                        }
-                        softmax_row_inplace(row);
-                    }
-                });
+                softmax_rows(tk, p, scale, mask);
                 gemm_views(
                     (&*p, pv),
                     (vb, layout.head(h, heads, tk, dv)),
@@ -249,14 +237,7 @@ pub fn attention_backward_in<T: Float>(
                     let (vv, gv) = (layout.head(h, heads, tk, dv), layout.head(h, heads, tq, dv));
                     gemm_views((p, pv.t()), (gb, gv), (&mut *dvb, vv), T::ZERO);
                     gemm_views((gb, gv), (vb, vv.t()), (&mut dp[..], pv), T::ZERO);
-                    for ((p_row, dp_row), ds_row) in p
-                        .chunks_exact(tk)
-                        .zip(dp.chunks_exact(tk))
-                        .zip(ds.chunks_exact_mut(tk))
-                    {
-                        softmax_row_backward(p_row, dp_row, ds_row);
-                        ds_row.iter_mut().for_each(|s| *s *= scale);
-                    }
+                    softmax_backward_rows(tk, p, dp, ds, scale);
                     gemm_views((&ds[..], pv), (kb, kv), (&mut *dqb, qv), T::ZERO);
                     gemm_views((&ds[..], pv.t()), (qb, qv), (&mut *dkb, kv), T::ZERO);
                 }

@@ -1,61 +1,79 @@
 //! Softmax over the last axis of a [rows, dim] matrix.
 
-use super::fastmath::{as_f32_mut, exp_f32, with_avx2};
-use super::lanes::fold_lanes;
+use super::fastmath::{as_f32_mut, avx2_kernel, exp_f32};
+use super::lanes::{fold_lanes, sum_lanes};
 use crate::float::Float;
 use rayon::prelude::*;
 
 /// Rows per rayon task.
 const ROWS_PER_TASK: usize = 64;
 
-/// One row in place: subtract the max for stability. A row of only -inf (every
-/// key masked) becomes all zeros rather than NaN.
-#[inline]
-pub(crate) fn softmax_row_inplace<T: Float>(row: &mut [T]) {
-    if let Some(row) = as_f32_mut(row) {
-        return softmax_row_f32(row);
+/// Rows whose softmax runs pass by pass together (max, exp, sum, scale): the
+/// exps of different rows then overlap in the pipeline, where a row at a time
+/// (16 keys) waited on its own max and sum.
+const ROW_BLOCK: usize = 16;
+
+/// row ← exp(row − max), with the vectorised exp for f32.
+#[inline(always)]
+fn exp_shifted<T: Float>(row: &mut [T], max: T) {
+    match as_f32_mut(row) {
+        Some(row) => {
+            let max = max.to_f64() as f32;
+            row.iter_mut().for_each(|v| *v = exp_f32(*v - max));
+        }
+        None => row.iter_mut().for_each(|v| *v = (*v - max).exp()),
     }
-    let max = row
-        .iter()
-        .fold(T::from_f64(f64::NEG_INFINITY), |m, &v| m.max(v));
-    if !max.is_finite() {
-        row.fill(T::ZERO);
-        return;
-    }
-    let mut sum = T::ZERO;
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = T::ONE / sum;
-    row.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// The f32 row with the vectorised exp (max and sum in separate passes, each
-/// in lanes, so each loop vectorises).
-#[inline]
-fn softmax_row_f32(row: &mut [f32]) {
-    let max = fold_lanes(row, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
-    if !max.is_finite() {
-        row.fill(0.0);
-        return;
+avx2_kernel! {
+/// Softmax of each `dim`-wide row of `rows` in place, of the scores scaled by
+/// `scale` (attention's 1/√d), with the keys where `key_mask` is false set to
+/// -inf first. Each row subtracts its max for stability; a row of only -inf
+/// (every key masked) becomes all zeros rather than NaN.
+pub(crate) fn softmax_rows<T: Float>(dim: usize, rows: &mut [T], scale: T, key_mask: Option<&[bool]>) {
+    let neg_inf = T::from_f64(f64::NEG_INFINITY);
+    for block in rows.chunks_mut(dim * ROW_BLOCK) {
+        for row in block.chunks_exact_mut(dim) {
+            match key_mask {
+                Some(mask) => row.iter_mut().zip(mask).for_each(|(s, &keep)| {
+                    *s = if keep { *s * scale } else { neg_inf };
+                }),
+                None if scale != T::ONE => row.iter_mut().for_each(|s| *s *= scale),
+                None => {}
+            }
+        }
+        let mut max = [T::ZERO; ROW_BLOCK];
+        for (m, row) in max.iter_mut().zip(block.chunks_exact(dim)) {
+            *m = fold_lanes(row, neg_inf, |m, v| if v > m { v } else { m });
+        }
+        for (row, &m) in block.chunks_exact_mut(dim).zip(&max) {
+            if m.is_finite() {
+                exp_shifted(row, m);
+            } else {
+                row.fill(T::ZERO);
+            }
+        }
+        for (row, &m) in block.chunks_exact_mut(dim).zip(&max) {
+            if m.is_finite() {
+                let inv = T::ONE / fold_lanes(row, T::ZERO, |s, v| s + v);
+                row.iter_mut().for_each(|v| *v *= inv);
+            }
+        }
     }
-    row.iter_mut().for_each(|v| *v = exp_f32(*v - max));
-    let sum = fold_lanes(row, 0.0, |s, v| s + v);
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|v| *v *= inv);
+}
 }
 
-/// dx = y ⊙ (g − Σ g⊙y) for one row.
-#[inline]
-pub(crate) fn softmax_row_backward<T: Float>(y: &[T], g: &[T], dx: &mut [T]) {
-    for (d, (&y, &g)) in dx.iter_mut().zip(y.iter().zip(g)) {
-        *d = y * g;
+avx2_kernel! {
+/// dx = scale · y ⊙ (g − Σ g⊙y) for each `dim`-wide row (scale 1 for a plain
+/// softmax; attention's 1/√d).
+pub(crate) fn softmax_backward_rows<T: Float>(dim: usize, y: &[T], g: &[T], dx: &mut [T], scale: T) {
+    for ((y, g), dx) in y.chunks_exact(dim).zip(g.chunks_exact(dim)).zip(dx.chunks_exact_mut(dim)) {
+        let dot = sum_lanes(dim, |i| y[i] * g[i]);
+        for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
+            *d = y * (g - dot) * scale;
+        }
     }
-    let dot = fold_lanes(dx, T::ZERO, |s, v| s + v);
-    for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
-        *d = y * (g - dot);
-    }
+}
 }
 
 pub fn softmax_forward<T: Float>(dim: usize, x: &[T], y: &mut [T]) {
@@ -64,7 +82,7 @@ pub fn softmax_forward<T: Float>(dim: usize, x: &[T], y: &mut [T]) {
         .zip(x.par_chunks(dim * ROWS_PER_TASK))
         .for_each(|(yc, xc)| {
             yc.copy_from_slice(xc);
-            with_avx2(|| yc.chunks_exact_mut(dim).for_each(softmax_row_inplace));
+            softmax_rows(dim, yc, T::ONE, None);
         });
 }
 
@@ -74,13 +92,5 @@ pub fn softmax_backward<T: Float>(dim: usize, y: &[T], g: &[T], dx: &mut [T]) {
     let step = dim * ROWS_PER_TASK;
     dx.par_chunks_mut(step)
         .zip(y.par_chunks(step).zip(g.par_chunks(step)))
-        .for_each(|(dc, (yc, gc))| {
-            for ((d, y), g) in dc
-                .chunks_exact_mut(dim)
-                .zip(yc.chunks_exact(dim))
-                .zip(gc.chunks_exact(dim))
-            {
-                softmax_row_backward(y, g, d);
-            }
-        });
+        .for_each(|(dc, (yc, gc))| softmax_backward_rows(dim, yc, gc, dc, T::ONE));
 }
