@@ -143,6 +143,13 @@ fn conv1d_matches_cpu() {
     check("conv1d valid", 21, &[&[3, 2, 9], &[4, 2, 4]], |t, v| {
         t.conv1d(v[0], v[1], None, Padding::Valid)
     });
+    // On a GPU the channels-last op is permutes around the channels-first kernel.
+    check(
+        "conv1d channels-last + relu",
+        23,
+        &[&[3, 9, 2], &[4, 2, 3], &[4]],
+        |t, v| t.conv1d_channels_last(v[0], v[1], Some(v[2]), Padding::Same, true),
+    );
     check(
         "conv1d one input channel",
         22,

@@ -170,6 +170,23 @@ proptest! {
     }
 
     #[test]
+    fn gradcheck_conv1d_channels_last(
+        batch in 1usize..=3, c_in in size(), c_out in 1usize..=5, kernel in 1usize..=5,
+        extra_len in 0usize..=7, same: bool, bias: bool, seed: u64,
+    ) {
+        let padding = if same { Padding::Same } else { Padding::Valid };
+        let len = kernel + extra_len;
+        let inputs = [
+            tensor(seed, &[batch, len, c_in]),
+            tensor(seed ^ 1, &[c_out, c_in, kernel]),
+            tensor(seed ^ 2, &[c_out]),
+        ];
+        gradcheck(&inputs, None, |t, v| {
+            t.conv1d_channels_last(v[0], v[1], bias.then_some(v[2]), padding, false)
+        })?;
+    }
+
+    #[test]
     fn fused_relu_ops_equal_linear_or_conv_then_relu(
         rows in 1usize..=7, d_in in size(), d_out in size(), conv: bool, seed: u64,
     ) {

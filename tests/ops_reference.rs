@@ -335,6 +335,50 @@ proptest! {
     }
 
     #[test]
+    fn channels_last_conv1d_is_channels_first_on_permuted_operands(
+        batch in prop_oneof![Just(1usize), Just(5), 1usize..=4], c_in in size(), c_out in 1usize..=7,
+        kernel in 1usize..=5, extra in 0usize..=11, same: bool, seed: u64,
+    ) {
+        // The channels-last kernel against the (naive-checked) channels-first
+        // one on [B, L, C] ↔ [B, C, L] copies of the same data, outputs poisoned.
+        let padding = if same { Padding::Same } else { Padding::Valid };
+        let d = Conv1dDims { batch, c_in, c_out, len: kernel + extra, kernel, padding };
+        let lo = d.out_len();
+        let swap = |v: &[f64], (a, b): (usize, usize)| {
+            let mut out = vec![0.0; v.len()];
+            cpu::elementwise::permute(&[batch, a, b], &[0, 2, 1], v, &mut out);
+            out
+        };
+        let (x, w, b) = (uniform(seed, d.x_len()), uniform(seed ^ 1, d.w_len()), uniform(seed ^ 2, c_out));
+        let x_nwc = swap(&x, (c_in, d.len));
+        let mut want = poison(d.y_len());
+        cpu::conv1d::conv1d_forward(&d, &x, &w, Some(&b), &mut want);
+        let mut y = poison(d.y_len());
+        cpu::conv1d_nwc::conv1d_forward_nwc(&d, &x_nwc, &w, Some(&b), &mut y);
+        let close = |what: &str, want: &[f64], got: &[f64]| -> Result<(), TestCaseError> {
+            prop_assert_eq!(want.len(), got.len());
+            for (i, (a, b)) in want.iter().zip(got).enumerate() {
+                prop_assert!((a - b).abs() <= 1e-12 * (1.0 + a.abs()), "{}[{}]: channels-first {}, channels-last {}", what, i, a, b);
+            }
+            Ok(())
+        };
+        close("y", &swap(&want, (c_out, lo)), &y)?;
+        let g = uniform(seed ^ 3, d.y_len());
+        let (mut dx, mut dw, mut db) = (poison(x.len()), poison(w.len()), poison(c_out));
+        cpu::conv1d::conv1d_backward(&d, &x, &w, &g, Some(&mut dx), &mut dw, Some(&mut db));
+        let (mut dx_l, mut dw_l, mut db_l) = (poison(x.len()), poison(w.len()), poison(c_out));
+        let g_nwc = swap(&g, (c_out, lo));
+        cpu::conv1d_nwc::conv1d_backward_nwc(&d, &x_nwc, &w, &g_nwc, Some(&mut dx_l), &mut dw_l, Some(&mut db_l));
+        close("dx", &swap(&dx, (c_in, d.len)), &dx_l)?;
+        close("dw", &dw, &dw_l)?;
+        close("db", &db, &db_l)?;
+        // Without dx, the weight and bias gradients are the same bits.
+        let (mut dw_n, mut db_n) = (poison(w.len()), poison(c_out));
+        cpu::conv1d_nwc::conv1d_backward_nwc(&d, &x_nwc, &w, &g_nwc, None, &mut dw_n, Some(&mut db_n));
+        prop_assert_eq!((dw_n, db_n), (dw_l, db_l));
+    }
+
+    #[test]
     fn layer_norm_matches_naive(rows in prop_oneof![Just(1usize), Just(300), 1usize..=40], dim in 3usize..=50, seed: u64) {
         let d = LayerNormDims { rows, dim, eps: 1e-5 };
         let (x, w, b) = (uniform(seed, rows * dim), uniform(seed ^ 1, dim), uniform(seed ^ 2, dim));

@@ -442,7 +442,14 @@ pub(super) fn backward<E: GpuExec, T: Float>(
             }
             grads
         }
-        Op::Conv1d { x, w, b, dims, .. } => {
+        Op::Conv1d {
+            x,
+            w,
+            b,
+            dims,
+            channels_last: false,
+            ..
+        } => {
             let s = conv_shape(dims);
             let dx = nodes[x.0]
                 .needs_grad
@@ -581,7 +588,12 @@ pub(super) fn backward<E: GpuExec, T: Float>(
             let dt = scale(be, &dp, T::from_f64(-1.0))?.reshape(val(*target).shape())?;
             vec![(*pred, dp), (*target, dt)]
         }
-        Op::LayerNorm { .. } | Op::Attention { .. } => {
+        Op::LayerNorm { .. }
+        | Op::Attention { .. }
+        | Op::Conv1d {
+            channels_last: true,
+            ..
+        } => {
             return Err(Error::Device(
                 "a CPU node's backward with a GPU gradient".into(),
             ))

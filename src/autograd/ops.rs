@@ -13,6 +13,13 @@ use crate::float::Float;
 use crate::on_gpu;
 use crate::tensor::Tensor;
 
+/// How a convolution node runs: relu applied in place, channels-last layout.
+#[derive(Clone, Copy, Default)]
+struct ConvOpts {
+    relu: bool,
+    channels_last: bool,
+}
+
 fn zeros<T: Float>(n: usize) -> Vec<T> {
     vec![T::ZERO; n]
 }
@@ -176,12 +183,43 @@ impl<'s, T: Float> Tape<'s, T> {
 
     /// x [B, Cin, L] ⊛ w [Cout, Cin, K] + b [Cout] -> [B, Cout, Lout], stride 1.
     pub fn conv1d(&mut self, x: Var, w: Var, b: Option<Var>, padding: Padding) -> Result<Var> {
-        self.conv1d_then(x, w, b, padding, false)
+        self.conv1d_then(x, w, b, padding, ConvOpts::default())
     }
 
     /// relu(conv1d(x, w) + b) as one node, like [`Tape::linear_relu`].
     pub fn conv1d_relu(&mut self, x: Var, w: Var, b: Option<Var>, padding: Padding) -> Result<Var> {
-        self.conv1d_then(x, w, b, padding, true)
+        let opts = ConvOpts {
+            relu: true,
+            ..ConvOpts::default()
+        };
+        self.conv1d_then(x, w, b, padding, opts)
+    }
+
+    /// [`Tape::conv1d`] on channels-last samples: x [B, L, Cin] -> [B, Lout, Cout]
+    /// (w stays [Cout, Cin, K]), with relu if `relu`. The layout of a
+    /// transformer's activations, so a model needs no permutes around it.
+    pub fn conv1d_channels_last(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        padding: Padding,
+        relu: bool,
+    ) -> Result<Var> {
+        if self.device_of("conv1d_channels_last", &[x, w])? != Device::Cpu {
+            let xc = self.permute(x, &[0, 2, 1])?;
+            let opts = ConvOpts {
+                relu,
+                ..ConvOpts::default()
+            };
+            let y = self.conv1d_then(xc, w, b, padding, opts)?;
+            return self.permute(y, &[0, 2, 1]);
+        }
+        let opts = ConvOpts {
+            relu,
+            channels_last: true,
+        };
+        self.conv1d_then(x, w, b, padding, opts)
     }
 
     fn conv1d_then(
@@ -190,26 +228,38 @@ impl<'s, T: Float> Tape<'s, T> {
         w: Var,
         b: Option<Var>,
         padding: Padding,
-        relu: bool,
+        ConvOpts {
+            relu,
+            channels_last,
+        }: ConvOpts,
     ) -> Result<Var> {
         let (sx, sw) = (self.shape(x).to_vec(), self.shape(w).to_vec());
         let bad = |why: &str| Error::shape("conv1d", &sx, &sw, why);
         if sx.len() != 3 || sw.len() != 3 {
-            return Err(bad("x must be [B, Cin, L] and w [Cout, Cin, K]"));
+            return Err(bad(if channels_last {
+                "x must be [B, L, Cin] and w [Cout, Cin, K]"
+            } else {
+                "x must be [B, Cin, L] and w [Cout, Cin, K]"
+            }));
         }
-        if sx[1] != sw[1] {
+        let (c_in, len) = if channels_last {
+            (sx[2], sx[1])
+        } else {
+            (sx[1], sx[2])
+        };
+        if c_in != sw[1] {
             return Err(bad("input channels of x and w differ"));
         }
-        if sw[2] == 0 || (padding == Padding::Valid && sx[2] < sw[2]) {
+        if sw[2] == 0 || (padding == Padding::Valid && len < sw[2]) {
             return Err(bad(
                 "kernel is empty or longer than the sequence (valid padding)",
             ));
         }
         let dims = Conv1dDims {
             batch: sx[0],
-            c_in: sx[1],
+            c_in,
             c_out: sw[0],
-            len: sx[2],
+            len,
             kernel: sw[2],
             padding,
         };
@@ -228,11 +278,18 @@ impl<'s, T: Float> Tape<'s, T> {
             Device::Cpu => {
                 let mut y = zeros(dims.y_len());
                 let bias = b.map(|b| self.data(b)).transpose()?;
-                cpu::conv1d::conv1d_forward(&dims, self.data(x)?, self.data(w)?, bias, &mut y);
+                let (xs, ws) = (self.data(x)?, self.data(w)?);
+                let shape = if channels_last {
+                    cpu::conv1d_nwc::conv1d_forward_nwc(&dims, xs, ws, bias, &mut y);
+                    [dims.batch, dims.out_len(), dims.c_out]
+                } else {
+                    cpu::conv1d::conv1d_forward(&dims, xs, ws, bias, &mut y);
+                    [dims.batch, dims.c_out, dims.out_len()]
+                };
                 if relu {
                     cpu::activation::relu_inplace(&mut y);
                 }
-                Tensor::from_vec(y, &[dims.batch, dims.c_out, dims.out_len()])?
+                Tensor::from_vec(y, &shape)?
             }
             dev => {
                 let bias = b.map(|b| self.value(b));
@@ -249,6 +306,7 @@ impl<'s, T: Float> Tape<'s, T> {
                 b,
                 dims,
                 relu,
+                channels_last,
             },
         ))
     }
@@ -697,11 +755,23 @@ pub(super) fn backward_kernel<T: Float>(
             }
             grads
         }
-        Op::Conv1d { x, w, b, dims, .. } => {
+        Op::Conv1d {
+            x,
+            w,
+            b,
+            dims,
+            channels_last,
+            ..
+        } => {
             let mut dx = nodes[x.0].needs_grad.then(|| zeros(dims.x_len()));
             let mut dw = zeros(dims.w_len());
             let mut db = b.map(|_| zeros(dims.c_out));
-            cpu::conv1d::conv1d_backward(
+            let backward = if *channels_last {
+                cpu::conv1d_nwc::conv1d_backward_nwc
+            } else {
+                cpu::conv1d::conv1d_backward
+            };
+            backward(
                 dims,
                 data(*x)?,
                 data(*w)?,

@@ -61,13 +61,16 @@ pub(crate) enum Op<T: Float> {
         dims: cpu::LinearDims,
         relu: bool,
     },
-    /// `relu`: the node holds relu of the convolution (`Tape::conv1d_relu`).
+    /// `relu`: the node holds relu of the convolution (`Tape::conv1d_relu`);
+    /// `channels_last`: x and the node are [B, L, C] (CPU only; a GPU composes
+    /// permutes around the channels-first kernel).
     Conv1d {
         x: Var,
         w: Var,
         b: Option<Var>,
         dims: cpu::Conv1dDims,
         relu: bool,
+        channels_last: bool,
     },
     LayerNorm {
         x: Var,

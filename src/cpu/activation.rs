@@ -72,7 +72,7 @@ mod avx2 {
             _mm256_storeu_ps(xp.add(i), _mm256_and_ps(_mm256_loadu_ps(xp.add(i)), keep));
         }
         for i in full..n {
-            if !(*gp.add(i) > 0.0) {
+            if (*gp.add(i)).partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                 *xp.add(i) = 0.0;
             }
         }

@@ -16,6 +16,7 @@
 pub mod activation;
 pub mod attention;
 pub mod conv1d;
+pub mod conv1d_nwc;
 pub mod dropout;
 pub mod elementwise;
 pub mod fastmath;

@@ -51,4 +51,17 @@ impl Conv1d {
         let b = tape.param(self.bias);
         tape.conv1d_relu(x, w, Some(b), self.padding)
     }
+
+    /// Channels-last: x [B, L, in] -> [B, L', out], with relu if `relu` (see
+    /// [`Tape::conv1d_channels_last`]).
+    pub fn forward_channels_last<T: Float>(
+        &self,
+        tape: &mut Tape<'_, T>,
+        x: Var,
+        relu: bool,
+    ) -> Result<Var> {
+        let w = tape.param(self.weight);
+        let b = tape.param(self.bias);
+        tape.conv1d_channels_last(x, w, Some(b), self.padding, relu)
+    }
 }

@@ -167,12 +167,11 @@ impl ConvFormerNet {
             ));
         }
         let batch = shape[0];
-        // Convolutions run channels-first; attention runs time-major.
-        let mut h = tape.permute(x, &[0, 2, 1])?;
+        // Channels-last throughout: [batch, time, features].
+        let mut h = x;
         for conv in &self.convs {
-            h = conv.forward_relu(tape, h)?;
+            h = conv.forward_channels_last(tape, h, true)?;
         }
-        let mut h = tape.permute(h, &[0, 2, 1])?;
         for block in &self.blocks {
             h = block.forward(tape, h, None)?;
         }

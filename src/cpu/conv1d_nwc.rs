@@ -1,0 +1,183 @@
+//! 1-D convolution over channels-last samples: x [batch, len, c_in] →
+//! y [batch, l_out, c_out], the layout of the transformer after it, so the
+//! model needs no permutes around its convolutions. Weights keep PyTorch's
+//! [c_out, c_in, kernel] (see [`Conv1dDims`]).
+//!
+//! One GEMM over all the batch's time steps on an im2col buffer:
+//! y [batch·l_out, c_out] = cols [batch·l_out, k·c_in] · W' [k·c_in, c_out],
+//! with cols[(b, t), (j, ci)] = x[b, t + j − pad_left, ci] (0 outside) and
+//! W'[(j, ci), co] = w[co, ci, j]. Channels-last, a row of cols is `kernel`
+//! consecutive rows of x: away from the edges it is one contiguous copy.
+//!
+//! Reproducibility: each weight-gradient element is one GEMM dot product over
+//! all rows in order, so it does not depend on the thread count.
+
+use super::conv1d::Conv1dDims;
+use super::{gemm, sum_rows};
+use crate::float::Float;
+use rayon::prelude::*;
+
+/// w [c_out, c_in, k] → [c_out, k, c_in]: row co of it is column co of W'.
+fn taps_major<T: Float>(d: &Conv1dDims, w: &[T]) -> Vec<T> {
+    let (c_in, k) = (d.c_in, d.kernel);
+    let mut out = vec![T::ZERO; w.len()];
+    for (dst, src) in out.chunks_exact_mut(k * c_in).zip(w.chunks_exact(c_in * k)) {
+        for ci in 0..c_in {
+            for j in 0..k {
+                dst[j * c_in + ci] = src[ci * k + j];
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`taps_major`]: [c_out, k, c_in] → [c_out, c_in, k].
+fn channels_major<T: Float>(d: &Conv1dDims, wt: &[T], w: &mut [T]) {
+    let (c_in, k) = (d.c_in, d.kernel);
+    for (dst, src) in w.chunks_exact_mut(c_in * k).zip(wt.chunks_exact(k * c_in)) {
+        for ci in 0..c_in {
+            for j in 0..k {
+                dst[ci * k + j] = src[j * c_in + ci];
+            }
+        }
+    }
+}
+
+/// The input time step that output step t reads at tap 0 (may lie before 0).
+fn first_tap(d: &Conv1dDims, t: usize) -> isize {
+    t as isize - d.pad_left() as isize
+}
+
+/// cols [batch·l_out, k·c_in] from x (every element written).
+fn im2col<T: Float>(d: &Conv1dDims, x: &[T], cols: &mut [T]) {
+    let (lo, width) = (d.out_len(), d.kernel * d.c_in);
+    cols.par_chunks_mut((lo * width).max(1))
+        .zip(x.par_chunks((d.len * d.c_in).max(1)))
+        .for_each(|(sample_cols, xs)| {
+            for (t, row) in sample_cols.chunks_exact_mut(width.max(1)).enumerate() {
+                let s0 = first_tap(d, t);
+                if s0 >= 0 && s0 as usize + d.kernel <= d.len {
+                    let s0 = s0 as usize;
+                    row.copy_from_slice(&xs[s0 * d.c_in..(s0 + d.kernel) * d.c_in]);
+                    continue;
+                }
+                for (j, tap) in row.chunks_exact_mut(d.c_in).enumerate() {
+                    match usize::try_from(s0 + j as isize) {
+                        Ok(s) if s < d.len => tap.copy_from_slice(&xs[s * d.c_in..][..d.c_in]),
+                        _ => tap.fill(T::ZERO),
+                    }
+                }
+            }
+        });
+}
+
+/// dx ← the adjoint of im2col applied to dcols (overwritten).
+fn col2im<T: Float>(d: &Conv1dDims, dcols: &[T], dx: &mut [T]) {
+    let (lo, width) = (d.out_len(), d.kernel * d.c_in);
+    dx.par_chunks_mut((d.len * d.c_in).max(1))
+        .zip(dcols.par_chunks((lo * width).max(1)))
+        .for_each(|(dxs, sample_cols)| {
+            dxs.fill(T::ZERO);
+            for (t, row) in sample_cols.chunks_exact(width.max(1)).enumerate() {
+                for (j, tap) in row.chunks_exact(d.c_in).enumerate() {
+                    if let Ok(s) = usize::try_from(first_tap(d, t) + j as isize) {
+                        if s < d.len {
+                            let dst = &mut dxs[s * d.c_in..][..d.c_in];
+                            dst.iter_mut().zip(tap).for_each(|(o, &v)| *o += v);
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// y [batch, l_out, c_out] ← conv1d(x [batch, len, c_in], w) + bias.
+pub fn conv1d_forward_nwc<T: Float>(
+    d: &Conv1dDims,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+) {
+    assert_eq!(
+        (x.len(), w.len(), y.len()),
+        (d.x_len(), d.w_len(), d.y_len())
+    );
+    let (rows, width) = (d.batch * d.out_len(), d.kernel * d.c_in);
+    let mut cols = vec![T::ZERO; rows * width];
+    im2col(d, x, &mut cols);
+    let wt = taps_major(d, w);
+    gemm(
+        rows,
+        width,
+        d.c_out,
+        &cols,
+        false,
+        &wt,
+        true,
+        y,
+        false,
+        T::ZERO,
+    );
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), d.c_out);
+        super::elementwise::add_bias_inplace(y, bias);
+    }
+}
+
+/// dx, dw and dbias (all overwritten) from x, w and the output gradient
+/// g [batch, l_out, c_out]; without `dx` its GEMM is skipped.
+#[allow(clippy::too_many_arguments)]
+pub fn conv1d_backward_nwc<T: Float>(
+    d: &Conv1dDims,
+    x: &[T],
+    w: &[T],
+    g: &[T],
+    dx: Option<&mut [T]>,
+    dw: &mut [T],
+    dbias: Option<&mut [T]>,
+) {
+    assert_eq!(
+        (x.len(), w.len(), g.len(), dw.len()),
+        (d.x_len(), d.w_len(), d.y_len(), d.w_len())
+    );
+    let (rows, width) = (d.batch * d.out_len(), d.kernel * d.c_in);
+    let mut cols = vec![T::ZERO; rows * width];
+    im2col(d, x, &mut cols);
+    // dW' = gᵀ · cols, as [c_out, k·c_in].
+    let mut dwt = vec![T::ZERO; d.w_len()];
+    gemm(
+        d.c_out,
+        rows,
+        width,
+        g,
+        true,
+        &cols,
+        false,
+        &mut dwt,
+        false,
+        T::ZERO,
+    );
+    channels_major(d, &dwt, dw);
+    if let Some(dbias) = dbias {
+        sum_rows(g, rows, d.c_out, dbias);
+    }
+    if let Some(dx) = dx {
+        assert_eq!(dx.len(), d.x_len());
+        // cols is reused as dcols = g · W'ᵀ.
+        let wt = taps_major(d, w);
+        gemm(
+            rows,
+            d.c_out,
+            width,
+            g,
+            false,
+            &wt,
+            false,
+            &mut cols,
+            false,
+            T::ZERO,
+        );
+        col2im(d, &cols, dx);
+    }
+}
