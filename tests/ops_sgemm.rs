@@ -138,6 +138,37 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// With B's rows contiguous, n ≤ 16 and k ≤ 256 the kernel reads B in
+    /// place (attention's per-head products); with the same B stored
+    /// transposed it packs B. Both must give the same bits.
+    #[test]
+    fn narrow_products_read_in_place_have_the_packed_bits(
+        m in prop::sample::select(vec![1usize, 2, 5, 6, 7, 13, 16, 31]),
+        k in prop::sample::select(vec![1usize, 3, 8, 16, 17, 64, 256]),
+        n in 1usize..=16,
+        a_t: bool,
+        scale in prop::sample::select(vec![(1.0f32, 0.0f32), (1.0, 1.0), (-0.75, 0.5)]),
+        seed: u64,
+    ) {
+        let (a, b) = (values(seed, m * k), values(seed ^ 0x9E37, k * n));
+        let b_t: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        let (rsa, csa) = strides(m, k, a_t);
+        let c0 = values(seed ^ 0x51, m * n);
+        let run = |b: &[f32], (rsb, csb): (isize, isize)| {
+            let mut c = c0.clone();
+            // SAFETY: the strides describe the buffers; C is distinct.
+            unsafe {
+                sgemm(m, k, n, scale.0, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, scale.1, c.as_mut_ptr(), n as isize, 1);
+            }
+            c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        prop_assert_eq!(run(&b, strides(k, n, false)), run(&b_t, strides(k, n, true)));
+    }
+}
+
 #[test]
 fn k_zero_scales_c_by_beta() {
     let mut c = vec![2.0f32; 6];

@@ -85,6 +85,36 @@ impl HeadLayout {
     }
 }
 
+/// One batch entry's keys (or values), `t` rows of `width` per head in
+/// `layout`, transposed head by head into [heads, width, t]: the products
+/// Q·Kᵀ and dO·Vᵀ then read their right operand's rows in place.
+fn transpose_heads<T: Float>(
+    layout: HeadLayout,
+    heads: usize,
+    t: usize,
+    width: usize,
+    xb: &[T],
+    out: &mut Vec<T>,
+) {
+    out.resize(heads * width * t, T::ZERO);
+    for (h, dst) in out.chunks_exact_mut((width * t).max(1)).enumerate() {
+        let v = layout.head(h, heads, t, width);
+        for r in 0..t {
+            for e in 0..width {
+                dst[e * t + r] = xb[v.offset + r * v.rs + e * v.cs];
+            }
+        }
+    }
+}
+
+/// Head h's width×t block of [`transpose_heads`]'s output.
+fn transposed_head(h: usize, t: usize, width: usize) -> MatView {
+    MatView {
+        offset: h * width * t,
+        ..MatView::dense(width, t)
+    }
+}
+
 /// out and probs (both overwritten), head-major.
 pub fn attention_forward<T: Float>(
     a: &AttentionDims,
@@ -130,18 +160,19 @@ pub fn attention_forward_in<T: Float>(
     out.par_chunks_mut(heads * tq * dv)
         .zip(probs.par_chunks_mut(heads * tq * tk))
         .enumerate()
-        .for_each(|(b, (ob, pb))| {
+        .for_each_init(Vec::new, |kt, (b, (ob, pb))| {
             let (qb, kb) = (
                 &q[b * heads * tq * d..][..heads * tq * d],
                 &k[b * heads * tk * d..][..heads * tk * d],
             );
             let vb = &v[b * heads * tk * dv..][..heads * tk * dv];
             let mask = key_mask.map(|m| &m[b * tk..][..tk]);
+            transpose_heads(layout, heads, tk, d, kb, kt);
             for (h, p) in pb.chunks_exact_mut(tq * tk).enumerate() {
                 let pv = MatView::dense(tq, tk);
                 gemm_views(
                     (qb, layout.head(h, heads, tq, d)),
-                    (kb, layout.head(h, heads, tk, d).t()),
+                    (&kt[..], transposed_head(h, tk, d)),
                     (&mut *p, pv),
                     T::ZERO,
                 );
@@ -218,8 +249,8 @@ pub fn attention_backward_in<T: Float>(
         .zip(dv_out.par_chunks_mut((heads * tk * dv).max(1)))
         .enumerate()
         .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(dp, ds), (b, ((dqb, dkb), dvb))| {
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |(dp, ds, vt), (b, ((dqb, dkb), dvb))| {
                 let (qb, kb) = (
                     &q[b * heads * tq * d..][..heads * tq * d],
                     &k[b * heads * tk * d..][..heads * tk * d],
@@ -231,12 +262,18 @@ pub fn attention_backward_in<T: Float>(
                 );
                 dp.resize(tq * tk, T::ZERO);
                 ds.resize(tq * tk, T::ZERO);
+                transpose_heads(layout, heads, tk, dv, vb, vt);
                 let pv = MatView::dense(tq, tk);
                 for (h, p) in pb.chunks_exact(tq * tk).enumerate() {
                     let (qv, kv) = (layout.head(h, heads, tq, d), layout.head(h, heads, tk, d));
                     let (vv, gv) = (layout.head(h, heads, tk, dv), layout.head(h, heads, tq, dv));
                     gemm_views((p, pv.t()), (gb, gv), (&mut *dvb, vv), T::ZERO);
-                    gemm_views((gb, gv), (vb, vv.t()), (&mut dp[..], pv), T::ZERO);
+                    gemm_views(
+                        (gb, gv),
+                        (&vt[..], transposed_head(h, tk, dv)),
+                        (&mut dp[..], pv),
+                        T::ZERO,
+                    );
                     softmax_backward_rows(tk, p, dp, ds, scale);
                     gemm_views((&ds[..], pv), (kb, kv), (&mut *dqb, qv), T::ZERO);
                     gemm_views((&ds[..], pv.t()), (qb, qv), (&mut *dkb, kv), T::ZERO);

@@ -68,6 +68,9 @@ pub unsafe fn sgemm(
             rsc,
             csc,
         };
+        if n <= NR && k <= KC && csb == 1 && csc == 1 {
+            return avx2::sgemm_narrow(m, k, n, alpha, beta, mats);
+        }
         PACKED_B.with(|buf| avx2::sgemm(m, k, n, alpha, beta, mats, &mut buf.borrow_mut()));
         return;
     }
@@ -135,6 +138,80 @@ mod avx2 {
                 }
             }
         }
+    }
+
+    /// The product for n ≤ 16 (one panel) and k ≤ KC (one block) with B's
+    /// rows contiguous: B is read in place, as the packed panel would hold it,
+    /// so the result has the same bits as [`sgemm`]'s. For attention's small
+    /// per-head products, where packing and its bookkeeping cost more than
+    /// the arithmetic.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn sgemm_narrow(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        beta: f32,
+        x: Mats,
+    ) {
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let live = |from: usize| {
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(n.saturating_sub(from) as i32), lane)
+        };
+        let masks = [live(0), live(8)];
+        for i0 in (0..m).step_by(MR) {
+            let rows = MR.min(m - i0);
+            let a = x.a.offset(i0 as isize * x.rsa);
+            let (rsa, csa, b, rsb) = (x.rsa, x.csa, x.b, x.rsb);
+            let tile = match (rows, n <= 8) {
+                (6, false) => micro_in_place::<6, 2>(k, a, rsa, csa, b, rsb, masks),
+                (5, false) => micro_in_place::<5, 2>(k, a, rsa, csa, b, rsb, masks),
+                (4, false) => micro_in_place::<4, 2>(k, a, rsa, csa, b, rsb, masks),
+                (3, false) => micro_in_place::<3, 2>(k, a, rsa, csa, b, rsb, masks),
+                (2, false) => micro_in_place::<2, 2>(k, a, rsa, csa, b, rsb, masks),
+                (_, false) => micro_in_place::<1, 2>(k, a, rsa, csa, b, rsb, masks),
+                (6, true) => micro_in_place::<6, 1>(k, a, rsa, csa, b, rsb, masks),
+                (5, true) => micro_in_place::<5, 1>(k, a, rsa, csa, b, rsb, masks),
+                (4, true) => micro_in_place::<4, 1>(k, a, rsa, csa, b, rsb, masks),
+                (3, true) => micro_in_place::<3, 1>(k, a, rsa, csa, b, rsb, masks),
+                (2, true) => micro_in_place::<2, 1>(k, a, rsa, csa, b, rsb, masks),
+                (_, true) => micro_in_place::<1, 1>(k, a, rsa, csa, b, rsb, masks),
+            };
+            let c = x.c.offset(i0 as isize * x.rsc);
+            store(&tile, rows, n, alpha, beta, c, x.rsc, 1);
+        }
+    }
+
+    /// [`micro`] with B's row p read from B itself (V vectors of 8, masked to
+    /// B's n columns; the lanes past n load as zero like a packed panel's).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn micro_in_place<const R: usize, const V: usize>(
+        kc: usize,
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        b: *const f32,
+        rsb: isize,
+        masks: [__m256i; 2],
+    ) -> [[__m256; 2]; MR] {
+        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        for p in 0..kc {
+            let row = b.offset(p as isize * rsb);
+            let mut bv = [_mm256_setzero_ps(); 2];
+            for (h, v) in bv.iter_mut().enumerate().take(V) {
+                *v = _mm256_maskload_ps(row.add(8 * h), masks[h]);
+            }
+            let ap = a.offset(p as isize * csa);
+            for (r, acc) in acc.iter_mut().enumerate().take(R) {
+                let av = _mm256_broadcast_ss(&*ap.offset(r as isize * rsa));
+                for (acc, &bv) in acc.iter_mut().zip(&bv).take(V) {
+                    *acc = _mm256_fmadd_ps(av, bv, *acc);
+                }
+            }
+        }
+        acc
     }
 
     /// a·b + c rounded once (the vector paths' FMA), as an instruction: a
