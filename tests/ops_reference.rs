@@ -589,3 +589,30 @@ proptest! {
         }
     }
 }
+
+/// Kernels write their whole output even when an input axis is empty: an
+/// attention with no keys and a mean over zero steps give zeros, not
+/// whatever the output buffer held.
+#[test]
+fn empty_inputs_still_write_every_output() {
+    let a = AttentionDims {
+        batch: 2,
+        heads: 3,
+        tq: 4,
+        tk: 0,
+        d: 5,
+        dv: 2,
+    };
+    let (q, empty) = (uniform(1, a.q_len()), Vec::<f64>::new());
+    let (mut out, mut probs) = (poison::<f64>(a.out_len()), Vec::new());
+    cpu::attention::attention_forward(&a, &q, &empty, &empty, None, &mut out, &mut probs);
+    assert_eq!(out, vec![0.0; a.out_len()]);
+    let pool = PoolDims {
+        outer: 3,
+        n: 0,
+        inner: 4,
+    };
+    let mut y = poison::<f64>(12);
+    cpu::elementwise::mean_pool_forward(&pool, &empty, &mut y);
+    assert_eq!(y, vec![0.0; 12]);
+}

@@ -153,7 +153,9 @@ pub fn attention_forward_in<T: Float>(
     if let Some(m) = key_mask {
         assert_eq!(m.len(), a.batch * tk);
     }
-    if out.is_empty() || probs.is_empty() {
+    if probs.is_empty() {
+        // No keys (or no queries): every output is an empty sum.
+        out.fill(T::ZERO);
         return;
     }
     let scale = a.scale::<T>();

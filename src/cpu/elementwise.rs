@@ -92,6 +92,11 @@ impl PoolDims {
 pub fn mean_pool_forward<T: Float>(d: &PoolDims, x: &[T], y: &mut [T]) {
     let PoolDims { outer, n, inner } = *d;
     assert_eq!((x.len(), y.len()), (outer * n * inner, outer * inner));
+    if n == 0 {
+        // Nothing to average (x is empty, so the zip below would write nothing).
+        y.fill(T::ZERO);
+        return;
+    }
     let inv = T::ONE / T::from_usize(n);
     y.par_chunks_mut(inner.max(1))
         .zip(x.par_chunks((n * inner).max(1)))
