@@ -22,7 +22,7 @@ pub struct DropoutDims {
 
 /// Elements per task.
 const ELEMS_PER_TASK: usize = 1 << 14;
-/// Philox blocks drawn together (vectorised), i.e. 4·LANES elements.
+/// Philox blocks drawn together (two AVX2 registers), i.e. 4·LANES elements.
 const LANES: usize = 16;
 
 /// keep[i] = whether element offset + i survives; true and false as 1 and 0.
