@@ -17,30 +17,25 @@ use super::{gemm, sum_rows};
 use crate::float::Float;
 use rayon::prelude::*;
 
-/// w [c_out, c_in, k] → [c_out, k, c_in]: row co of it is column co of W'.
-fn taps_major<T: Float>(d: &Conv1dDims, w: &[T]) -> Vec<T> {
-    let (c_in, k) = (d.c_in, d.kernel);
-    let mut out = vec![T::ZERO; w.len()];
-    for (dst, src) in out.chunks_exact_mut(k * c_in).zip(w.chunks_exact(c_in * k)) {
-        for ci in 0..c_in {
-            for j in 0..k {
-                dst[j * c_in + ci] = src[ci * k + j];
+/// Each rows×cols block of `src` (blocks one after another), transposed into
+/// `dst`. Weights [c_out, c_in, k] become [c_out, k, c_in] (row co of that is
+/// column co of W'), and back.
+fn transpose_blocks<T: Float>(rows: usize, cols: usize, src: &[T], dst: &mut [T]) {
+    let block = (rows * cols).max(1);
+    for (d, s) in dst.chunks_exact_mut(block).zip(src.chunks_exact(block)) {
+        for r in 0..rows {
+            for c in 0..cols {
+                d[c * rows + r] = s[r * cols + c];
             }
         }
     }
-    out
 }
 
-/// The inverse of [`taps_major`]: [c_out, k, c_in] → [c_out, c_in, k].
-fn channels_major<T: Float>(d: &Conv1dDims, wt: &[T], w: &mut [T]) {
-    let (c_in, k) = (d.c_in, d.kernel);
-    for (dst, src) in w.chunks_exact_mut(c_in * k).zip(wt.chunks_exact(k * c_in)) {
-        for ci in 0..c_in {
-            for j in 0..k {
-                dst[ci * k + j] = src[j * c_in + ci];
-            }
-        }
-    }
+/// w [c_out, c_in, k] as [c_out, k, c_in].
+fn taps_major<T: Float>(d: &Conv1dDims, w: &[T]) -> Vec<T> {
+    let mut out = vec![T::ZERO; w.len()];
+    transpose_blocks(d.c_in, d.kernel, w, &mut out);
+    out
 }
 
 /// The input time step that output step t reads at tap 0 (may lie before 0).
@@ -158,7 +153,7 @@ pub fn conv1d_backward_nwc<T: Float>(
         false,
         T::ZERO,
     );
-    channels_major(d, &dwt, dw);
+    transpose_blocks(d.kernel, d.c_in, &dwt, dw);
     if let Some(dbias) = dbias {
         sum_rows(g, rows, d.c_out, dbias);
     }
