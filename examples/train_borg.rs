@@ -13,7 +13,7 @@ use std::time::Instant;
 use convformer::autograd::LossKind;
 use convformer::data::{self, Format, LoadOptions, PreprocessOptions, Splits};
 use convformer::nn::{ModelConfig, SeedRng};
-use convformer::train::run::{evaluate, prepare};
+use convformer::train::run::{evaluate_own_split, prepare};
 use convformer::train::{fit, FitOptions, LossSpec, PreparedData, Progress, TrainConfig};
 
 fn shared(rel: &str) -> std::path::PathBuf {
@@ -29,7 +29,7 @@ fn series(epochs: usize) -> convformer::Result<()> {
         Format::InstanceUsage,
         &LoadOptions::default(),
     )?;
-    let data = prepare(&ds, 42, true)?;
+    let data = prepare(&ds, 42, None, true)?;
     println!(
         "series: {} samples of {}×{} (train {}, val {}, test {})",
         ds.len(),
@@ -53,7 +53,15 @@ fn series(epochs: usize) -> convformer::Result<()> {
             ..FitOptions::default()
         },
     )?;
-    let r = evaluate(&out.model, &out.store, &data, &train.loss.to_string(), 512)?;
+    let r = evaluate_own_split(
+        &out.model,
+        &out.store,
+        &data,
+        &[0.95],
+        &train.loss.to_string(),
+        512,
+    )?
+    .0;
     let t = r.test.expect("a test split");
     println!(
         "\nseries test split ({} windows), trace units, best epoch {}:",
@@ -125,7 +133,8 @@ fn kaggle(epochs: usize) -> convformer::Result<()> {
             &data,
             &FitOptions::default(),
         )?;
-        let t = evaluate(&out.model, &out.store, &data, "mse", 512)?
+        let t = evaluate_own_split(&out.model, &out.store, &data, &[0.95], "mse", 512)?
+            .0
             .test
             .expect("a test fold");
         println!(

@@ -43,7 +43,7 @@ fn fit_on_the_emulated_gpu_follows_the_cpu_run() {
         &LoadOptions::default(),
     )
     .unwrap();
-    let mut data = prepare(&ds, 1, true).unwrap();
+    let mut data = prepare(&ds, 1, None, true).unwrap();
     // Few samples: the emulator runs every GPU thread on the CPU.
     head(&mut data.train, 12);
     head(&mut data.val, 4);

@@ -72,6 +72,8 @@ fn train_eval_predict_round_trip() {
         "metrics.json",
         "loss.png",
         "actual_vs_predicted.png",
+        "reservation.png",
+        "calibration.json",
         "checkpoint.safetensors",
     ] {
         let len = std::fs::metadata(run.join(f)).map(|m| m.len()).unwrap_or(0);
@@ -121,6 +123,48 @@ fn train_eval_predict_round_trip() {
         report["test"]["model_trace"]["r2"].as_f64().is_some(),
         "{report}"
     );
+    // By default every window of the new data is the test split...
+    assert!(
+        report["train"].is_null() && report["val"].is_null(),
+        "{report}"
+    );
+    assert!(report["evaluated"]
+        .as_str()
+        .unwrap()
+        .contains("every window"));
+    // ...and ridge and every margin are the run's own, fitted on nothing of it.
+    let calibration: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("calibration.json")).unwrap()).unwrap();
+    assert_eq!(report["ridge_lambda"], calibration["ridge"]["lambda"]);
+    let test_rows = report["reservations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["split"] == "test")
+        .expect("test reservations")["rows"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let stored = calibration["calibrations"].as_array().unwrap();
+    assert_eq!(test_rows.len(), stored.len());
+    for (row, cal) in test_rows.iter().zip(stored) {
+        assert_eq!(row["predictor"], cal["predictor"]);
+        assert_eq!(row["margin"], cal["margin"], "{row}");
+        let cov = row["metrics"]["coverage"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&cov), "{row}");
+    }
+    // `--split` re-splits the file as at training time instead.
+    let o = bin(&[
+        "eval",
+        "--model",
+        &run_s,
+        "--data",
+        &csv.display().to_string(),
+        "--split",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("val split"), "{}", text(&o));
+    assert!(text(&o).contains("reservations"), "{}", text(&o));
 
     let preds = dir.join("preds.csv");
     let o = bin(&[
@@ -135,13 +179,30 @@ fn train_eval_predict_round_trip() {
     assert!(o.status.success(), "{}", text(&o));
     let body = std::fs::read_to_string(&preds).unwrap();
     let mut lines = body.lines();
-    assert_eq!(lines.next(), Some("id,actual,prediction"));
+    assert_eq!(
+        lines.next(),
+        Some("id,actual,prediction,reserved_q95,reserved_q99")
+    );
     let rows: Vec<&str> = lines.collect();
     assert!(rows.len() > 100);
     for r in &rows {
-        let p: f32 = r.rsplit(',').next().unwrap().parse().unwrap();
-        assert!(p.is_finite(), "{r}");
+        let cells: Vec<&str> = r.split(',').collect();
+        // The id keeps its joinable form: <collection>-<instance>@<time>.
+        let (key, time) = cells[0].split_once('@').unwrap();
+        assert!(key.contains('-') && time.parse::<u64>().is_ok(), "{r}");
+        for c in &cells[2..] {
+            assert!(c.parse::<f32>().unwrap().is_finite(), "{r}");
+        }
     }
+
+    // A finished run is not replaced without --force.
+    let o = bin(&["train", "--out", &run_s, "--epochs", "1", "--quiet"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("already holds a run") && text(&o).contains("--force"),
+        "{}",
+        text(&o)
+    );
 
     // A kaggle file given to a series model is refused with what it expected.
     let o = bin(&[
@@ -193,6 +254,18 @@ fn clear_errors_for_bad_requests() {
     let o = bin(&["train", "--out", &out, "--loss", "quantile:2"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("quantile"), "{}", text(&o));
+    for bad in ["1.5", "0", "1", "-0.2", "nan"] {
+        let o = bin(&["train", "--out", &out, "--reserve", bad]);
+        assert!(!o.status.success(), "--reserve {bad}");
+        assert!(
+            text(&o).contains("strictly between 0 and 1"),
+            "--reserve {bad}: {}",
+            text(&o)
+        );
+    }
+    let o = bin(&["train", "--out", &out, "--reserve", "high"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--reserve"), "{}", text(&o));
     let cfg = dir.join("c.json");
     std::fs::write(&cfg, "{\"model\": {\"conv_filter\": 3}}").unwrap();
     let o = bin(&[

@@ -39,6 +39,7 @@ fn cases() -> Vec<Case> {
                 ff_dim: 13,
                 dropout_rate: 0.1,
                 dense_units: 9,
+                norm_first: false,
                 ..ModelConfig::default()
             },
             loss: "mse",

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use convformer::data::{self, Format, LoadOptions};
 use convformer::nn::ModelConfig;
-use convformer::train::run::{evaluate, prepare};
+use convformer::train::run::{evaluate_own_split, prepare};
 use convformer::train::{fit, FitOptions, LossSpec, PreparedData, TrainConfig};
 use convformer::Error;
 
@@ -27,7 +27,7 @@ fn load_slice(file: &str) -> PreparedData {
         &LoadOptions::default(),
     )
     .unwrap();
-    prepare(&ds, 1, true).unwrap()
+    prepare(&ds, 1, None, true).unwrap()
 }
 
 fn small_model() -> ModelConfig {
@@ -63,7 +63,9 @@ fn beats_the_naive_predictor_on_a_real_slice() {
         &FitOptions::default(),
     )
     .unwrap();
-    let report = evaluate(&out.model, &out.store, &data, "mse", 256).unwrap();
+    let report = evaluate_own_split(&out.model, &out.store, &data, &[0.95], "mse", 256)
+        .unwrap()
+        .0;
     let test = report.test.unwrap();
     eprintln!(
         "test MAE: model {:.4e}, naive {:.4e}, ridge {:.4e}",
@@ -221,8 +223,9 @@ fn quantile_loss_raises_coverage() {
         ..small_train(4)
     };
     let out = fit(&small_model(), &q, &data, &FitOptions::default()).unwrap();
-    let cov = evaluate(&out.model, &out.store, &data, "quantile:0.9", 256)
+    let cov = evaluate_own_split(&out.model, &out.store, &data, &[0.95], "quantile:0.9", 256)
         .unwrap()
+        .0
         .test
         .unwrap()
         .model_trace
@@ -240,9 +243,10 @@ fn early_stopping_restores_the_best_weights() {
     };
     let out = fit(&small_model(), &cfg, &data, &FitOptions::default()).unwrap();
     let h = &out.history;
-    let best = h.iter().map(|e| e.val_mae).fold(f64::INFINITY, f64::min);
-    assert_eq!(out.best_val_mae, best);
-    assert_eq!(h[out.best_epoch - 1].val_mae, best);
+    // Selection is by the validation value of the loss being trained.
+    let best = h.iter().map(|e| e.val_loss).fold(f64::INFINITY, f64::min);
+    assert_eq!(out.best_val_loss, best);
+    assert_eq!(h[out.best_epoch - 1].val_loss, best);
     // With this seed the run stops early: exactly `patience` epochs after the best.
     assert!(h.len() < cfg.epochs, "no early stop: {h:?}");
     assert_eq!(h.len(), out.best_epoch + cfg.patience, "{h:?}");
@@ -250,11 +254,11 @@ fn early_stopping_restores_the_best_weights() {
     let pred =
         convformer::train::trainer::predict_split(&out.model, &out.store, &data.val, 256).unwrap();
     let mae = convformer::train::regression_metrics(&pred, &data.val.targets).mae;
-    assert_eq!(mae, best);
+    assert_eq!(mae, h[out.best_epoch - 1].val_mae);
 }
 
 #[test]
-fn the_tuner_objective_is_the_best_validation_mae() {
+fn the_tuner_objective_is_the_best_validation_loss() {
     let data = real_slice();
     let cfg = small_train(5);
     let objective = convformer::train::train_and_validate(
@@ -273,5 +277,5 @@ fn the_tuner_objective_is_the_best_validation_mae() {
     )
     .unwrap();
     assert!(objective.is_finite() && objective > 0.0);
-    assert_eq!(objective, direct.best_val_mae);
+    assert_eq!(objective, direct.best_val_loss);
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::data::{detect_format, Format};
 use crate::error::Result;
-use crate::train::run::{evaluate, DataSource, LoadedRun};
+use crate::train::run::{evaluate, forecasts, DataSource, LoadedRun};
 
 use super::device_choice::{resolve, DeviceArg};
 
@@ -21,6 +21,13 @@ pub struct EvalArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Split --data into train/val/test as at training time and report each
+    /// (default: every window of --data is evaluated, as new instances).
+    #[arg(long)]
+    pub split: bool,
+    /// Also draw reservation.png (slack against violation rate) into DIR.
+    #[arg(long)]
+    pub plots: Option<PathBuf>,
     /// Where the network runs (auto: CUDA when usable, else the CPU).
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceArg,
@@ -49,14 +56,37 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let mut run = LoadedRun::open(&args.model)?;
     run.store = run.store.to_device(&device)?;
     let ds = load_for_run(&run, &args.data, args.format)?;
-    let data = run.prepare(&ds)?;
+    let (data, evaluated) = if args.split {
+        (run.prepare(&ds)?, "--data split as at training time")
+    } else {
+        (
+            run.prepare_all(&ds)?,
+            "every window of --data (nothing fitted on it)",
+        )
+    };
+    let batch = run.run.train.eval_batch_size;
     let report = evaluate(
         &run.model,
         &run.store,
         &data,
+        &run.baselines,
+        evaluated,
         &run.run.train.loss.to_string(),
-        run.run.train.eval_batch_size,
+        batch,
     )?;
+    if let Some(dir) = &args.plots {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            crate::error::Error::Invalid(format!("cannot create {}: {e}", dir.display()))
+        })?;
+        // Margins swept on the run's own validation split, drawn on --data's windows.
+        let own = run.prepare(&run.run.data.load(false)?)?;
+        let ridge = &run.baselines.ridge;
+        let val = forecasts(&run.model, &run.store, &own, ridge, &own.val, batch)?;
+        let test = forecasts(&run.model, &run.store, &data, ridge, &data.test, batch)?;
+        let path = dir.join("reservation.png");
+        crate::train::reservation_plot::tradeoff(&path, &val, &test)?;
+        eprintln!("wrote {}", path.display());
+    }
     if args.json {
         println!(
             "{}",
@@ -64,13 +94,14 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         );
         return Ok(());
     }
+    println!("evaluated: {}", report.evaluated);
     for (name, split) in [
         ("train", &report.train),
         ("val", &report.val),
         ("test", &report.test),
     ] {
         if let Some(r) = split {
-            super::train::print_table(name, r);
+            super::train::print_table(name, r, &report);
         }
     }
     Ok(())

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::data::Format;
 use crate::error::{Error, Result};
+use crate::train::reserve::column_name;
 use crate::train::run::LoadedRun;
 
 use super::device_choice::{resolve, DeviceArg};
@@ -17,7 +18,8 @@ pub struct PredictArgs {
     pub data: PathBuf,
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// CSV to write: id, actual, prediction (trace units).
+    /// CSV to write: id, actual, prediction and one reserved_qNN column per
+    /// calibrated level (trace units).
     #[arg(long)]
     pub out: PathBuf,
     /// Where the network runs (auto: CUDA when usable, else the CPU).
@@ -31,18 +33,21 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     run.store = run.store.to_device(&device)?;
     let ds = super::eval::load_for_run(&run, &args.data, args.format)?;
     let pred = run.predict_all(&ds)?;
+    let reserved = run.reservations(&ds, &pred);
     let fail = |e: csv::Error| Error::Invalid(format!("cannot write {}: {e}", args.out.display()));
     let mut w = csv::Writer::from_path(&args.out).map_err(fail)?;
-    w.write_record(["id", "actual", "prediction"])
-        .map_err(fail)?;
-    for ((id, actual), p) in ds.ids.iter().zip(&ds.targets).zip(&pred) {
+    let mut header = vec!["id".to_string(), "actual".into(), "prediction".into()];
+    header.extend(reserved.iter().map(|(q, _)| column_name(*q)));
+    w.write_record(&header).map_err(fail)?;
+    for (i, ((id, actual), p)) in ds.ids.iter().zip(&ds.targets).zip(&pred).enumerate() {
         let actual = if actual.is_finite() {
             actual.to_string()
         } else {
             String::new()
         };
-        w.write_record([id.as_str(), &actual, &p.to_string()])
-            .map_err(fail)?;
+        let mut record = vec![id.clone(), actual, p.to_string()];
+        record.extend(reserved.iter().map(|(_, v)| v[i].to_string()));
+        w.write_record(&record).map_err(fail)?;
     }
     w.flush()
         .map_err(|e| Error::Invalid(format!("cannot write {}: {e}", args.out.display())))?;

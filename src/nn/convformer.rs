@@ -1,5 +1,7 @@
 //! ConvFormerNet: conv1d stack (relu, `same`) → transformer encoder blocks →
-//! global average pooling over time → Dense(64, relu) → Dense(1).
+//! global average pooling over time → Dense(64, relu) → Dense(1), plus (as
+//! an option) a linear skip from the flattened input window to the output, the
+//! autoregressive "highway" of LSTNet (Lai et al., SIGIR 2018).
 
 use super::conv::Conv1d;
 use super::encoder::{Activation, EncoderOptions, TransformerEncoderBlock};
@@ -30,9 +32,16 @@ pub struct ModelConfig {
     pub num_blocks: usize,
     pub dense_units: usize,
     pub activation: Activation,
-    /// Pre-norm blocks instead of the original post-norm.
+    /// Pre-norm blocks (the default) instead of the original post-norm, whose
+    /// last LayerNorm flattens the tokens and holds the output on a constant
+    /// for the first epochs.
     pub norm_first: bool,
     pub layer_norm_eps: f64,
+    /// A linear term of the whole input window added to the output (`skip.*`),
+    /// fitted before training (see `TrainConfig::fit_skip`). Off by default:
+    /// it wins the first epochs but takes the signal the other layers need,
+    /// which then stop learning (benches/results/learning.md).
+    pub linear_skip: bool,
 }
 
 impl Default for ModelConfig {
@@ -50,8 +59,9 @@ impl Default for ModelConfig {
             num_blocks: 1,
             dense_units: 64,
             activation: Activation::Relu,
-            norm_first: false,
+            norm_first: true,
             layer_norm_eps: 1e-6,
+            linear_skip: false,
         }
     }
 }
@@ -103,6 +113,8 @@ pub struct ConvFormerNet {
     pub blocks: Vec<TransformerEncoderBlock>,
     pub dense: Linear,
     pub out: Linear,
+    /// [seq_len · in_channels] -> 1, when `config.linear_skip`.
+    pub skip: Option<Linear>,
 }
 
 impl ConvFormerNet {
@@ -145,12 +157,19 @@ impl ConvFormerNet {
             .collect::<Result<Vec<_>>>()?;
         let dense = Linear::new(store, "dense", f, config.dense_units, true, &mut rng)?;
         let out = Linear::new(store, "out", config.dense_units, 1, true, &mut rng)?;
+        let skip = if config.linear_skip {
+            let window = config.seq_len * config.in_channels;
+            Some(Linear::new(store, "skip", window, 1, true, &mut rng)?)
+        } else {
+            None
+        };
         Ok(ConvFormerNet {
             config: config.clone(),
             convs,
             blocks,
             dense,
             out,
+            skip,
         })
     }
 
@@ -177,7 +196,12 @@ impl ConvFormerNet {
         }
         let pooled = tape.mean_pool(h, 1)?;
         let d = self.dense.forward_relu(tape, pooled)?;
-        let y = self.out.forward(tape, d)?;
+        let mut y = self.out.forward(tape, d)?;
+        if let Some(skip) = &self.skip {
+            let flat = tape.reshape(x, &[batch, c.seq_len * c.in_channels])?;
+            let linear = skip.forward(tape, flat)?;
+            y = tape.add(y, linear)?;
+        }
         tape.reshape(y, &[batch])
     }
 }

@@ -18,7 +18,7 @@ use crate::optim::{AdamState, AdamW};
 
 pub const FILE_NAME: &str = "checkpoint.safetensors";
 
-/// Loop state besides tensors. Floats that steer the run (history, best MAE)
+/// Loop state besides tensors. Floats that steer the run (history, best loss)
 /// travel as f64 tensors, not JSON text, so they come back bit for bit.
 #[derive(Clone, Debug)]
 pub struct TrainState {
@@ -28,7 +28,7 @@ pub struct TrainState {
     pub step: u64,
     pub rng: SeedRng,
     pub history: Vec<EpochLog>,
-    pub best_val_mae: f64,
+    pub best_val_loss: f64,
     pub best_epoch: usize,
     /// Epochs since the last improvement.
     pub wait: usize,
@@ -43,7 +43,7 @@ impl TrainState {
             // A different stream than the weight init, from the same seed.
             rng: SeedRng::new(seed ^ 0x5EED_5AFE),
             history: Vec::new(),
-            best_val_mae: f64::INFINITY,
+            best_val_loss: f64::INFINITY,
             best_epoch: 0,
             wait: 0,
             stopped: false,
@@ -62,7 +62,7 @@ struct Counters {
     adam_steps: u64,
 }
 
-const HISTORY_COLS: usize = 5;
+const HISTORY_COLS: usize = 8;
 
 pub fn save(
     path: &Path,
@@ -93,9 +93,18 @@ pub fn save(
         });
     }
     let mut history: Vec<f64> = Vec::with_capacity(state.history.len() * HISTORY_COLS + 1);
-    history.push(state.best_val_mae);
+    history.push(state.best_val_loss);
     for h in &state.history {
-        history.extend([h.epoch as f64, h.train_loss, h.val_loss, h.val_mae, h.lr]);
+        history.extend([
+            h.epoch as f64,
+            h.train_loss,
+            h.val_loss,
+            h.val_mae,
+            h.lr,
+            h.grad_norm,
+            h.clipped,
+            h.output_spread,
+        ]);
     }
     let counters = Counters {
         epoch: state.epoch,
@@ -201,7 +210,7 @@ pub fn load(
         .find(|t| t.name == "state.history")
         .ok_or_else(|| Error::Invalid(format!("{}: the loss history is missing", path.display())))?
         .data;
-    let (best_val_mae, rows) = values
+    let (best_val_loss, rows) = values
         .split_first()
         .ok_or_else(|| Error::Invalid(format!("{}: the loss history is empty", path.display())))?;
     let history = rows
@@ -212,6 +221,9 @@ pub fn load(
             val_loss: r[2],
             val_mae: r[3],
             lr: r[4],
+            grad_norm: r[5],
+            clipped: r[6],
+            output_spread: r[7],
         })
         .collect();
     Ok(TrainState {
@@ -219,7 +231,7 @@ pub fn load(
         step: counters.step,
         rng: SeedRng::from_state(counters.rng_state),
         history,
-        best_val_mae: *best_val_mae,
+        best_val_loss: *best_val_loss,
         best_epoch: counters.best_epoch,
         wait: counters.wait,
         stopped: counters.stopped,

@@ -112,9 +112,8 @@ pub struct TrainConfig {
     pub adam_eps: f64,
     /// Global gradient-norm clip; 0 = off.
     pub clip_norm: f64,
-    /// Epochs without a better validation MAE before stopping; 0 = never stop early.
-    /// The default (12) outlasts the plateau where the post-norm network first
-    /// predicts the naive residual (up to ~11 epochs on the generated trace).
+    /// Epochs without a better validation value of the run's loss before
+    /// stopping; 0 = never stop early.
     pub patience: usize,
     pub loss: LossSpec,
     pub seed: u64,
@@ -122,12 +121,19 @@ pub struct TrainConfig {
     /// The network learns the residual over the naive prediction (last window's
     /// peak for series, average memory for kaggle rows), which is added back.
     pub residual: bool,
+    /// Before the first step, set the linear skip (when the model has one) to
+    /// the linear fit of the training targets under the run's loss (ridge for
+    /// mse, Huber regression otherwise), so the network starts from it.
+    pub fit_skip: bool,
+    /// Reservation levels Q: each predictor's margin is calibrated on the
+    /// validation split to cover a share Q of windows (`--reserve`).
+    pub reserve: Vec<f64>,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            epochs: 30,
+            epochs: 60,
             batch_size: 64,
             lr: 2e-3,
             min_lr: 1e-5,
@@ -138,10 +144,12 @@ impl Default for TrainConfig {
             adam_eps: 1e-7,
             clip_norm: 1.0,
             patience: 12,
-            loss: LossSpec(LossKind::Mse),
+            loss: LossSpec(LossKind::Huber(1.0)),
             seed: 42,
             eval_batch_size: 512,
             residual: true,
+            fit_skip: true,
+            reserve: vec![0.95, 0.99],
         }
     }
 }
@@ -163,6 +171,9 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             return bad("beta1 and beta2 must be in [0, 1)");
+        }
+        for &q in &self.reserve {
+            super::reserve::check_level(q)?;
         }
         if !is_positive(self.adam_eps)
             || !is_non_negative(self.weight_decay)

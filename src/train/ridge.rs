@@ -15,8 +15,32 @@ impl Ridge {
     /// Fits on `x` (n rows × d features, row-major) and `y` (n). Features and
     /// target are centred first so the intercept is not shrunk.
     pub fn fit(x: &[f32], y: &[f32], d: usize, lambda: f64) -> Result<Self> {
-        let gram = Gram::new(x, y, d)?;
+        let gram = Gram::new(x, y, None, d)?;
         gram.solve(lambda)
+    }
+
+    /// The linear fit under the Huber loss with threshold `delta` (same
+    /// penalty λ as `self`), by iteratively reweighted least squares started
+    /// from `self`: a sample whose residual exceeds δ gets weight δ/|r|.
+    pub fn refit_huber(&self, x: &[f32], y: &[f32], d: usize, delta: f64) -> Result<Self> {
+        let mut model = self.clone();
+        for _ in 0..HUBER_IRLS_ITERATIONS {
+            let pred = model.predict(x, d)?;
+            let weights: Vec<f64> = pred
+                .iter()
+                .zip(y)
+                .map(|(&p, &y)| {
+                    let r = (y as f64 - p as f64).abs();
+                    if r <= delta {
+                        1.0
+                    } else {
+                        delta / r
+                    }
+                })
+                .collect();
+            model = Gram::new(x, y, Some(&weights), d)?.solve(self.lambda)?;
+        }
+        Ok(model)
     }
 
     /// Picks λ from a grid (relative to the mean feature variance) by the MAE
@@ -28,7 +52,7 @@ impl Ridge {
         y_val: &[f32],
         d: usize,
     ) -> Result<Self> {
-        let gram = Gram::new(x, y, d)?;
+        let gram = Gram::new(x, y, None, d)?;
         let scale = (0..d).map(|i| gram.xtx[i * d + i]).sum::<f64>() / d.max(1) as f64;
         let scale = if scale > 0.0 { scale } else { 1.0 };
         let mut best: Option<(f64, Ridge)> = None;
@@ -73,7 +97,11 @@ impl Ridge {
     }
 }
 
-/// Centred normal equations, computed once and solved for several λ.
+/// Reweighting rounds of `refit_huber`: the fit moves little after a handful.
+const HUBER_IRLS_ITERATIONS: usize = 8;
+
+/// Centred (optionally sample-weighted) normal equations, computed once and
+/// solved for several λ.
 struct Gram {
     d: usize,
     xtx: Vec<f64>,
@@ -83,9 +111,9 @@ struct Gram {
 }
 
 impl Gram {
-    fn new(x: &[f32], y: &[f32], d: usize) -> Result<Self> {
+    fn new(x: &[f32], y: &[f32], weights: Option<&[f64]>, d: usize) -> Result<Self> {
         let n = y.len();
-        if d == 0 || n == 0 || x.len() != n * d {
+        if d == 0 || n == 0 || x.len() != n * d || weights.is_some_and(|w| w.len() != n) {
             return Err(Error::shape(
                 "Ridge::fit",
                 &[x.len()],
@@ -98,19 +126,30 @@ impl Gram {
                 "ridge: inputs hold NaN or infinite values (impute first)".into(),
             ));
         }
+        let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
+        let total: f64 = (0..n).map(weight).sum();
         let mut x_mean = vec![0.0; d];
-        for row in x.chunks(d) {
+        for (i, row) in x.chunks(d).enumerate() {
             for (m, &v) in x_mean.iter_mut().zip(row) {
-                *m += v as f64;
+                *m += weight(i) * v as f64;
             }
         }
-        x_mean.iter_mut().for_each(|m| *m /= n as f64);
-        let y_mean = y.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        x_mean.iter_mut().for_each(|m| *m /= total);
+        let y_mean = (0..n).map(|i| weight(i) * y[i] as f64).sum::<f64>() / total;
+        // Rows scaled by √w, so XᵀX and Xᵀy below are the weighted sums.
         let xc: Vec<f64> = x
             .chunks(d)
-            .flat_map(|row| row.iter().zip(&x_mean).map(|(&v, m)| v as f64 - m))
+            .enumerate()
+            .flat_map(|(i, row)| {
+                let s = weight(i).sqrt();
+                row.iter()
+                    .zip(&x_mean)
+                    .map(move |(&v, m)| s * (v as f64 - m))
+            })
             .collect();
-        let yc: Vec<f64> = y.iter().map(|&v| v as f64 - y_mean).collect();
+        let yc: Vec<f64> = (0..n)
+            .map(|i| weight(i).sqrt() * (y[i] as f64 - y_mean))
+            .collect();
         let mut xtx = vec![0.0; d * d];
         let mut xty = vec![0.0; d];
         // SAFETY: the strides describe xc as n×d row-major (read transposed as

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::baselines::{Baselines, Predictor, ReservationRow, SplitForecasts};
 use super::config::RunConfig;
 use super::metrics::{regression_metrics, Metrics};
 use super::prepared::naive_offset;
@@ -28,6 +29,10 @@ pub struct DataSource {
     pub horizon: usize,
     /// Seed of the generated trace and of the split.
     pub seed: u64,
+    /// How samples are split; None = the format's default (series:
+    /// chronological per instance, kaggle rows: random).
+    #[serde(default)]
+    pub split: Option<SplitKind>,
 }
 
 impl DataSource {
@@ -51,6 +56,7 @@ impl DataSource {
             window,
             horizon,
             seed,
+            split: None,
         })
     }
 
@@ -70,12 +76,19 @@ impl DataSource {
     }
 }
 
-/// Train / validation / test shares: series are split chronologically per
-/// instance (the last 20% is the test set), kaggle rows at random.
-pub fn split_for(ds: &Dataset, seed: u64) -> data::Splits {
-    match ds.format {
-        Format::InstanceUsage => data::split(ds, SplitKind::Chronological, (0.72, 0.08, 0.2), seed),
-        Format::Kaggle => data::split(ds, SplitKind::Random, (0.7, 0.1, 0.2), seed),
+/// Train / validation / test shares. By default series are split
+/// chronologically per instance (the last 20% is the test set), kaggle rows at
+/// random. A group split puts whole instances (series) or collections (kaggle)
+/// on one side, 60/20/20 by samples, so that the margins are calibrated, and
+/// the model tested, on instances training never saw.
+pub fn split_for(ds: &Dataset, seed: u64, kind: Option<SplitKind>) -> data::Splits {
+    match (kind, ds.format) {
+        (Some(SplitKind::Group), _) => data::split(ds, SplitKind::Group, (0.6, 0.2, 0.2), seed),
+        (Some(kind), _) => data::split(ds, kind, (0.72, 0.08, 0.2), seed),
+        (None, Format::InstanceUsage) => {
+            data::split(ds, SplitKind::Chronological, (0.72, 0.08, 0.2), seed)
+        }
+        (None, Format::Kaggle) => data::split(ds, SplitKind::Random, (0.7, 0.1, 0.2), seed),
     }
 }
 
@@ -106,10 +119,21 @@ pub struct SplitReport {
 pub struct EvalReport {
     pub format: Format,
     pub loss: String,
+    /// What was evaluated: the run's own split, or every window of new data.
+    pub evaluated: String,
     pub ridge_lambda: f64,
     pub train: Option<SplitReport>,
     pub val: Option<SplitReport>,
     pub test: Option<SplitReport>,
+    /// Every predictor's reservations at every level, per split (margins
+    /// calibrated on the run's validation split).
+    pub reservations: Vec<SplitReservations>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SplitReservations {
+    pub split: String,
+    pub rows: Vec<ReservationRow>,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -143,44 +167,107 @@ fn split_report(
     })
 }
 
-/// Evaluates a model and the baselines (ridge fitted on this data's training
-/// split, λ picked on its validation split) on every split.
+/// The network's and ridge's forecasts of a split in trace units.
+pub fn forecasts<'a>(
+    model: &ConvFormerNet,
+    store: &ParamStore<f32>,
+    data: &PreparedData,
+    ridge: &Ridge,
+    split: &'a SplitData,
+    batch: usize,
+) -> Result<SplitForecasts<'a>> {
+    let d = data.seq_len * data.channels;
+    let m = predict_split(model, store, split, batch)?;
+    let r = ridge.predict(&split.inputs, d)?;
+    Ok(SplitForecasts {
+        split,
+        model: data.to_trace_units(&m),
+        ridge: data.to_trace_units(&r),
+    })
+}
+
+/// Evaluates a model and the baselines on every split. Nothing is fitted on
+/// `data`: ridge and every margin come from `baselines`, fitted on the run's
+/// own training and validation splits.
 pub fn evaluate(
     model: &ConvFormerNet,
     store: &ParamStore<f32>,
     data: &PreparedData,
+    baselines: &Baselines,
+    evaluated: &str,
     loss: &str,
     batch: usize,
 ) -> Result<EvalReport> {
     let d = data.seq_len * data.channels;
-    let ridge = Ridge::fit_select(
-        &data.train.inputs,
-        &data.train.targets,
-        &data.val.inputs,
-        &data.val.targets,
-        d,
-    )?;
-    let report = |split: &SplitData| -> Result<Option<SplitReport>> {
+    let ridge = &baselines.ridge;
+    let mut reservations = Vec::new();
+    let mut report = |name: &str, split: &SplitData| -> Result<Option<SplitReport>> {
         if split.is_empty() {
             return Ok(None);
         }
         let m = predict_split(model, store, split, batch)?;
         let r = ridge.predict(&split.inputs, d)?;
+        let fc = SplitForecasts {
+            split,
+            model: data.to_trace_units(&m),
+            ridge: data.to_trace_units(&r),
+        };
+        reservations.push(SplitReservations {
+            split: name.to_string(),
+            rows: baselines.report(&fc),
+        });
         Ok(split_report(data, split, &m, &r))
     };
+    let (train, val, test) = (
+        report("train", &data.train)?,
+        report("val", &data.val)?,
+        report("test", &data.test)?,
+    );
     Ok(EvalReport {
         format: data.format,
         loss: loss.to_string(),
+        evaluated: evaluated.to_string(),
         ridge_lambda: ridge.lambda,
-        train: report(&data.train)?,
-        val: report(&data.val)?,
-        test: report(&data.test)?,
+        train,
+        val,
+        test,
+        reservations,
     })
 }
 
+/// Fits ridge and the margins at `levels` on `data`'s own training and
+/// validation splits, then evaluates every split (what `train` reports).
+pub fn evaluate_own_split(
+    model: &ConvFormerNet,
+    store: &ParamStore<f32>,
+    data: &PreparedData,
+    levels: &[f64],
+    loss: &str,
+    batch: usize,
+) -> Result<(EvalReport, Baselines)> {
+    let ridge = Baselines::fit_ridge(data)?;
+    let val = forecasts(model, store, data, &ridge, &data.val, batch)?;
+    let baselines = Baselines::calibrate(ridge, levels, &val)?;
+    let report = evaluate(
+        model,
+        store,
+        data,
+        &baselines,
+        "the run's own split",
+        loss,
+        batch,
+    )?;
+    Ok((report, baselines))
+}
+
 /// Prepares a data set for training: split and preprocessor fitted on train.
-pub fn prepare(ds: &Dataset, seed: u64, residual: bool) -> Result<PreparedData> {
-    let splits = split_for(ds, seed);
+pub fn prepare(
+    ds: &Dataset,
+    seed: u64,
+    split: Option<SplitKind>,
+    residual: bool,
+) -> Result<PreparedData> {
+    let splits = split_for(ds, seed, split);
     PreparedData::new(ds, &splits, &PreprocessOptions::default(), residual)
 }
 
@@ -196,7 +283,7 @@ pub fn train_run(
     std::fs::create_dir_all(run_dir)
         .map_err(|e| Error::Invalid(format!("cannot create {}: {e}", run_dir.display())))?;
     let ds = source.load(opts.progress != super::trainer::Progress::Silent)?;
-    let data = prepare(&ds, source.seed, cfg.train.residual)?;
+    let data = prepare(&ds, source.seed, source.split, cfg.train.residual)?;
     let model_cfg = super::trainer::model_config_for(&cfg.model, &data);
     let run_file = RunFile {
         model: model_cfg.clone(),
@@ -230,13 +317,17 @@ pub fn train_run(
         ));
     }
     save_model(&outcome.store, &run_dir.join("model.safetensors"))?;
-    let eval = evaluate(
+    let batch = cfg.train.eval_batch_size;
+    let (eval, baselines) = evaluate_own_split(
         &outcome.model,
         &outcome.store,
         &data,
+        &cfg.train.reserve,
         &cfg.train.loss.to_string(),
-        cfg.train.eval_batch_size,
+        batch,
     )?;
+    baselines.save(run_dir)?;
+    let ridge = &baselines.ridge;
     let metrics = MetricsFile {
         eval,
         best_epoch: outcome.best_epoch,
@@ -261,6 +352,16 @@ pub fn train_run(
         &test.actual,
         &data.to_trace_units(&pred),
     )?;
+    let val = forecasts(
+        &outcome.model,
+        &outcome.store,
+        &data,
+        ridge,
+        &data.val,
+        batch,
+    )?;
+    let held_out = forecasts(&outcome.model, &outcome.store, &data, ridge, test, batch)?;
+    super::reservation_plot::tradeoff(&run_dir.join("reservation.png"), &val, &held_out)?;
     Ok((outcome, metrics))
 }
 
@@ -290,6 +391,8 @@ pub struct LoadedRun {
     pub model: ConvFormerNet,
     pub store: ParamStore<f32>,
     pub preprocessor: Preprocessor,
+    /// Ridge and the margins, fitted on the run's own training/validation data.
+    pub baselines: Baselines,
 }
 
 impl LoadedRun {
@@ -300,11 +403,17 @@ impl LoadedRun {
         let mut store = ParamStore::new();
         let model = ConvFormerNet::new(&mut store, &run.model, run.train.seed)?;
         load_model(&mut store, &run_dir.join("model.safetensors"))?;
+        let baselines = Baselines::load(run_dir).map_err(|e| {
+            Error::Invalid(format!(
+                "{e} (a run trained before reservations existed has none: train it again)"
+            ))
+        })?;
         Ok(LoadedRun {
             run,
             model,
             store,
             preprocessor,
+            baselines,
         })
     }
 
@@ -338,14 +447,49 @@ impl LoadedRun {
     /// The data split as at training time, transformed by the run's preprocessor.
     pub fn prepare(&self, ds: &Dataset) -> Result<PreparedData> {
         self.check_compatible(ds)?;
-        let splits = split_for(ds, self.run.data.seed);
-        Ok(PreparedData::with_preprocessor(
+        let splits = split_for(ds, self.run.data.seed, self.run.data.split);
+        Ok(self.prepare_splits(ds, &splits))
+    }
+
+    /// Every sample of `ds` as the test split (train and validation empty):
+    /// new instances evaluated with nothing fitted on them.
+    pub fn prepare_all(&self, ds: &Dataset) -> Result<PreparedData> {
+        self.check_compatible(ds)?;
+        let splits = data::Splits {
+            test: (0..ds.len()).collect(),
+            ..data::Splits::default()
+        };
+        Ok(self.prepare_splits(ds, &splits))
+    }
+
+    fn prepare_splits(&self, ds: &Dataset, splits: &data::Splits) -> PreparedData {
+        PreparedData::with_preprocessor(
             ds,
-            &splits,
+            splits,
             &self.preprocessor,
             self.run.train.residual,
             self.run.net_scale,
-        ))
+        )
+    }
+
+    /// The network's reservation at every calibrated level for every sample
+    /// of `ds`, from its predictions `pred` (trace units): (Q, values).
+    pub fn reservations(&self, ds: &Dataset, pred: &[f32]) -> Vec<(f64, Vec<f32>)> {
+        let idx: Vec<usize> = (0..ds.len()).collect();
+        let windows = super::prepared::window_stats(ds, &idx);
+        self.baselines
+            .levels
+            .iter()
+            .filter_map(|&q| {
+                let margin = self.baselines.margin(Predictor::Convformer, q)?.margin?;
+                let values = pred
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &p)| margin.reserve(p, windows.get(i).copied().flatten().as_ref()))
+                    .collect();
+                Some((q, values))
+            })
+            .collect()
     }
 
     /// Predictions in trace units for every sample of `ds`, in order.

@@ -1,7 +1,8 @@
 //! The training loop: seeded mini-batch shuffling, Adam/AdamW with warmup +
-//! cosine, gradient clipping, early stopping on validation MAE (the best weights
-//! are restored), a hard stop on any non-finite loss or gradient, and a
-//! checkpoint after every epoch from which `resume` continues bit for bit.
+//! cosine, gradient clipping, early stopping on the validation value of the
+//! loss being trained (the best weights are restored), a hard stop on any
+//! non-finite loss or gradient, and a checkpoint after every epoch from which
+//! `resume` continues bit for bit.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -11,7 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::checkpoint::{self, TrainState};
 use super::config::TrainConfig;
 use super::prepared::{PreparedData, SplitData};
-use crate::autograd::{shard_rows, sharded_backward, Grads, ParamStore, Tape};
+use super::ridge::Ridge;
+use crate::autograd::{shard_rows, sharded_backward, Grads, LossKind, ParamStore, Tape};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::{ConvFormerNet, ModelConfig, SeedRng};
@@ -35,9 +37,16 @@ pub struct EpochLog {
     /// Training and validation loss in the network's units (see `SplitData::net_scale`).
     pub train_loss: f64,
     pub val_loss: f64,
-    /// Validation MAE in scaled units (what early stopping watches).
+    /// Validation MAE in scaled units (reported; selection uses `val_loss`).
     pub val_mae: f64,
     pub lr: f64,
+    /// Mean global gradient norm of the epoch's steps, before clipping.
+    pub grad_norm: f64,
+    /// Share of the epoch's steps whose gradient was clipped.
+    pub clipped: f64,
+    /// Standard deviation of the network's outputs over the validation
+    /// samples (network units): near zero when the output has collapsed to a constant.
+    pub output_spread: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -51,6 +60,8 @@ pub struct FitOptions {
     pub stop_after: Option<usize>,
     /// Where the parameters, batches and optimizer state live during training.
     pub device: Device,
+    /// Log per-module gradient norms each epoch (with `Progress::Log` or `Bar`).
+    pub verbose: bool,
 }
 
 impl Default for FitOptions {
@@ -61,17 +72,19 @@ impl Default for FitOptions {
             resume: false,
             stop_after: None,
             device: Device::Cpu,
+            verbose: false,
         }
     }
 }
 
 pub struct FitOutcome {
     pub model: ConvFormerNet,
-    /// The best weights (lowest validation MAE), on the CPU.
+    /// The best weights (lowest validation loss), on the CPU.
     pub store: ParamStore<f32>,
     pub history: Vec<EpochLog>,
     pub best_epoch: usize,
-    pub best_val_mae: f64,
+    /// The validation value of the run's loss at the best epoch (network units).
+    pub best_val_loss: f64,
     /// False when `stop_after` interrupted the run.
     pub finished: bool,
 }
@@ -146,6 +159,46 @@ pub fn predict(
     })
 }
 
+/// Sets the skip path to the linear fit of the network's targets under the
+/// run's loss: ridge (λ chosen on validation) for mse, else that ridge
+/// refitted under the Huber loss (δ = the run's, or 1 in network units for
+/// mae and quantile losses: a robust start, not their exact optimum).
+fn fit_skip(
+    model: &ConvFormerNet,
+    store: &mut ParamStore<f32>,
+    data: &PreparedData,
+    loss: LossKind,
+) -> Result<()> {
+    let Some(skip) = &model.skip else {
+        return Ok(());
+    };
+    let targets = |s: &SplitData| (0..s.len()).map(|i| s.net_target(i)).collect::<Vec<f32>>();
+    let d = data.seq_len * data.channels;
+    let train_targets = targets(&data.train);
+    let ridge = Ridge::fit_select(
+        &data.train.inputs,
+        &train_targets,
+        &data.val.inputs,
+        &targets(&data.val),
+        d,
+    )?;
+    let fitted = match loss {
+        LossKind::Mse => ridge,
+        LossKind::Huber(delta) => {
+            ridge.refit_huber(&data.train.inputs, &train_targets, d, delta)?
+        }
+        LossKind::Mae | LossKind::Quantile(_) => {
+            ridge.refit_huber(&data.train.inputs, &train_targets, d, 1.0)?
+        }
+    };
+    let weights = fitted.weights.iter().map(|&w| w as f32).collect();
+    *store.get_mut(skip.weight) = Tensor::from_vec(weights, &[1, d])?;
+    if let Some(b) = skip.bias {
+        *store.get_mut(b) = Tensor::from_vec(vec![fitted.intercept as f32], &[1])?;
+    }
+    Ok(())
+}
+
 fn first_non_finite(store: &ParamStore<f32>, grads: &Grads<f32>) -> Option<String> {
     store.ids().find_map(|id| {
         let g = grads.get(id)?;
@@ -192,6 +245,9 @@ pub fn fit(
     let model_cfg = model_config_for(model_cfg, data);
     let mut store = ParamStore::new();
     let model = ConvFormerNet::new(&mut store, &model_cfg, cfg.seed)?;
+    if cfg.fit_skip {
+        fit_skip(&model, &mut store, data, cfg.loss.0)?;
+    }
     let mut opt = make_optimizer(cfg);
     let mut best = store.clone();
     let mut state = TrainState::new(cfg.seed);
@@ -231,10 +287,20 @@ pub fn fit(
         state.rng.shuffle(&mut order);
         let mut loss_sum = 0.0;
         let mut lr = cfg.lr;
+        let mut grads_seen = GradStats::new(&store, opts.verbose);
         for idx in order.chunks(cfg.batch_size) {
             lr = lr_schedule.lr_at(state.step as usize);
             let loss = train_step(
-                &model, &mut store, &mut opt, data, idx, sample, cfg, &state, lr,
+                &model,
+                &mut store,
+                &mut opt,
+                data,
+                idx,
+                sample,
+                cfg,
+                &state,
+                lr,
+                &mut grads_seen,
             )?;
             loss_sum += loss * idx.len() as f64;
             state.step += 1;
@@ -247,9 +313,12 @@ pub fn fit(
         let log = EpochLog {
             epoch,
             train_loss: loss_sum / n as f64,
-            val_loss: val.0,
-            val_mae: val.1,
+            val_loss: val.loss,
+            val_mae: val.mae,
             lr,
+            grad_norm: grads_seen.mean_norm(),
+            clipped: grads_seen.clipped_share(),
+            output_spread: val.output_spread,
         };
         if let Some(bar) = bar {
             bar.finish_with_message(format!(
@@ -267,9 +336,18 @@ pub fn fit(
                 started.elapsed().as_secs_f64()
             );
         }
+        if opts.verbose && opts.progress != Progress::Silent {
+            eprintln!(
+                "  output spread {:.3e}, gradient norm {:.3e} (clipped on {:.0}% of steps); per module: {}",
+                log.output_spread,
+                log.grad_norm,
+                100.0 * log.clipped,
+                grads_seen.per_module()
+            );
+        }
         // Without a validation split, the latest weights are the best.
-        if data.val.is_empty() || log.val_mae < state.best_val_mae {
-            state.best_val_mae = log.val_mae;
+        if data.val.is_empty() || log.val_loss < state.best_val_loss {
+            state.best_val_loss = log.val_loss;
             state.best_epoch = epoch;
             state.wait = 0;
             best = store.clone();
@@ -279,8 +357,8 @@ pub fn fit(
                 state.stopped = true;
                 if opts.progress != Progress::Silent {
                     eprintln!(
-                        "early stop after epoch {epoch}: no better validation MAE for {} epochs (best epoch {})",
-                        cfg.patience, state.best_epoch
+                        "early stop after epoch {epoch}: no better validation {} loss for {} epochs (best epoch {})",
+                        cfg.loss, cfg.patience, state.best_epoch
                     );
                 }
             }
@@ -298,7 +376,7 @@ pub fn fit(
         store: best.to_device(&Device::Cpu)?,
         history: state.history,
         best_epoch: state.best_epoch,
-        best_val_mae: state.best_val_mae,
+        best_val_loss: state.best_val_loss,
         finished,
     })
 }
@@ -314,6 +392,7 @@ fn train_step(
     cfg: &TrainConfig,
     state: &TrainState,
     lr: f64,
+    grads_seen: &mut GradStats,
 ) -> Result<f64> {
     let step = state.step as usize;
     let device = store.device();
@@ -344,25 +423,40 @@ fn train_step(
             step,
         });
     }
-    if cfg.clip_norm > 0.0 {
-        clip_grad_norm(&mut grads, cfg.clip_norm)?;
-    }
+    grads_seen.record(&grads)?;
+    let clip_at = if cfg.clip_norm > 0.0 {
+        cfg.clip_norm
+    } else {
+        f64::INFINITY
+    };
+    let norm = clip_grad_norm(&mut grads, clip_at)?;
+    grads_seen.record_norm(norm, norm > clip_at);
     opt.step(store, &grads, lr)?;
     Ok(loss)
 }
 
-/// (loss, MAE) on a split in scaled units; NaN for an empty split.
+/// A split's validation values; NaN for an empty split.
+struct Validation {
+    /// The run's loss in network units, as the training loss: what selects.
+    loss: f64,
+    /// MAE in scaled target units.
+    mae: f64,
+    output_spread: f64,
+}
+
 fn validate(
     model: &ConvFormerNet,
     store: &ParamStore<f32>,
     split: &SplitData,
     cfg: &TrainConfig,
-) -> Result<(f64, f64)> {
+) -> Result<Validation> {
     if split.is_empty() {
-        return Ok((f64::NAN, f64::NAN));
+        return Ok(Validation {
+            loss: f64::NAN,
+            mae: f64::NAN,
+            output_spread: f64::NAN,
+        });
     }
-    // The loss in the network's own units, as the training loss; the MAE in
-    // scaled target units.
     let out = predict(model, store, &split.inputs, cfg.eval_batch_size)?;
     let net_targets: Vec<f32> = (0..split.len()).map(|i| split.net_target(i)).collect();
     let pred: Vec<f32> = out
@@ -370,8 +464,88 @@ fn validate(
         .enumerate()
         .map(|(i, &o)| split.from_net(i, o))
         .collect();
-    let mae = super::metrics::regression_metrics(&pred, &split.targets).mae;
-    Ok((cfg.loss.mean(&out, &net_targets), mae))
+    let n = out.len() as f64;
+    let mean = out.iter().map(|&o| o as f64).sum::<f64>() / n;
+    let var = out.iter().map(|&o| (o as f64 - mean).powi(2)).sum::<f64>() / n;
+    Ok(Validation {
+        loss: cfg.loss.mean(&out, &net_targets),
+        mae: super::metrics::regression_metrics(&pred, &split.targets).mae,
+        output_spread: var.sqrt(),
+    })
+}
+
+/// Gradient statistics over one epoch: the global norm and how often it was
+/// clipped, and (verbose) each module's mean gradient norm.
+struct GradStats {
+    steps: usize,
+    norm_sum: f64,
+    clipped: usize,
+    /// Per module (parameter name less `.weight`/`.bias`): the ids and the sum of norms.
+    modules: Option<Vec<(String, Vec<crate::autograd::ParamId>, f64)>>,
+}
+
+impl GradStats {
+    fn new(store: &ParamStore<f32>, per_module: bool) -> Self {
+        let modules = per_module.then(|| {
+            let mut modules: Vec<(String, Vec<crate::autograd::ParamId>, f64)> = Vec::new();
+            for id in store.ids() {
+                let name = store.name(id);
+                let module = name.rsplit_once('.').map_or(name, |(m, _)| m).to_string();
+                match modules.iter_mut().find(|(m, _, _)| *m == module) {
+                    Some((_, ids, _)) => ids.push(id),
+                    None => modules.push((module, vec![id], 0.0)),
+                }
+            }
+            modules
+        });
+        GradStats {
+            steps: 0,
+            norm_sum: 0.0,
+            clipped: 0,
+            modules,
+        }
+    }
+
+    /// Per-module norms of one step's gradients (before clipping).
+    fn record(&mut self, grads: &Grads<f32>) -> Result<()> {
+        let Some(modules) = &mut self.modules else {
+            return Ok(());
+        };
+        for (_, ids, sum) in modules.iter_mut() {
+            let mut sq = 0.0f64;
+            for &id in ids.iter() {
+                if let Some(g) = grads.get(id) {
+                    sq += g.to_vec()?.iter().map(|&v| (v as f64).powi(2)).sum::<f64>();
+                }
+            }
+            *sum += sq.sqrt();
+        }
+        Ok(())
+    }
+
+    fn record_norm(&mut self, norm: f64, clipped: bool) {
+        self.steps += 1;
+        self.norm_sum += norm;
+        self.clipped += clipped as usize;
+    }
+
+    fn mean_norm(&self) -> f64 {
+        self.norm_sum / self.steps.max(1) as f64
+    }
+
+    fn clipped_share(&self) -> f64 {
+        self.clipped as f64 / self.steps.max(1) as f64
+    }
+
+    fn per_module(&self) -> String {
+        let steps = self.steps.max(1) as f64;
+        self.modules
+            .iter()
+            .flatten()
+            .map(|(m, _, sum)| format!("{m} {:.2e}", sum / steps))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 fn epoch_bar(progress: Progress, epoch: usize, epochs: usize, steps: u64) -> Option<ProgressBar> {
@@ -389,8 +563,8 @@ fn epoch_bar(progress: Progress, epoch: usize, epochs: usize, steps: u64) -> Opt
 }
 
 /// Trains for `epochs` epochs with the given hyperparameters (no checkpoints,
-/// no output) and returns the best validation MAE in scaled units: the
-/// objective of the BOHB tuner.
+/// no output) and returns the best validation value of the run's loss
+/// (network units): the objective of the BOHB tuner.
 pub fn train_and_validate(
     model_cfg: &ModelConfig,
     train_cfg: &TrainConfig,
@@ -407,5 +581,5 @@ pub fn train_and_validate(
         ..FitOptions::default()
     };
     let out = fit(model_cfg, &cfg, data, &opts)?;
-    Ok(out.best_val_mae)
+    Ok(out.best_val_loss)
 }

@@ -1,6 +1,9 @@
 //! The ConvFormerNet objective of `convformer tune`: a budget is a number of
-//! training epochs, the loss is the best validation MAE (scaled units), and the
-//! best configuration is trained into `final/` as an ordinary run directory.
+//! training epochs, and an evaluation at budget B is a whole training run of
+//! B epochs (its warm-up and cosine decay fitted to those B epochs, so every
+//! budget ends at a low learning rate like the final run does). The loss is
+//! the best validation value of the run's training loss (network units), and
+//! the best configuration is trained into `final/` as an ordinary run directory.
 
 use std::path::Path;
 
@@ -23,7 +26,7 @@ pub struct ConvFormerObjective {
 impl ConvFormerObjective {
     pub fn new(source: DataSource, base: RunConfig, device: Device) -> Result<Self> {
         let ds = source.load(true)?;
-        let data = prepare(&ds, source.seed, base.train.residual)?;
+        let data = prepare(&ds, source.seed, source.split, base.train.residual)?;
         Ok(ConvFormerObjective {
             source,
             base,
@@ -32,9 +35,19 @@ impl ConvFormerObjective {
         })
     }
 
+    /// The data every evaluation trains on.
+    pub fn data(&self) -> &PreparedData {
+        &self.data
+    }
+
     /// The run configuration of one proposal: the base with the tuned fields
     /// replaced and the data's shape filled in. A name the model does not know is an error, not ignored.
-    fn run_config(&self, config: &Config, epochs: usize, seed: u64) -> Result<RunConfig, String> {
+    pub fn run_config(
+        &self,
+        config: &Config,
+        epochs: usize,
+        seed: u64,
+    ) -> Result<RunConfig, String> {
         let mut cfg = self.base.clone();
         for (name, value) in config {
             let int = || value_usize(name, value);
@@ -114,10 +127,11 @@ impl Objective for ConvFormerObjective {
         };
         let (outcome, _) = train_run(dir, &cfg, &self.source, &opts).map_err(|e| e.to_string())?;
         Ok(Some(format!(
-            "trained for {} epochs (best {}, validation MAE {:.4e} scaled) in {}",
+            "trained for {} epochs (best {}, validation {} loss {:.4e}) in {}",
             outcome.history.len(),
             outcome.best_epoch,
-            outcome.best_val_mae,
+            cfg.train.loss,
+            outcome.best_val_loss,
             dir.display()
         )))
     }

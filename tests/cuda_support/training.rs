@@ -27,6 +27,7 @@ pub fn config() -> ModelConfig {
         activation: Activation::Gelu,
         norm_first: false,
         layer_norm_eps: 1e-6,
+        linear_skip: true,
     }
 }
 

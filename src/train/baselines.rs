@@ -1,0 +1,259 @@
+//! The predictors a reservation is compared against, and the calibration of
+//! every one of them on the run's own validation split. Fitted once at
+//! training time and saved as `calibration.json` in the run directory, so
+//! that `eval` and `predict` on new instances fit nothing on them.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::prepared::{PreparedData, SplitData};
+use super::reserve::{
+    check_level, reserve_metrics, Margin, MarginForm, ReserveMetrics, WindowStats,
+};
+use super::ridge::Ridge;
+use crate::error::{Error, Result};
+
+/// A forecaster whose value, plus a calibrated margin, is a reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Predictor {
+    /// The trained network (margin form chosen on validation).
+    Convformer,
+    /// Last window's peak × (1 + m).
+    LastValue,
+    /// The history window's maximum × (1 + m): Autopilot's moving-window max.
+    WindowMax,
+    /// The window's 90th percentile + m: the per-VM percentile predictor of
+    /// the Google overcommit simulator, and the Kubernetes VPA's.
+    WindowP90,
+    /// Mean + n·std of the window, n calibrated: that simulator's main predictor.
+    NSigma,
+    /// Ridge on the same inputs as the network + the conformal residual quantile.
+    Ridge,
+    /// The trace's own `memory_limit`, uncalibrated: what Borg reserves without a forecast.
+    BorgLimit,
+}
+
+impl Predictor {
+    pub const ALL: [Predictor; 7] = [
+        Predictor::Convformer,
+        Predictor::LastValue,
+        Predictor::WindowMax,
+        Predictor::WindowP90,
+        Predictor::NSigma,
+        Predictor::Ridge,
+        Predictor::BorgLimit,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Predictor::Convformer => "convformer",
+            Predictor::LastValue => "last value ×(1+m)",
+            Predictor::WindowMax => "window max ×(1+m) (Autopilot)",
+            Predictor::WindowP90 => "window p90 + m (VPA)",
+            Predictor::NSigma => "N-sigma mean + n·std",
+            Predictor::Ridge => "ridge + conformal",
+            Predictor::BorgLimit => "Borg memory_limit",
+        }
+    }
+
+    /// The margin forms tried on validation (the one with the least slack is
+    /// kept); none for the uncalibrated limit.
+    fn forms(self) -> &'static [MarginForm] {
+        match self {
+            Predictor::Convformer => &MarginForm::ALL,
+            Predictor::LastValue | Predictor::WindowMax => &[MarginForm::Multiplicative],
+            Predictor::WindowP90 | Predictor::Ridge => &[MarginForm::Additive],
+            Predictor::NSigma => &[MarginForm::WindowSpread],
+            Predictor::BorgLimit => &[],
+        }
+    }
+
+    /// Needs the history window (series data).
+    fn needs_window(self) -> bool {
+        !matches!(
+            self,
+            Predictor::Convformer | Predictor::LastValue | Predictor::Ridge
+        )
+    }
+}
+
+/// The point forecasts of one split in trace units, and its windows.
+pub struct SplitForecasts<'a> {
+    pub split: &'a SplitData,
+    pub model: Vec<f32>,
+    pub ridge: Vec<f32>,
+}
+
+impl SplitForecasts<'_> {
+    /// The base value of `p` for every window (NaN where it has none).
+    pub fn base(&self, p: Predictor) -> Vec<f32> {
+        let w = &self.split.windows;
+        let from_window = |f: fn(&WindowStats) -> f32| -> Vec<f32> {
+            w.iter().map(|s| s.map_or(f32::NAN, |s| f(&s))).collect()
+        };
+        match p {
+            Predictor::Convformer => self.model.clone(),
+            Predictor::LastValue => self.split.naive.clone(),
+            Predictor::Ridge => self.ridge.clone(),
+            Predictor::WindowMax => from_window(|s| s.max),
+            Predictor::WindowP90 => from_window(|s| s.p90),
+            Predictor::NSigma => from_window(|s| s.mean),
+            Predictor::BorgLimit => from_window(|s| s.limit),
+        }
+    }
+
+    fn windows(&self) -> Vec<WindowStats> {
+        self.split
+            .windows
+            .iter()
+            .map(|s| s.unwrap_or(WindowStats::MISSING))
+            .collect()
+    }
+
+    /// Reservations of `p` under `margin` (the base itself when uncalibrated).
+    pub fn reserved(&self, p: Predictor, margin: Option<&Margin>) -> Vec<f32> {
+        let base = self.base(p);
+        let windows = self.windows();
+        match margin {
+            None => base,
+            Some(m) => base
+                .iter()
+                .zip(&windows)
+                .map(|(&b, w)| m.reserve(b, Some(w)))
+                .collect(),
+        }
+    }
+
+    fn has_windows(&self) -> bool {
+        !self.split.windows.is_empty()
+    }
+}
+
+/// One predictor's calibrated margin at one level.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub predictor: Predictor,
+    pub q: f64,
+    /// None for the uncalibrated limit.
+    pub margin: Option<Margin>,
+}
+
+/// What `calibration.json` holds: the ridge baseline fitted on the run's
+/// training split and every predictor's margins from its validation split.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Baselines {
+    pub ridge: Ridge,
+    pub levels: Vec<f64>,
+    pub calibrations: Vec<Calibration>,
+    /// Instances of the validation split the margins were calibrated on.
+    pub calibrated_on: usize,
+}
+
+pub const FILE_NAME: &str = "calibration.json";
+
+impl Baselines {
+    /// Ridge fitted on `data.train` (λ on `data.val`), then each predictor
+    /// calibrated at each level on the validation forecasts `val`.
+    pub fn fit_ridge(data: &PreparedData) -> Result<Ridge> {
+        Ridge::fit_select(
+            &data.train.inputs,
+            &data.train.targets,
+            &data.val.inputs,
+            &data.val.targets,
+            data.seq_len * data.channels,
+        )
+    }
+
+    pub fn calibrate(ridge: Ridge, levels: &[f64], val: &SplitForecasts) -> Result<Self> {
+        let mut calibrations = Vec::new();
+        for (i, &q) in levels.iter().enumerate() {
+            check_level(q)?;
+            for p in Predictor::ALL {
+                let uncalibrated_again = p == Predictor::BorgLimit && i > 0;
+                if (p.needs_window() && !val.has_windows()) || uncalibrated_again {
+                    continue;
+                }
+                calibrations.push(Calibration {
+                    predictor: p,
+                    q,
+                    margin: best_margin(p, q, val)?,
+                });
+            }
+        }
+        Ok(Baselines {
+            ridge,
+            levels: levels.to_vec(),
+            calibrations,
+            calibrated_on: val.split.len(),
+        })
+    }
+
+    pub fn margin(&self, p: Predictor, q: f64) -> Option<&Calibration> {
+        self.calibrations
+            .iter()
+            .find(|c| c.predictor == p && c.q == q)
+    }
+
+    pub fn save(&self, run_dir: &Path) -> Result<()> {
+        super::run::write_json(&run_dir.join(FILE_NAME), self)
+    }
+
+    pub fn load(run_dir: &Path) -> Result<Self> {
+        let path = run_dir.join(FILE_NAME);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Invalid(format!(
+                "{}:{}:{}: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            ))
+        })
+    }
+
+    /// Every calibrated predictor at every level on one split.
+    pub fn report(&self, split: &SplitForecasts) -> Vec<ReservationRow> {
+        self.calibrations
+            .iter()
+            .map(|c| ReservationRow {
+                predictor: c.predictor,
+                label: c.predictor.label().to_string(),
+                q: c.q,
+                margin: c.margin,
+                metrics: reserve_metrics(
+                    &split.reserved(c.predictor, c.margin.as_ref()),
+                    &split.split.actual,
+                ),
+            })
+            .collect()
+    }
+}
+
+/// The margin of `p` at `q` on validation: of its forms, the one whose
+/// reservations leave the least mean slack there.
+pub fn best_margin(p: Predictor, q: f64, val: &SplitForecasts) -> Result<Option<Margin>> {
+    let base = val.base(p);
+    let windows = val.windows();
+    let mut best: Option<(f64, Margin)> = None;
+    for &form in p.forms() {
+        let m = Margin::calibrate(form, q, &base, &val.split.actual, Some(&windows))?;
+        let slack = reserve_metrics(&val.reserved(p, Some(&m)), &val.split.actual).mean_slack;
+        if best.as_ref().map_or(true, |(s, _)| slack < *s) {
+            best = Some((slack, m));
+        }
+    }
+    Ok(best.map(|(_, m)| m))
+}
+
+/// One predictor at one level on one split.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReservationRow {
+    pub predictor: Predictor,
+    pub label: String,
+    pub q: f64,
+    pub margin: Option<Margin>,
+    pub metrics: ReserveMetrics,
+}

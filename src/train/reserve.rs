@@ -1,0 +1,329 @@
+//! Memory reservations: a forecaster's value plus a margin calibrated on the
+//! validation split (split-conformal), and the metrics a migration planner
+//! reads: coverage, violations, slack and shortfall.
+//!
+//! Every predictor, the network and each operator heuristic alike, is a *base*
+//! value per window and a *scale* per window; the reservation is
+//! `base + k · scale`, with `k` the conformal quantile of the validation
+//! scores `(actual − base) / scale`. The scale picks the margin's form:
+//! 1 (additive, "+ m"), the base itself (multiplicative, "× (1 + m)") or the
+//! spread of the history window (N-sigma, or the network with a margin that
+//! grows where the workload is restless).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How a margin scales with the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MarginForm {
+    /// reserved = base + k
+    Additive,
+    /// reserved = base · (1 + k)
+    Multiplicative,
+    /// reserved = base + k · (standard deviation of the window's peaks)
+    WindowSpread,
+}
+
+impl MarginForm {
+    pub const ALL: [MarginForm; 3] = [
+        MarginForm::Additive,
+        MarginForm::Multiplicative,
+        MarginForm::WindowSpread,
+    ];
+}
+
+/// The history window of one sample, in trace units (series data only).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WindowStats {
+    pub last: f32,
+    pub max: f32,
+    pub mean: f32,
+    pub std: f32,
+    /// 90th percentile of the window's peaks (linear interpolation).
+    pub p90: f32,
+    /// The trace's own `memory_limit` at the last step (NaN when absent).
+    pub limit: f32,
+}
+
+impl WindowStats {
+    /// A window with no usable step: every predictor built on it gives NaN.
+    pub const MISSING: WindowStats = WindowStats {
+        last: f32::NAN,
+        max: f32::NAN,
+        mean: f32::NAN,
+        std: f32::NAN,
+        p90: f32::NAN,
+        limit: f32::NAN,
+    };
+
+    /// Statistics of a window's per-step peaks (NaN steps left out); None
+    /// when every step is missing.
+    pub fn of(peaks: &[f32], limit: f32) -> Option<Self> {
+        let mut v: Vec<f32> = peaks.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+        let last = *v.last().expect("not empty");
+        v.sort_by(f32::total_cmp);
+        let pos = 0.9 * (v.len() - 1) as f64;
+        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+        let p90 = v[lo] as f64 + (pos - lo as f64) * (v[hi] as f64 - v[lo] as f64);
+        Some(WindowStats {
+            last,
+            max: *v.last().expect("not empty"),
+            mean: mean as f32,
+            std: var.sqrt() as f32,
+            p90: p90 as f32,
+            limit,
+        })
+    }
+}
+
+/// The scale of a margin for one window. The spread is floored so that a
+/// flat window (std 0) still gets a margin: 1e-6 is far below any memory
+/// step of the trace (its values are normalised to the largest machine).
+fn scale(form: MarginForm, base: f32, window: Option<&WindowStats>) -> f64 {
+    match form {
+        MarginForm::Additive => 1.0,
+        MarginForm::Multiplicative => (base as f64).abs().max(SCALE_FLOOR),
+        MarginForm::WindowSpread => window.map_or(1.0, |w| w.std as f64).max(SCALE_FLOOR),
+    }
+}
+
+const SCALE_FLOOR: f64 = 1e-6;
+
+/// A calibrated margin: reserved = base + k · scale(form).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Margin {
+    pub form: MarginForm,
+    pub k: f64,
+}
+
+impl Margin {
+    pub fn reserve(&self, base: f32, window: Option<&WindowStats>) -> f32 {
+        (base as f64 + self.k * scale(self.form, base, window)) as f32
+    }
+
+    /// Split-conformal calibration at level `q`: `k` is the ⌈(n+1)·q⌉-th
+    /// smallest score, so on exchangeable new windows P(actual ≤ reserved) ≥ q.
+    /// Windows without a finite base or actual are left out.
+    pub fn calibrate(
+        form: MarginForm,
+        q: f64,
+        base: &[f32],
+        actual: &[f32],
+        windows: Option<&[WindowStats]>,
+    ) -> Result<Self> {
+        check_level(q)?;
+        let mut scores: Vec<f64> = (0..base.len())
+            .filter(|&i| base[i].is_finite() && actual[i].is_finite())
+            .map(|i| {
+                let w = windows.map(|w| &w[i]);
+                (actual[i] as f64 - base[i] as f64) / scale(form, base[i], w)
+            })
+            .collect();
+        if scores.is_empty() {
+            return Err(Error::Invalid(
+                "reservation: no validation windows to calibrate on".into(),
+            ));
+        }
+        scores.sort_by(f64::total_cmp);
+        let n = scores.len();
+        let rank = ((n + 1) as f64 * q).ceil() as usize;
+        Ok(Margin {
+            form,
+            k: scores[rank.clamp(1, n) - 1],
+        })
+    }
+}
+
+/// Q must lie strictly between 0 and 1.
+pub fn check_level(q: f64) -> Result<()> {
+    if q > 0.0 && q < 1.0 {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "--reserve {q}: the level must be strictly between 0 and 1 (e.g. 0.95 or 0.99)"
+        )))
+    }
+}
+
+/// The column name of a level in `predict`'s CSV: 0.95 → `reserved_q95`,
+/// 0.99 → `reserved_q99`, 0.999 → `reserved_q999`, 0.9 → `reserved_q90`.
+pub fn column_name(q: f64) -> String {
+    let mut digits = format!("{q:.6}")
+        .trim_start_matches("0.")
+        .trim_end_matches('0')
+        .to_string();
+    if digits.len() < 2 {
+        digits.push('0');
+    }
+    format!("reserved_q{digits}")
+}
+
+/// How a set of reservations served the actual peaks.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReserveMetrics {
+    pub n: usize,
+    /// Share of windows with actual ≤ reserved.
+    pub coverage: f64,
+    pub violation_rate: f64,
+    /// Mean of (reserved − actual) where positive, over all windows (trace units).
+    pub mean_slack: f64,
+    /// `mean_slack` as a percentage of the mean actual peak.
+    pub slack_pct: f64,
+    /// Mean of (actual − reserved) where positive, over all windows.
+    pub mean_shortfall: f64,
+    pub total_reserved: f64,
+}
+
+/// Metrics over the windows whose reservation and actual are both finite.
+pub fn reserve_metrics(reserved: &[f32], actual: &[f32]) -> ReserveMetrics {
+    let mut n = 0usize;
+    let (mut covered, mut slack, mut short, mut total, mut peak) = (0usize, 0.0, 0.0, 0.0, 0.0);
+    for (&r, &a) in reserved.iter().zip(actual) {
+        if !(r.is_finite() && a.is_finite()) {
+            continue;
+        }
+        let (r, a) = (r as f64, a as f64);
+        n += 1;
+        covered += (a <= r) as usize;
+        slack += (r - a).max(0.0);
+        short += (a - r).max(0.0);
+        total += r;
+        peak += a;
+    }
+    let per = |x: f64| if n == 0 { f64::NAN } else { x / n as f64 };
+    let coverage = per(covered as f64);
+    let mean_peak = per(peak);
+    ReserveMetrics {
+        n,
+        coverage,
+        violation_rate: 1.0 - coverage,
+        mean_slack: per(slack),
+        slack_pct: 100.0 * per(slack) / mean_peak,
+        mean_shortfall: per(short),
+        total_reserved: total,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_match_a_hand_computed_case() {
+        // actual 1, 2, 3, 4; reserved 1.5, 1.0, 3.0, 5.0:
+        // covered 1, 3, 4 → 0.75; slack 0.5 + 0 + 0 + 1 = 1.5 → 0.375;
+        // shortfall 1 → 0.25; total 10.5; mean peak 2.5 → slack 15%.
+        let m = reserve_metrics(&[1.5, 1.0, 3.0, 5.0], &[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(m.n, 4);
+        assert!((m.coverage - 0.75).abs() < 1e-12);
+        assert!((m.violation_rate - 0.25).abs() < 1e-12);
+        assert!((m.mean_slack - 0.375).abs() < 1e-12);
+        assert!((m.mean_shortfall - 0.25).abs() < 1e-12);
+        assert!((m.total_reserved - 10.5).abs() < 1e-12);
+        assert!((m.slack_pct - 15.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn conformal_rank_and_forms() {
+        // Scores 1..=9 (additive): q 0.8 → rank ceil(10·0.8) = 8 → k = 8.
+        let base = [0.0f32; 9];
+        let actual: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        let m = Margin::calibrate(MarginForm::Additive, 0.8, &base, &actual, None).unwrap();
+        assert_eq!(m.k, 8.0);
+        // Past the last rank the largest score is taken.
+        let m = Margin::calibrate(MarginForm::Additive, 0.99, &base, &actual, None).unwrap();
+        assert_eq!(m.k, 9.0);
+        // Multiplicative: base 2, actual 3 → score 0.5; reserve(4) = 6.
+        let m = Margin::calibrate(MarginForm::Multiplicative, 0.5, &[2.0], &[3.0], None).unwrap();
+        assert!((m.reserve(4.0, None) - 6.0).abs() < 1e-6);
+        let w = WindowStats::of(&[1.0, 3.0], f32::NAN).unwrap();
+        assert_eq!((w.mean, w.std, w.max, w.last), (2.0, 1.0, 3.0, 3.0));
+        let spread = Margin {
+            form: MarginForm::WindowSpread,
+            k: 2.0,
+        };
+        assert_eq!(spread.reserve(1.0, Some(&w)), 3.0);
+    }
+
+    #[test]
+    fn percentile_interpolates() {
+        let peaks: Vec<f32> = (0..11).map(|v| v as f32).collect();
+        assert!((WindowStats::of(&peaks, 0.0).unwrap().p90 - 9.0).abs() < 1e-6);
+        let w = WindowStats::of(&[0.0, 10.0], 0.0).unwrap();
+        assert!((w.p90 - 9.0).abs() < 1e-6);
+        assert!(WindowStats::of(&[f32::NAN], 0.0).is_none());
+    }
+
+    #[test]
+    fn levels_and_column_names() {
+        for bad in [0.0, 1.0, -0.5, 1.5, f64::NAN] {
+            let e = check_level(bad).unwrap_err().to_string();
+            assert!(e.contains("strictly between 0 and 1"), "{e}");
+        }
+        assert_eq!(column_name(0.95), "reserved_q95");
+        assert_eq!(column_name(0.99), "reserved_q99");
+        assert_eq!(column_name(0.999), "reserved_q999");
+        assert_eq!(column_name(0.9), "reserved_q90");
+        assert_eq!(column_name(0.5), "reserved_q50");
+    }
+
+    /// Noise of a known law around a known base: Gaussian, or Student-t with
+    /// 2 degrees of freedom (infinite variance) for heavy tails.
+    fn noisy_series(seed: u64, n: usize, heavy: bool) -> (Vec<f32>, Vec<f32>) {
+        let mut rng = crate::nn::SeedRng::new(seed);
+        let mut normal = || {
+            let (u, v) = (rng.next_f64().max(1e-300), rng.next_f64());
+            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        };
+        let mut base = Vec::with_capacity(n);
+        let mut actual = Vec::with_capacity(n);
+        for i in 0..n {
+            let b = 1.0 + 0.5 * ((i as f64) * 0.01).sin();
+            let e = if heavy {
+                let z = normal();
+                let chi2 = normal().powi(2) + normal().powi(2);
+                z / (chi2 / 2.0).sqrt()
+            } else {
+                normal()
+            };
+            base.push(b as f32);
+            actual.push((b + 0.05 * e) as f32);
+        }
+        (base, actual)
+    }
+
+    #[test]
+    fn calibration_reaches_its_coverage_on_known_noise() {
+        for heavy in [false, true] {
+            for q in [0.95, 0.99] {
+                for seed in 0..5u64 {
+                    let (b_cal, a_cal) = noisy_series(seed, 4000, heavy);
+                    let (b_new, a_new) = noisy_series(seed + 100, 20000, heavy);
+                    for form in [MarginForm::Additive, MarginForm::Multiplicative] {
+                        let m = Margin::calibrate(form, q, &b_cal, &a_cal, None).unwrap();
+                        let reserved: Vec<f32> =
+                            b_new.iter().map(|&b| m.reserve(b, None)).collect();
+                        let cov = reserve_metrics(&reserved, &a_new).coverage;
+                        assert!(
+                            (cov - q).abs() < 0.01,
+                            "heavy {heavy} q {q} seed {seed} {form:?}: coverage {cov}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_calibration_is_an_error() {
+        assert!(Margin::calibrate(MarginForm::Additive, 0.9, &[f32::NAN], &[1.0], None).is_err());
+    }
+}
