@@ -16,6 +16,7 @@ pub mod nn;
 pub mod optim;
 pub mod rng;
 pub mod tensor;
+pub mod ticks;
 pub mod train;
 
 pub use autograd::{ParamId, ParamStore, Tape, Var};

@@ -301,7 +301,7 @@ pub fn run_tune(args: &TuneArgs, objective: Arc<dyn Objective>) -> Result<TuneSu
     write_best(&best_json, &outcome)?;
     let trajectory_png = args.out.join("trajectory.png");
     if let Some(warning) =
-        write_trajectory(&trajectory_png, &outcome.trajectory, outcome.total_budget)?
+        write_trajectory(&trajectory_png, &outcome.evaluations, outcome.total_budget)?
     {
         eprintln!("warning: {warning}");
     }

@@ -92,7 +92,7 @@ fn histograms(columns: &[(String, Vec<f32>)], path: &Path) -> DrawResult {
             .disable_mesh()
             .x_labels(4)
             .y_labels(4)
-            .x_label_formatter(&|x| format!("{x:.2e}"))
+            .x_label_formatter(&|x| crate::ticks::label(*x, 3))
             .label_style((FAMILY, 10))
             .draw()?;
         chart.draw_series(counts.iter().enumerate().map(|(b, &c)| {
@@ -141,8 +141,8 @@ fn scatter(ds: &Dataset, columns: &[(String, Vec<f32>)], path: &Path) -> DrawRes
         .configure_mesh()
         .x_desc(cpu_name)
         .y_desc(mem_name)
-        .x_label_formatter(&|x| format!("{x:.1e}"))
-        .y_label_formatter(&|y| format!("{y:.1e}"))
+        .x_label_formatter(&|x| crate::ticks::label(*x, 2))
+        .y_label_formatter(&|y| crate::ticks::label(*y, 2))
         .label_style((FAMILY, 12))
         .axis_desc_style((FAMILY, 15))
         .draw()?;

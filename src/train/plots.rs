@@ -45,7 +45,7 @@ pub fn loss_curve(path: &Path, history: &[EpochLog]) -> Result<()> {
         .x_desc("epoch")
         .y_desc("loss (network units)")
         .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.3e}"))
+        .y_label_formatter(&|v| crate::ticks::label(*v, 4))
         .draw()
         .map_err(|e| plot_err(path, e))?;
     let series = |f: fn(&EpochLog) -> f64| -> Vec<(f64, f64)> {
@@ -113,8 +113,8 @@ pub fn actual_vs_predicted(path: &Path, actual: &[f32], predicted: &[f32]) -> Re
         .configure_mesh()
         .x_desc("actual peak memory (trace units)")
         .y_desc("predicted")
-        .x_label_formatter(&|v| format!("{v:.2e}"))
-        .y_label_formatter(&|v| format!("{v:.2e}"))
+        .x_label_formatter(&|v| crate::ticks::label(*v, 3))
+        .y_label_formatter(&|v| crate::ticks::label(*v, 3))
         .draw()
         .map_err(|e| plot_err(path, e))?;
     chart

@@ -77,8 +77,8 @@ pub fn tradeoff(path: &Path, val: &SplitForecasts, test: &SplitForecasts) -> Res
         .configure_mesh()
         .x_desc("violation rate (actual > reserved), log scale; a rate of 0 is drawn at 0.1%")
         .y_desc("mean slack, % of the mean peak")
-        .x_label_formatter(&|v| format!("{}%", trim(100.0 * v)))
-        .y_label_formatter(&|v| format!("{}%", trim(*v)))
+        .x_label_formatter(&|v| format!("{}%", crate::ticks::label(100.0 * v, 2)))
+        .y_label_formatter(&|v| format!("{}%", crate::ticks::label(*v, 3)))
         .draw()
         .map_err(|e| plot_err(path, e))?;
     for (i, (p, points)) in curves.iter().enumerate() {
@@ -108,15 +108,4 @@ pub fn tradeoff(path: &Path, val: &SplitForecasts, test: &SplitForecasts) -> Res
         .draw()
         .map_err(|e| plot_err(path, e))?;
     root.present().map_err(|e| plot_err(path, e))
-}
-
-/// A tick value without trailing zeros: 0.5, 1, 2.5, 10.
-pub fn trim(v: f64) -> String {
-    let s = format!("{v:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() || s == "-0" {
-        "0".into()
-    } else {
-        s.to_string()
-    }
 }
