@@ -279,3 +279,30 @@ fn the_tuner_objective_is_the_best_validation_loss() {
     assert!(objective.is_finite() && objective > 0.0);
     assert_eq!(objective, direct.best_val_loss);
 }
+
+#[test]
+fn a_quantile_run_is_selected_by_its_pinball_loss_not_by_mae() {
+    // At q = 0.95 the pinball loss wants predictions above most peaks, which
+    // MAE punishes: on this slice the two pick different epochs, and the run
+    // keeps the pinball loss's.
+    let data = real_slice();
+    let cfg = TrainConfig {
+        loss: "quantile:0.95".parse().unwrap(),
+        ..small_train(8)
+    };
+    let out = fit(&small_model(), &cfg, &data, &FitOptions::default()).unwrap();
+    let h = &out.history;
+    let argmin = |f: fn(&convformer::train::EpochLog) -> f64| {
+        h.iter()
+            .min_by(|a, b| f(a).total_cmp(&f(b)))
+            .map(|e| e.epoch)
+            .unwrap()
+    };
+    let by_loss = argmin(|e| e.val_loss);
+    let by_mae = argmin(|e| e.val_mae);
+    assert_eq!(out.best_epoch, by_loss, "{h:?}");
+    assert_ne!(
+        by_loss, by_mae,
+        "the case no longer separates the two: {h:?}"
+    );
+}
