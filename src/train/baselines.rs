@@ -12,7 +12,7 @@ use super::reserve::{
     check_level, reserve_metrics, Margin, MarginForm, ReserveMetrics, WindowStats,
 };
 use super::ridge::Ridge;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// A forecaster whose value, plus a calibrated margin, is a reservation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,17 +201,7 @@ impl Baselines {
     }
 
     pub fn load(run_dir: &Path) -> Result<Self> {
-        let path = run_dir.join(FILE_NAME);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?;
-        serde_json::from_str(&text).map_err(|e| {
-            Error::Invalid(format!(
-                "{}:{}:{}: {e}",
-                path.display(),
-                e.line(),
-                e.column()
-            ))
-        })
+        super::run::read_json(&run_dir.join(FILE_NAME))
     }
 
     /// Every calibrated predictor at every level on one split.

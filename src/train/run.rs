@@ -366,8 +366,12 @@ pub fn train_run(
 }
 
 pub fn read_run_file(run_dir: &Path) -> Result<RunFile> {
-    let path = run_dir.join("config.json");
-    let text = std::fs::read_to_string(&path)
+    read_json(&run_dir.join("config.json"))
+}
+
+/// A JSON file of the run directory; errors name the file, line and column.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| {
         Error::Invalid(format!(
