@@ -80,9 +80,11 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         })?;
         // Margins swept on the run's own validation split, drawn on --data's windows.
         let own = run.prepare(&run.run.data.load(false)?)?;
-        let ridge = &run.baselines.ridge;
-        let val = forecasts(&run.model, &run.store, &own, ridge, &own.val, batch)?;
-        let test = forecasts(&run.model, &run.store, &data, ridge, &data.test, batch)?;
+        let (ridge, spread) = (&run.baselines.ridge, Some(&run.baselines.spread));
+        let val = forecasts(&run.model, &run.store, &own, ridge, spread, &own.val, batch)?;
+        let test = forecasts(
+            &run.model, &run.store, &data, ridge, spread, &data.test, batch,
+        )?;
         let path = dir.join("reservation.png");
         crate::train::reservation_plot::tradeoff(&path, &val, &test)?;
         eprintln!("wrote {}", path.display());

@@ -33,7 +33,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     run.store = run.store.to_device(&device)?;
     let ds = super::eval::load_for_run(&run, &args.data, args.format)?;
     let pred = run.predict_all(&ds)?;
-    let reserved = run.reservations(&ds, &pred);
+    let reserved = run.reservations(&ds, &pred)?;
     let fail = |e: csv::Error| Error::Invalid(format!("cannot write {}: {e}", args.out.display()));
     let mut w = csv::Writer::from_path(&args.out).map_err(fail)?;
     let mut header = vec!["id".to_string(), "actual".into(), "prediction".into()];

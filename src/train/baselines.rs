@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::prepared::{PreparedData, SplitData};
 use super::reserve::{
-    check_level, reserve_metrics, Margin, MarginForm, ReserveMetrics, WindowStats,
+    check_level, reserve_metrics, Margin, MarginForm, ReserveMetrics, Spread, WindowStats,
 };
 use super::ridge::Ridge;
 use crate::error::Result;
@@ -84,6 +84,8 @@ pub struct SplitForecasts<'a> {
     pub split: &'a SplitData,
     pub model: Vec<f32>,
     pub ridge: Vec<f32>,
+    /// The network's expected absolute error per window (see [`SpreadModel`]).
+    pub learned_spread: Vec<f32>,
 }
 
 impl SplitForecasts<'_> {
@@ -104,24 +106,31 @@ impl SplitForecasts<'_> {
         }
     }
 
-    fn windows(&self) -> Vec<WindowStats> {
-        self.split
-            .windows
-            .iter()
-            .map(|s| s.unwrap_or(WindowStats::MISSING))
+    fn spreads(&self) -> Vec<Spread> {
+        (0..self.split.len())
+            .map(|i| Spread {
+                window: self
+                    .split
+                    .windows
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .map_or(f32::NAN, |w| w.std),
+                learned: self.learned_spread.get(i).copied().unwrap_or(f32::NAN),
+            })
             .collect()
     }
 
     /// Reservations of `p` under `margin` (the base itself when uncalibrated).
     pub fn reserved(&self, p: Predictor, margin: Option<&Margin>) -> Vec<f32> {
         let base = self.base(p);
-        let windows = self.windows();
+        let spreads = self.spreads();
         match margin {
             None => base,
             Some(m) => base
                 .iter()
-                .zip(&windows)
-                .map(|(&b, w)| m.reserve(b, Some(w)))
+                .zip(&spreads)
+                .map(|(&b, s)| m.reserve(b, s))
                 .collect(),
         }
     }
@@ -140,14 +149,61 @@ pub struct Calibration {
     pub margin: Option<Margin>,
 }
 
-/// What `calibration.json` holds: the ridge baseline fitted on the run's
-/// training split and every predictor's margins from its validation split.
+/// The network's expected absolute error as a function of its inputs: ridge
+/// on the absolute training residuals, floored at a tenth of their mean so a
+/// window never gets a vanishing margin.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SpreadModel {
+    pub ridge: Ridge,
+    pub floor: f64,
+}
+
+impl SpreadModel {
+    /// Fitted on the network's training residuals `train_pred` (trace
+    /// units), λ chosen on the validation residuals.
+    pub fn fit(data: &PreparedData, train_pred: &[f32], val_pred: &[f32]) -> Result<Self> {
+        let abs_err = |pred: &[f32], split: &SplitData| -> Vec<f32> {
+            pred.iter()
+                .zip(&split.actual)
+                .map(|(p, a)| (a - p).abs())
+                .collect()
+        };
+        let train = abs_err(train_pred, &data.train);
+        let mean = train.iter().map(|&e| e as f64).sum::<f64>() / train.len().max(1) as f64;
+        let ridge = Ridge::fit_select(
+            &data.train.inputs,
+            &train,
+            &data.val.inputs,
+            &abs_err(val_pred, &data.val),
+            data.seq_len * data.channels,
+        )?;
+        Ok(SpreadModel {
+            ridge,
+            floor: 0.1 * mean,
+        })
+    }
+
+    /// The expected absolute error of each sample of `inputs` (transformed).
+    pub fn predict(&self, inputs: &[f32], d: usize) -> Result<Vec<f32>> {
+        Ok(self
+            .ridge
+            .predict(inputs, d)?
+            .into_iter()
+            .map(|s| (s as f64).max(self.floor) as f32)
+            .collect())
+    }
+}
+
+/// What `calibration.json` holds: the ridge baseline and the spread model
+/// fitted on the run's training split, and every predictor's margins from
+/// its validation split.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Baselines {
     pub ridge: Ridge,
+    pub spread: SpreadModel,
     pub levels: Vec<f64>,
     pub calibrations: Vec<Calibration>,
-    /// Instances of the validation split the margins were calibrated on.
+    /// Windows of the validation split the margins were calibrated on.
     pub calibrated_on: usize,
 }
 
@@ -166,7 +222,12 @@ impl Baselines {
         )
     }
 
-    pub fn calibrate(ridge: Ridge, levels: &[f64], val: &SplitForecasts) -> Result<Self> {
+    pub fn calibrate(
+        ridge: Ridge,
+        spread: SpreadModel,
+        levels: &[f64],
+        val: &SplitForecasts,
+    ) -> Result<Self> {
         let mut calibrations = Vec::new();
         for (i, &q) in levels.iter().enumerate() {
             check_level(q)?;
@@ -184,6 +245,7 @@ impl Baselines {
         }
         Ok(Baselines {
             ridge,
+            spread,
             levels: levels.to_vec(),
             calibrations,
             calibrated_on: val.split.len(),
@@ -226,10 +288,13 @@ impl Baselines {
 /// reservations leave the least mean slack there.
 pub fn best_margin(p: Predictor, q: f64, val: &SplitForecasts) -> Result<Option<Margin>> {
     let base = val.base(p);
-    let windows = val.windows();
+    let spreads = val.spreads();
     let mut best: Option<(f64, Margin)> = None;
     for &form in p.forms() {
-        let m = Margin::calibrate(form, q, &base, &val.split.actual, Some(&windows))?;
+        // A form whose spread is unknown here (no windows) is passed over.
+        let Ok(m) = Margin::calibrate(form, q, &base, &val.split.actual, &spreads) else {
+            continue;
+        };
         let slack = reserve_metrics(&val.reserved(p, Some(&m)), &val.split.actual).mean_slack;
         if best.as_ref().map_or(true, |(s, _)| slack < *s) {
             best = Some((slack, m));

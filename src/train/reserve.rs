@@ -6,9 +6,10 @@
 //! value per window and a *scale* per window; the reservation is
 //! `base + k · scale`, with `k` the conformal quantile of the validation
 //! scores `(actual − base) / scale`. The scale picks the margin's form:
-//! 1 (additive, "+ m"), the base itself (multiplicative, "× (1 + m)") or the
-//! spread of the history window (N-sigma, or the network with a margin that
-//! grows where the workload is restless).
+//! 1 (additive, "+ m"), the base itself (multiplicative, "× (1 + m)"), the
+//! spread of the history window (N-sigma), or the network's expected error
+//! learned from its training residuals (normalised conformal, Lei et al.
+//! 2018): a margin that grows where the workload is hard to forecast.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,14 +25,33 @@ pub enum MarginForm {
     Multiplicative,
     /// reserved = base + k · (standard deviation of the window's peaks)
     WindowSpread,
+    /// reserved = base + k · (the forecaster's expected absolute error here)
+    LearnedSpread,
 }
 
 impl MarginForm {
-    pub const ALL: [MarginForm; 3] = [
+    pub const ALL: [MarginForm; 4] = [
         MarginForm::Additive,
         MarginForm::Multiplicative,
         MarginForm::WindowSpread,
+        MarginForm::LearnedSpread,
     ];
+}
+
+/// The per-window spreads a margin may scale with (NaN where unknown).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    /// Standard deviation of the history window's peaks.
+    pub window: f32,
+    /// The expected absolute error of the network on this window.
+    pub learned: f32,
+}
+
+impl Spread {
+    pub const UNKNOWN: Spread = Spread {
+        window: f32::NAN,
+        learned: f32::NAN,
+    };
 }
 
 /// The history window of one sample, in trace units (series data only).
@@ -84,14 +104,21 @@ impl WindowStats {
     }
 }
 
-/// The scale of a margin for one window. The spread is floored so that a
-/// flat window (std 0) still gets a margin: 1e-6 is far below any memory
-/// step of the trace (its values are normalised to the largest machine).
-fn scale(form: MarginForm, base: f32, window: Option<&WindowStats>) -> f64 {
-    match form {
-        MarginForm::Additive => 1.0,
-        MarginForm::Multiplicative => (base as f64).abs().max(SCALE_FLOOR),
-        MarginForm::WindowSpread => window.map_or(1.0, |w| w.std as f64).max(SCALE_FLOOR),
+/// The scale of a margin for one window (NaN where its spread is unknown).
+/// Scales are floored so that a flat window (std 0) still gets a margin:
+/// 1e-6 is far below any memory step of the trace (its values are
+/// normalised to the largest machine).
+fn scale(form: MarginForm, base: f32, spread: &Spread) -> f64 {
+    let s = match form {
+        MarginForm::Additive => return 1.0,
+        MarginForm::Multiplicative => (base as f64).abs(),
+        MarginForm::WindowSpread => spread.window as f64,
+        MarginForm::LearnedSpread => spread.learned as f64,
+    };
+    if s.is_nan() {
+        s
+    } else {
+        s.max(SCALE_FLOOR)
     }
 }
 
@@ -105,27 +132,24 @@ pub struct Margin {
 }
 
 impl Margin {
-    pub fn reserve(&self, base: f32, window: Option<&WindowStats>) -> f32 {
-        (base as f64 + self.k * scale(self.form, base, window)) as f32
+    pub fn reserve(&self, base: f32, spread: &Spread) -> f32 {
+        (base as f64 + self.k * scale(self.form, base, spread)) as f32
     }
 
     /// Split-conformal calibration at level `q`: `k` is the ⌈(n+1)·q⌉-th
     /// smallest score, so on exchangeable new windows P(actual ≤ reserved) ≥ q.
-    /// Windows without a finite base or actual are left out.
+    /// Windows without a finite score (base, actual and scale) are left out.
     pub fn calibrate(
         form: MarginForm,
         q: f64,
         base: &[f32],
         actual: &[f32],
-        windows: Option<&[WindowStats]>,
+        spreads: &[Spread],
     ) -> Result<Self> {
         check_level(q)?;
         let mut scores: Vec<f64> = (0..base.len())
-            .filter(|&i| base[i].is_finite() && actual[i].is_finite())
-            .map(|i| {
-                let w = windows.map(|w| &w[i]);
-                (actual[i] as f64 - base[i] as f64) / scale(form, base[i], w)
-            })
+            .map(|i| (actual[i] as f64 - base[i] as f64) / scale(form, base[i], &spreads[i]))
+            .filter(|s| s.is_finite())
             .collect();
         if scores.is_empty() {
             return Err(Error::Invalid(
@@ -236,21 +260,34 @@ mod tests {
         // Scores 1..=9 (additive): q 0.8 → rank ceil(10·0.8) = 8 → k = 8.
         let base = [0.0f32; 9];
         let actual: Vec<f32> = (1..=9).map(|v| v as f32).collect();
-        let m = Margin::calibrate(MarginForm::Additive, 0.8, &base, &actual, None).unwrap();
+        let none = [Spread::UNKNOWN; 9];
+        let m = Margin::calibrate(MarginForm::Additive, 0.8, &base, &actual, &none).unwrap();
         assert_eq!(m.k, 8.0);
         // Past the last rank the largest score is taken.
-        let m = Margin::calibrate(MarginForm::Additive, 0.99, &base, &actual, None).unwrap();
+        let m = Margin::calibrate(MarginForm::Additive, 0.99, &base, &actual, &none).unwrap();
         assert_eq!(m.k, 9.0);
         // Multiplicative: base 2, actual 3 → score 0.5; reserve(4) = 6.
-        let m = Margin::calibrate(MarginForm::Multiplicative, 0.5, &[2.0], &[3.0], None).unwrap();
-        assert!((m.reserve(4.0, None) - 6.0).abs() < 1e-6);
+        let m =
+            Margin::calibrate(MarginForm::Multiplicative, 0.5, &[2.0], &[3.0], &none[..1]).unwrap();
+        assert!((m.reserve(4.0, &Spread::UNKNOWN) - 6.0).abs() < 1e-6);
         let w = WindowStats::of(&[1.0, 3.0], f32::NAN).unwrap();
         assert_eq!((w.mean, w.std, w.max, w.last), (2.0, 1.0, 3.0, 3.0));
-        let spread = Margin {
+        let spread = Spread {
+            window: w.std,
+            learned: 0.5,
+        };
+        let by_window = Margin {
             form: MarginForm::WindowSpread,
             k: 2.0,
         };
-        assert_eq!(spread.reserve(1.0, Some(&w)), 3.0);
+        assert_eq!(by_window.reserve(1.0, &spread), 3.0);
+        let learned = Margin {
+            form: MarginForm::LearnedSpread,
+            k: 2.0,
+        };
+        assert_eq!(learned.reserve(1.0, &spread), 2.0);
+        // An unknown spread gives no reservation rather than a wrong one.
+        assert!(learned.reserve(1.0, &Spread::UNKNOWN).is_nan());
     }
 
     #[test]
@@ -307,10 +344,13 @@ mod tests {
                 for seed in 0..5u64 {
                     let (b_cal, a_cal) = noisy_series(seed, 4000, heavy);
                     let (b_new, a_new) = noisy_series(seed + 100, 20000, heavy);
+                    let unknown = vec![Spread::UNKNOWN; b_cal.len()];
                     for form in [MarginForm::Additive, MarginForm::Multiplicative] {
-                        let m = Margin::calibrate(form, q, &b_cal, &a_cal, None).unwrap();
-                        let reserved: Vec<f32> =
-                            b_new.iter().map(|&b| m.reserve(b, None)).collect();
+                        let m = Margin::calibrate(form, q, &b_cal, &a_cal, &unknown).unwrap();
+                        let reserved: Vec<f32> = b_new
+                            .iter()
+                            .map(|&b| m.reserve(b, &Spread::UNKNOWN))
+                            .collect();
                         let cov = reserve_metrics(&reserved, &a_new).coverage;
                         assert!(
                             (cov - q).abs() < 0.01,
@@ -323,7 +363,49 @@ mod tests {
     }
 
     #[test]
+    fn a_learned_spread_keeps_coverage_and_saves_slack_where_noise_varies() {
+        // Noise whose scale varies 20-fold along the series; the learned
+        // spread is that scale (as a perfect error model would give).
+        let noise = |seed: u64, n: usize| {
+            let (base, actual) = noisy_series(seed, n, false);
+            let scale: Vec<f32> = (0..n).map(|i| 0.05 + (i % 20) as f32 * 0.05).collect();
+            let actual: Vec<f32> = (0..n)
+                .map(|i| base[i] + (actual[i] - base[i]) * scale[i] / 0.05)
+                .collect();
+            let spreads: Vec<Spread> = scale
+                .iter()
+                .map(|&s| Spread {
+                    window: f32::NAN,
+                    learned: s,
+                })
+                .collect();
+            (base, actual, spreads)
+        };
+        for seed in 0..3u64 {
+            let (b, a, s) = noise(seed, 4000);
+            let (bn, an, sn) = noise(seed + 50, 20000);
+            let slack = |form| {
+                let m = Margin::calibrate(form, 0.95, &b, &a, &s).unwrap();
+                let r: Vec<f32> = bn.iter().zip(&sn).map(|(&b, s)| m.reserve(b, s)).collect();
+                reserve_metrics(&r, &an)
+            };
+            let (learned, additive) = (
+                slack(MarginForm::LearnedSpread),
+                slack(MarginForm::Additive),
+            );
+            assert!((learned.coverage - 0.95).abs() < 0.01, "{learned:?}");
+            assert!(
+                learned.mean_slack < 0.9 * additive.mean_slack,
+                "{learned:?} vs {additive:?}"
+            );
+        }
+    }
+
+    #[test]
     fn empty_calibration_is_an_error() {
-        assert!(Margin::calibrate(MarginForm::Additive, 0.9, &[f32::NAN], &[1.0], None).is_err());
+        let none = [Spread::UNKNOWN];
+        assert!(Margin::calibrate(MarginForm::Additive, 0.9, &[f32::NAN], &[1.0], &none).is_err());
+        // No window spreads (kaggle rows): that form cannot be calibrated.
+        assert!(Margin::calibrate(MarginForm::WindowSpread, 0.9, &[1.0], &[1.0], &none).is_err());
     }
 }

@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::baselines::{Baselines, Predictor, ReservationRow, SplitForecasts};
+use super::baselines::{Baselines, Predictor, ReservationRow, SplitForecasts, SpreadModel};
 use super::config::RunConfig;
 use super::metrics::{regression_metrics, Metrics};
 use super::prepared::naive_offset;
 use super::prepared::{PreparedData, SplitData};
+use super::reserve::Spread;
 use super::ridge::Ridge;
 use super::trainer::{fit, predict, predict_split, FitOptions, FitOutcome};
 use super::weights::{load_model, save_model};
@@ -167,22 +168,29 @@ fn split_report(
     })
 }
 
-/// The network's and ridge's forecasts of a split in trace units.
+/// The network's and ridge's forecasts of a split in trace units, and the
+/// network's expected error where a spread model is given.
 pub fn forecasts<'a>(
     model: &ConvFormerNet,
     store: &ParamStore<f32>,
     data: &PreparedData,
     ridge: &Ridge,
+    spread: Option<&SpreadModel>,
     split: &'a SplitData,
     batch: usize,
 ) -> Result<SplitForecasts<'a>> {
     let d = data.seq_len * data.channels;
     let m = predict_split(model, store, split, batch)?;
     let r = ridge.predict(&split.inputs, d)?;
+    let learned_spread = match spread {
+        Some(s) => s.predict(&split.inputs, d)?,
+        None => Vec::new(),
+    };
     Ok(SplitForecasts {
         split,
         model: data.to_trace_units(&m),
         ridge: data.to_trace_units(&r),
+        learned_spread,
     })
 }
 
@@ -198,25 +206,30 @@ pub fn evaluate(
     loss: &str,
     batch: usize,
 ) -> Result<EvalReport> {
-    let d = data.seq_len * data.channels;
     let ridge = &baselines.ridge;
     let mut reservations = Vec::new();
     let mut report = |name: &str, split: &SplitData| -> Result<Option<SplitReport>> {
         if split.is_empty() {
             return Ok(None);
         }
-        let m = predict_split(model, store, split, batch)?;
-        let r = ridge.predict(&split.inputs, d)?;
-        let fc = SplitForecasts {
-            split,
-            model: data.to_trace_units(&m),
-            ridge: data.to_trace_units(&r),
-        };
+        let spread = Some(&baselines.spread);
+        let fc = forecasts(model, store, data, ridge, spread, split, batch)?;
         reservations.push(SplitReservations {
             split: name.to_string(),
             rows: baselines.report(&fc),
         });
-        Ok(split_report(data, split, &m, &r))
+        let scaled = |trace: &[f32]| -> Vec<f32> {
+            trace
+                .iter()
+                .map(|&y| data.preprocessor.scale_target(y))
+                .collect()
+        };
+        Ok(split_report(
+            data,
+            split,
+            &scaled(&fc.model),
+            &scaled(&fc.ridge),
+        ))
     };
     let (train, val, test) = (
         report("train", &data.train)?,
@@ -246,8 +259,11 @@ pub fn evaluate_own_split(
     batch: usize,
 ) -> Result<(EvalReport, Baselines)> {
     let ridge = Baselines::fit_ridge(data)?;
-    let val = forecasts(model, store, data, &ridge, &data.val, batch)?;
-    let baselines = Baselines::calibrate(ridge, levels, &val)?;
+    let train = forecasts(model, store, data, &ridge, None, &data.train, batch)?;
+    let val = forecasts(model, store, data, &ridge, None, &data.val, batch)?;
+    let spread = SpreadModel::fit(data, &train.model, &val.model)?;
+    let val = forecasts(model, store, data, &ridge, Some(&spread), &data.val, batch)?;
+    let baselines = Baselines::calibrate(ridge, spread, levels, &val)?;
     let report = evaluate(
         model,
         store,
@@ -352,15 +368,10 @@ pub fn train_run(
         &test.actual,
         &data.to_trace_units(&pred),
     )?;
-    let val = forecasts(
-        &outcome.model,
-        &outcome.store,
-        &data,
-        ridge,
-        &data.val,
-        batch,
-    )?;
-    let held_out = forecasts(&outcome.model, &outcome.store, &data, ridge, test, batch)?;
+    let spread = Some(&baselines.spread);
+    let (model, store) = (&outcome.model, &outcome.store);
+    let val = forecasts(model, store, &data, ridge, spread, &data.val, batch)?;
+    let held_out = forecasts(model, store, &data, ridge, spread, test, batch)?;
     super::reservation_plot::tradeoff(&run_dir.join("reservation.png"), &val, &held_out)?;
     Ok((outcome, metrics))
 }
@@ -478,10 +489,24 @@ impl LoadedRun {
 
     /// The network's reservation at every calibrated level for every sample
     /// of `ds`, from its predictions `pred` (trace units): (Q, values).
-    pub fn reservations(&self, ds: &Dataset, pred: &[f32]) -> Vec<(f64, Vec<f32>)> {
+    pub fn reservations(&self, ds: &Dataset, pred: &[f32]) -> Result<Vec<(f64, Vec<f32>)>> {
         let idx: Vec<usize> = (0..ds.len()).collect();
         let windows = super::prepared::window_stats(ds, &idx);
-        self.baselines
+        let (inputs, _) = self.preprocessor.transform_inputs(ds, &idx);
+        let learned = self
+            .baselines
+            .spread
+            .predict(&inputs, ds.seq_len * self.preprocessor.out_channels())?;
+        let spread = |i: usize| Spread {
+            window: windows
+                .get(i)
+                .copied()
+                .flatten()
+                .map_or(f32::NAN, |w| w.std),
+            learned: learned[i],
+        };
+        Ok(self
+            .baselines
             .levels
             .iter()
             .filter_map(|&q| {
@@ -489,11 +514,11 @@ impl LoadedRun {
                 let values = pred
                     .iter()
                     .enumerate()
-                    .map(|(i, &p)| margin.reserve(p, windows.get(i).copied().flatten().as_ref()))
+                    .map(|(i, &p)| margin.reserve(p, &spread(i)))
                     .collect();
                 Some((q, values))
             })
-            .collect()
+            .collect())
     }
 
     /// Predictions in trace units for every sample of `ds`, in order.
