@@ -22,6 +22,8 @@ fn best_config(seq_len: usize) -> ModelConfig {
     ModelConfig {
         seq_len,
         in_channels: SERIES_CHANNELS.len(),
+        // The original's post-norm block, as benches/torch_train_step.py builds it.
+        norm_first: false,
         ..ModelConfig::default()
     }
 }

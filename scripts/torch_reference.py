@@ -85,6 +85,10 @@ class ConvFormerNet(nn.Module):
         self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg["num_blocks"]))
         self.dense = nn.Linear(f, cfg["dense_units"])
         self.out = nn.Linear(cfg["dense_units"], 1)
+        # Optional linear term of the whole window (`skip.*`; absent = off).
+        self.skip = (
+            nn.Linear(cfg["seq_len"] * cfg["in_channels"], 1) if cfg.get("linear_skip") else None
+        )
 
     def forward(self, x):  # x [B, T, C]
         h = x.transpose(1, 2)
@@ -93,7 +97,10 @@ class ConvFormerNet(nn.Module):
         h = h.transpose(1, 2)
         for block in self.blocks:
             h = block(h)
-        return self.out(F.relu(self.dense(h.mean(dim=1)))).squeeze(-1)
+        y = self.out(F.relu(self.dense(h.mean(dim=1))))
+        if self.skip is not None:
+            y = y + self.skip(x.flatten(1))
+        return y.squeeze(-1)
 
 
 def loss_fn(kind, pred, y):
