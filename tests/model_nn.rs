@@ -182,3 +182,69 @@ fn safetensors_round_trip_and_refuse_another_config() {
         .contains("not a valid safetensors"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Loss of ConvFormerNet (f64, no dropout) on a fixed batch.
+fn skip_net_loss(store: &ParamStore<f64>, net: &ConvFormerNet, x: &[f64], y: &[f64]) -> f64 {
+    let c = &net.config;
+    let mut tape = Tape::new(store).inference();
+    let xv =
+        tape.constant(Tensor::from_vec(x.to_vec(), &[y.len(), c.seq_len, c.in_channels]).unwrap());
+    let yv = tape.constant(Tensor::from_vec(y.to_vec(), &[y.len()]).unwrap());
+    let pred = net.forward(&mut tape, xv).unwrap();
+    let loss = tape
+        .loss(pred, yv, convformer::autograd::LossKind::Mse)
+        .unwrap();
+    tape.value(loss).to_vec().unwrap()[0]
+}
+
+#[test]
+fn the_linear_skip_is_a_named_parameter_with_exact_gradients() {
+    let cfg = ModelConfig {
+        seq_len: 5,
+        in_channels: 3,
+        conv_filters: 6,
+        num_heads: 2,
+        ff_dim: 7,
+        dense_units: 4,
+        dropout_rate: 0.0,
+        linear_skip: true,
+        ..ModelConfig::default()
+    };
+    let mut store = ParamStore::<f64>::new();
+    let net = ConvFormerNet::new(&mut store, &cfg, 3).unwrap();
+    let skip = store.find("skip.weight").expect("skip.weight");
+    assert_eq!(store.get(skip).shape(), [1, 15]);
+    assert!(store.find("skip.bias").is_some());
+    let mut rng = SeedRng::new(5);
+    let x: Vec<f64> = (0..4 * 15).map(|_| rng.next_f64() * 2.0 - 1.0).collect();
+    let y: Vec<f64> = (0..4).map(|_| rng.next_f64()).collect();
+    let mut tape = Tape::new(&store);
+    let xv = tape.constant(Tensor::from_vec(x.clone(), &[4, 5, 3]).unwrap());
+    let yv = tape.constant(Tensor::from_vec(y.clone(), &[4]).unwrap());
+    let pred = net.forward(&mut tape, xv).unwrap();
+    let loss = tape
+        .loss(pred, yv, convformer::autograd::LossKind::Mse)
+        .unwrap();
+    let grads = tape.backward(loss).unwrap().params;
+    // Central differences on every skip weight and on a conv weight.
+    let conv = store.find("convs.0.weight").unwrap();
+    for (id, indices) in [(skip, (0..15).collect::<Vec<_>>()), (conv, vec![0, 7, 20])] {
+        let analytic = grads.get(id).unwrap().as_slice().unwrap().to_vec();
+        for i in indices {
+            let h = 1e-6;
+            let mut plus = store.clone();
+            plus.get_mut(id).as_mut_slice().unwrap()[i] += h;
+            let mut minus = store.clone();
+            minus.get_mut(id).as_mut_slice().unwrap()[i] -= h;
+            let numeric = (skip_net_loss(&plus, &net, &x, &y)
+                - skip_net_loss(&minus, &net, &x, &y))
+                / (2.0 * h);
+            assert!(
+                (analytic[i] - numeric).abs() <= 1e-6 * (1.0 + numeric.abs()),
+                "{} [{i}]: {} vs {numeric}",
+                store.name(id),
+                analytic[i]
+            );
+        }
+    }
+}

@@ -284,6 +284,24 @@ mod tests {
     }
 
     #[test]
+    fn the_huber_refit_resists_outliers() {
+        // y = 2·x + 1 with one sample in ten thrown far off: ridge is pulled
+        // away, the Huber refit recovers the law.
+        let n = 200;
+        let x: Vec<f32> = (0..n).map(|i| ((i * 37) % 101) as f32 / 10.0).collect();
+        let y: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| 2.0 * v + 1.0 + if i % 10 == 3 { 40.0 } else { 0.0 })
+            .collect();
+        let ridge = Ridge::fit(&x, &y, 1, 1e-9).unwrap();
+        let huber = ridge.refit_huber(&x, &y, 1, 1.0).unwrap();
+        assert!((huber.weights[0] - 2.0).abs() < 0.05, "{huber:?}");
+        assert!((huber.intercept - 1.0).abs() < 0.5, "{huber:?}");
+        assert!((ridge.intercept - 1.0).abs() > 2.0, "{ridge:?}");
+    }
+
+    #[test]
     fn rejects_nan_and_bad_shapes() {
         assert!(Ridge::fit(&[1.0, f32::NAN], &[1.0, 2.0], 1, 1.0).is_err());
         assert!(Ridge::fit(&[1.0, 2.0, 3.0], &[1.0, 2.0], 1, 1.0).is_err());
