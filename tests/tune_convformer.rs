@@ -94,6 +94,19 @@ fn tune_trains_convformer_and_writes_the_final_model() {
             "final/{file} missing"
         );
     }
+    // default/ holds the default configuration at the same budget, and the
+    // last lines say which of the two validated better.
+    let default: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("default/config.json")).unwrap()).unwrap();
+    assert_eq!(default["model"]["conv_filters"], 48);
+    assert_eq!(default["train"]["epochs"], 3);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("the default configuration")
+            && (stdout.contains("the tuned configuration is better")
+                || stdout.contains("NOT better")),
+        "{stdout}{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 

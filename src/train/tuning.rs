@@ -113,26 +113,49 @@ impl Objective for ConvFormerObjective {
         Ok(EvalResult { loss })
     }
 
+    /// Trains the best configuration into `dir`, and the default
+    /// configuration (the base, no tuned field changed) into `dir`'s sibling
+    /// `default/` with the same budget, so the last lines say whether tuning
+    /// found something better: by validation loss (what the tuner ranked) and
+    /// by test MAE.
     fn train_final(
         &self,
         config: &Config,
         budget: f64,
         dir: &Path,
     ) -> Result<Option<String>, String> {
-        let cfg = self.run_config(config, epochs(budget), self.base.train.seed)?;
         let opts = FitOptions {
             progress: Progress::Log,
             device: self.device,
             ..FitOptions::default()
         };
-        let (outcome, _) = train_run(dir, &cfg, &self.source, &opts).map_err(|e| e.to_string())?;
+        let train = |config: &Config, dir: &Path| -> Result<(usize, f64, f64), String> {
+            let cfg = self.run_config(config, epochs(budget), self.base.train.seed)?;
+            let (outcome, metrics) =
+                train_run(dir, &cfg, &self.source, &opts).map_err(|e| e.to_string())?;
+            let test_mae = metrics
+                .eval
+                .test
+                .as_ref()
+                .map_or(f64::NAN, |t| t.model_trace.mae);
+            Ok((outcome.best_epoch, outcome.best_val_loss, test_mae))
+        };
+        let (best_epoch, val, mae) = train(config, dir)?;
+        let default_dir = dir.with_file_name("default");
+        let (_, default_val, default_mae) = train(&Config::new(), &default_dir)?;
+        let verdict = if val < default_val {
+            "the tuned configuration is better"
+        } else {
+            "the tuned configuration is NOT better than the default"
+        };
         Ok(Some(format!(
-            "trained for {} epochs (best {}, validation {} loss {:.4e}) in {}",
-            outcome.history.len(),
-            outcome.best_epoch,
-            cfg.train.loss,
-            outcome.best_val_loss,
-            dir.display()
+            "trained for {} epochs (best {best_epoch}) in {}: validation {} loss {val:.4e}, \
+             test MAE {mae:.4e}; the default configuration (in {}): {default_val:.4e}, \
+             test MAE {default_mae:.4e}; {verdict}",
+            epochs(budget),
+            dir.display(),
+            self.base.train.loss,
+            default_dir.display(),
         )))
     }
 }
