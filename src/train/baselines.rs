@@ -231,6 +231,10 @@ impl Baselines {
         let mut calibrations = Vec::new();
         for (i, &q) in levels.iter().enumerate() {
             check_level(q)?;
+            // Nothing to calibrate on: no reservations rather than no run.
+            if val.split.is_empty() {
+                continue;
+            }
             for p in Predictor::ALL {
                 let uncalibrated_again = p == Predictor::BorgLimit && i > 0;
                 if (p.needs_window() && !val.has_windows()) || uncalibrated_again {
@@ -311,4 +315,67 @@ pub struct ReservationRow {
     pub q: f64,
     pub margin: Option<Margin>,
     pub metrics: ReserveMetrics,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_validation_windows_means_no_margins_not_an_error() {
+        let split = SplitData::default();
+        let val = SplitForecasts {
+            split: &split,
+            model: Vec::new(),
+            ridge: Vec::new(),
+            learned_spread: Vec::new(),
+        };
+        let ridge = Ridge {
+            weights: vec![0.0],
+            intercept: 0.0,
+            lambda: 1.0,
+        };
+        let spread = SpreadModel {
+            ridge: ridge.clone(),
+            floor: 0.0,
+        };
+        let b = Baselines::calibrate(ridge, spread, &[0.95], &val).unwrap();
+        assert!(b.calibrations.is_empty());
+        assert!(b.margin(Predictor::Convformer, 0.95).is_none());
+    }
+
+    #[test]
+    fn each_predictor_is_calibrated_on_its_own_base() {
+        // Validation: last value 1.0 everywhere, actual 1.1; the network says 1.05.
+        let split = SplitData {
+            actual: vec![1.1; 40],
+            naive: vec![1.0; 40],
+            targets: vec![0.0; 40],
+            windows: vec![WindowStats::of(&[0.9, 1.0], 2.0); 40],
+            ..SplitData::default()
+        };
+        let val = SplitForecasts {
+            split: &split,
+            model: vec![1.05; 40],
+            ridge: vec![1.2; 40],
+            learned_spread: vec![0.01; 40],
+        };
+        let reserved = |p: Predictor| {
+            let m = best_margin(p, 0.9, &val).unwrap();
+            val.reserved(p, m.as_ref())[0]
+        };
+        // Every calibrated reservation lands on the actual peak (all scores equal).
+        for p in [
+            Predictor::Convformer,
+            Predictor::LastValue,
+            Predictor::WindowMax,
+            Predictor::WindowP90,
+            Predictor::NSigma,
+            Predictor::Ridge,
+        ] {
+            assert!((reserved(p) - 1.1).abs() < 1e-5, "{p:?}: {}", reserved(p));
+        }
+        // The limit is not calibrated: it reserves the trace's own limit.
+        assert_eq!(reserved(Predictor::BorgLimit), 2.0);
+    }
 }
