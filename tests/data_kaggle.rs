@@ -121,3 +121,48 @@ fn no_feature_leaks_the_target() {
         );
     }
 }
+
+#[test]
+fn spreadsheet_style_integers_load_as_the_same_records() {
+    // The real rows with `time` and `machine_id` saved as a spreadsheet writes
+    // them (2.51731E+12): every record is kept, with the same features.
+    let mut reader = csv::ReaderBuilder::new().from_path(HEAD).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (time, machine) = (column("time"), column("machine_id"));
+    let dir = std::env::temp_dir().join(format!("cf-sheet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sheet.csv");
+    let mut writer = csv::Writer::from_path(&path).unwrap();
+    writer.write_record(&headers).unwrap();
+    let mut rewritten = 0;
+    for record in reader.records() {
+        let record = record.unwrap();
+        let cells: Vec<String> = record
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c.parse::<u64>() {
+                Ok(v) if i == time || i == machine => {
+                    rewritten += 1;
+                    format!("{:.5E}", v as f64).replace('E', "E+")
+                }
+                _ => c.to_string(),
+            })
+            .collect();
+        writer.write_record(&cells).unwrap();
+    }
+    writer.flush().unwrap();
+    assert!(rewritten > 700, "{rewritten}");
+    let sheet = data::load(&path, Format::Kaggle, &LoadOptions::default()).unwrap();
+    let original = load_head();
+    assert_eq!(sheet.report.records, 400);
+    assert_eq!(sheet.len(), original.len());
+    let same = |a: &f32, b: &f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    assert!(sheet
+        .inputs
+        .iter()
+        .zip(&original.inputs)
+        .all(|(a, b)| same(a, b)));
+    assert_eq!(sheet.targets, original.targets);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -76,11 +76,21 @@ pub(crate) fn parse_percentile(cell: &[u8]) -> Result<f32, CellError> {
     number_token(t)
 }
 
-/// An unsigned integer identifier or timestamp; it must be present.
+/// An unsigned integer identifier or timestamp; it must be present. An
+/// integral float (`2.748E+11`, `300000000.0`, as a spreadsheet writes them)
+/// is that integer; past 2^53 a float holds the id only as rounded.
 pub(crate) fn parse_u64(cell: &[u8]) -> Result<u64, CellError> {
     let t = utf8(cell)?.trim();
-    t.parse()
-        .map_err(|_| CellError::Malformed(format!("`{t}` is not an unsigned integer")))
+    if let Ok(v) = t.parse::<u64>() {
+        return Ok(v);
+    }
+    match t.parse::<f64>() {
+        // u64::MAX as f64 rounds up to 2^64, so `<` keeps the cast in range.
+        Ok(v) if v >= 0.0 && v.fract() == 0.0 && v < u64::MAX as f64 => Ok(v as u64),
+        _ => Err(CellError::Malformed(format!(
+            "`{t}` is not an unsigned integer"
+        ))),
+    }
 }
 
 fn trim(mut b: &[u8]) -> &[u8] {
@@ -276,6 +286,13 @@ mod tests {
         assert_eq!(parse_percentile(b"-0.5"), Err(CellError::Negative));
         assert_eq!(parse_percentile(b"0.5").unwrap(), 0.5);
         assert!(parse_u64(b"12a").is_err());
+        // Spreadsheet forms of integers are integers; fractions and signs are not.
+        assert_eq!(parse_u64(b"2.748E+11").unwrap(), 274_800_000_000);
+        assert_eq!(parse_u64(b" 2.51731E+12 ").unwrap(), 2_517_310_000_000);
+        assert_eq!(parse_u64(b"300000000.0").unwrap(), 300_000_000);
+        for bad in [&b"2.5"[..], b"-3", b"1e30", b"nan", b"inf", b""] {
+            assert!(parse_u64(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
         assert_eq!(parse_u64(b"94591244395").unwrap(), 94_591_244_395);
     }
 }
