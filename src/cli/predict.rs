@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use crate::data::Format;
 use crate::error::{Error, Result};
+use crate::train::baselines::Predictor;
 use crate::train::reserve::column_name;
-use crate::train::run::LoadedRun;
+use crate::train::run::{forecasts, LoadedRun};
 
 use super::device_choice::{resolve, DeviceArg};
 
@@ -32,14 +33,34 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let mut run = LoadedRun::open(&args.model)?;
     run.store = run.store.to_device(&device)?;
     let ds = super::eval::load_for_run(&run, &args.data, args.format)?;
-    let pred = run.predict_all(&ds)?;
-    let reserved = run.reservations(&ds, &pred)?;
+    // Every window as the test split, forecast as `eval` does: nothing is fitted on it.
+    let data = run.prepare_all(&ds)?;
+    let (baselines, batch) = (&run.baselines, run.run.train.eval_batch_size);
+    let spread = Some(&baselines.spread);
+    let fc = forecasts(
+        &run.model,
+        &run.store,
+        &data,
+        &baselines.ridge,
+        spread,
+        &data.test,
+        batch,
+    )?;
+    let pred = &fc.model;
+    let reserved: Vec<(f64, Vec<f32>)> = baselines
+        .levels
+        .iter()
+        .filter_map(|&q| {
+            let margin = baselines.margin(Predictor::Convformer, q)?.margin?;
+            Some((q, fc.reserved(Predictor::Convformer, Some(&margin))))
+        })
+        .collect();
     let fail = |e: csv::Error| Error::Invalid(format!("cannot write {}: {e}", args.out.display()));
     let mut w = csv::Writer::from_path(&args.out).map_err(fail)?;
     let mut header = vec!["id".to_string(), "actual".into(), "prediction".into()];
     header.extend(reserved.iter().map(|(q, _)| column_name(*q)));
     w.write_record(&header).map_err(fail)?;
-    for (i, ((id, actual), p)) in ds.ids.iter().zip(&ds.targets).zip(&pred).enumerate() {
+    for (i, ((id, actual), p)) in ds.ids.iter().zip(&ds.targets).zip(pred).enumerate() {
         let actual = if actual.is_finite() {
             actual.to_string()
         } else {

@@ -11,6 +11,7 @@ pub mod alloc;
 pub mod baselines;
 pub mod checkpoint;
 pub mod config;
+pub mod json;
 pub mod plots;
 pub mod prepared;
 pub mod reservation_plot;

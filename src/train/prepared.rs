@@ -168,7 +168,7 @@ pub fn window_stats(ds: &Dataset, idx: &[usize]) -> Vec<Option<WindowStats>> {
 }
 
 /// Scaled naive predictions as offsets (a missing naive value offsets nothing).
-pub fn naive_offset(naive: &[f32], pre: &Preprocessor, residual: bool) -> Vec<f32> {
+fn naive_offset(naive: &[f32], pre: &Preprocessor, residual: bool) -> Vec<f32> {
     naive
         .iter()
         .map(|&y| {

@@ -4,14 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use super::baselines::{Baselines, Predictor, ReservationRow, SplitForecasts, SpreadModel};
+use super::baselines::{Baselines, ReservationRow, SplitForecasts, SpreadModel};
 use super::config::RunConfig;
+use super::json::{read_json, write_json};
 use super::metrics::{regression_metrics, Metrics};
-use super::prepared::naive_offset;
 use super::prepared::{PreparedData, SplitData};
-use super::reserve::Spread;
 use super::ridge::Ridge;
-use super::trainer::{fit, predict, predict_split, FitOptions, FitOutcome};
+use super::trainer::{fit, predict_split, FitOptions, FitOutcome};
 use super::weights::{load_model, save_model};
 use crate::autograd::ParamStore;
 use crate::data::{self, Dataset, Format, LoadOptions, PreprocessOptions, Preprocessor, SplitKind};
@@ -146,26 +145,24 @@ pub struct MetricsFile {
     pub history: Vec<super::trainer::EpochLog>,
 }
 
-fn split_report(
-    data: &PreparedData,
-    split: &SplitData,
-    model_pred: &[f32],
-    ridge_pred: &[f32],
-) -> Option<SplitReport> {
-    if split.is_empty() {
-        return None;
-    }
-    let pre = &data.preprocessor;
-    let naive_scaled: Vec<f32> = split.naive.iter().map(|&y| pre.scale_target(y)).collect();
-    Some(SplitReport {
+/// Point metrics of the forecasts of one split, scaled and in trace units.
+fn split_report(data: &PreparedData, fc: &SplitForecasts) -> SplitReport {
+    let split = fc.split;
+    let scaled = |trace: &[f32]| -> Vec<f32> {
+        trace
+            .iter()
+            .map(|&y| data.preprocessor.scale_target(y))
+            .collect()
+    };
+    SplitReport {
         n: split.len(),
-        model_scaled: regression_metrics(model_pred, &split.targets),
-        model_trace: regression_metrics(&data.to_trace_units(model_pred), &split.actual),
-        naive_scaled: regression_metrics(&naive_scaled, &split.targets),
+        model_scaled: regression_metrics(&scaled(&fc.model), &split.targets),
+        model_trace: regression_metrics(&fc.model, &split.actual),
+        naive_scaled: regression_metrics(&scaled(&split.naive), &split.targets),
         naive_trace: regression_metrics(&split.naive, &split.actual),
-        ridge_scaled: regression_metrics(ridge_pred, &split.targets),
-        ridge_trace: regression_metrics(&data.to_trace_units(ridge_pred), &split.actual),
-    })
+        ridge_scaled: regression_metrics(&scaled(&fc.ridge), &split.targets),
+        ridge_trace: regression_metrics(&fc.ridge, &split.actual),
+    }
 }
 
 /// The network's and ridge's forecasts of a split in trace units, and the
@@ -206,74 +203,70 @@ pub fn evaluate(
     loss: &str,
     batch: usize,
 ) -> Result<EvalReport> {
-    let ridge = &baselines.ridge;
-    let mut reservations = Vec::new();
-    let mut report = |name: &str, split: &SplitData| -> Result<Option<SplitReport>> {
-        if split.is_empty() {
-            return Ok(None);
-        }
-        let spread = Some(&baselines.spread);
-        let fc = forecasts(model, store, data, ridge, spread, split, batch)?;
-        reservations.push(SplitReservations {
-            split: name.to_string(),
-            rows: baselines.report(&fc),
-        });
-        let scaled = |trace: &[f32]| -> Vec<f32> {
-            trace
-                .iter()
-                .map(|&y| data.preprocessor.scale_target(y))
-                .collect()
-        };
-        Ok(split_report(
-            data,
-            split,
-            &scaled(&fc.model),
-            &scaled(&fc.ridge),
-        ))
-    };
+    let spread = Some(&baselines.spread);
+    let fc = |split| forecasts(model, store, data, &baselines.ridge, spread, split, batch);
+    let splits = [fc(&data.train)?, fc(&data.val)?, fc(&data.test)?];
+    Ok(report(data, baselines, evaluated, loss, &splits))
+}
+
+/// The report of the train, val and test forecasts (an empty split has none).
+fn report(
+    data: &PreparedData,
+    baselines: &Baselines,
+    evaluated: &str,
+    loss: &str,
+    splits: &[SplitForecasts; 3],
+) -> EvalReport {
+    let mut reports = splits
+        .iter()
+        .map(|fc| (!fc.split.is_empty()).then(|| split_report(data, fc)));
     let (train, val, test) = (
-        report("train", &data.train)?,
-        report("val", &data.val)?,
-        report("test", &data.test)?,
+        reports.next().flatten(),
+        reports.next().flatten(),
+        reports.next().flatten(),
     );
-    Ok(EvalReport {
+    let reservations = ["train", "val", "test"]
+        .iter()
+        .zip(splits)
+        .filter(|(_, fc)| !fc.split.is_empty())
+        .map(|(name, fc)| SplitReservations {
+            split: name.to_string(),
+            rows: baselines.report(fc),
+        })
+        .collect();
+    EvalReport {
         format: data.format,
         loss: loss.to_string(),
         evaluated: evaluated.to_string(),
-        ridge_lambda: ridge.lambda,
+        ridge_lambda: baselines.ridge.lambda,
         train,
         val,
         test,
         reservations,
-    })
+    }
 }
 
-/// Fits ridge and the margins at `levels` on `data`'s own training and
-/// validation splits, then evaluates every split (what `train` reports).
-pub fn evaluate_own_split(
+/// Fits ridge, the spread model and the margins at `levels` on `data`'s own
+/// training and validation splits, then evaluates every split (what `train`
+/// reports). Also returns the train, val and test forecasts it made.
+pub fn evaluate_own_split<'a>(
     model: &ConvFormerNet,
     store: &ParamStore<f32>,
-    data: &PreparedData,
+    data: &'a PreparedData,
     levels: &[f64],
     loss: &str,
     batch: usize,
-) -> Result<(EvalReport, Baselines)> {
+) -> Result<(EvalReport, Baselines, [SplitForecasts<'a>; 3])> {
     let ridge = Baselines::fit_ridge(data)?;
-    let train = forecasts(model, store, data, &ridge, None, &data.train, batch)?;
-    let val = forecasts(model, store, data, &ridge, None, &data.val, batch)?;
-    let spread = SpreadModel::fit(data, &train.model, &val.model)?;
-    let val = forecasts(model, store, data, &ridge, Some(&spread), &data.val, batch)?;
-    let baselines = Baselines::calibrate(ridge, spread, levels, &val)?;
-    let report = evaluate(
-        model,
-        store,
-        data,
-        &baselines,
-        "the run's own split",
-        loss,
-        batch,
-    )?;
-    Ok((report, baselines))
+    let fc = |split| forecasts(model, store, data, &ridge, None, split, batch);
+    let mut splits = [fc(&data.train)?, fc(&data.val)?, fc(&data.test)?];
+    let spread = SpreadModel::fit(data, &splits[0].model, &splits[1].model)?;
+    for fc in splits.iter_mut() {
+        fc.learned_spread = spread.predict(&fc.split.inputs, data.seq_len * data.channels)?;
+    }
+    let baselines = Baselines::calibrate(ridge, spread, levels, &splits[1])?;
+    let report = report(data, &baselines, "the run's own split", loss, &splits);
+    Ok((report, baselines, splits))
 }
 
 /// Prepares a data set for training: split and preprocessor fitted on train.
@@ -334,7 +327,7 @@ pub fn train_run(
     }
     save_model(&outcome.store, &run_dir.join("model.safetensors"))?;
     let batch = cfg.train.eval_batch_size;
-    let (eval, baselines) = evaluate_own_split(
+    let (eval, baselines, [_, val, test]) = evaluate_own_split(
         &outcome.model,
         &outcome.store,
         &data,
@@ -343,7 +336,6 @@ pub fn train_run(
         batch,
     )?;
     baselines.save(run_dir)?;
-    let ridge = &baselines.ridge;
     let metrics = MetricsFile {
         eval,
         best_epoch: outcome.best_epoch,
@@ -352,52 +344,18 @@ pub fn train_run(
     };
     write_json(&run_dir.join("metrics.json"), &metrics)?;
     super::plots::loss_curve(&run_dir.join("loss.png"), &outcome.history)?;
-    let test = if data.test.is_empty() {
-        &data.val
-    } else {
-        &data.test
-    };
-    let pred = predict_split(
-        &outcome.model,
-        &outcome.store,
-        test,
-        cfg.train.eval_batch_size,
-    )?;
+    let held_out = if test.split.is_empty() { &val } else { &test };
     super::plots::actual_vs_predicted(
         &run_dir.join("actual_vs_predicted.png"),
-        &test.actual,
-        &data.to_trace_units(&pred),
+        &held_out.split.actual,
+        &held_out.model,
     )?;
-    let spread = Some(&baselines.spread);
-    let (model, store) = (&outcome.model, &outcome.store);
-    let val = forecasts(model, store, &data, ridge, spread, &data.val, batch)?;
-    let held_out = forecasts(model, store, &data, ridge, spread, test, batch)?;
-    super::reservation_plot::tradeoff(&run_dir.join("reservation.png"), &val, &held_out)?;
+    super::reservation_plot::tradeoff(&run_dir.join("reservation.png"), &val, held_out)?;
     Ok((outcome, metrics))
 }
 
 pub fn read_run_file(run_dir: &Path) -> Result<RunFile> {
     read_json(&run_dir.join("config.json"))
-}
-
-/// A JSON file of the run directory; errors name the file, line and column.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| {
-        Error::Invalid(format!(
-            "{}:{}:{}: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        ))
-    })
-}
-
-pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-    super::weights::write_atomic(path, text.as_bytes())
 }
 
 /// A trained run loaded back: network, weights, preprocessor and config.
@@ -485,58 +443,5 @@ impl LoadedRun {
             self.run.train.residual,
             self.run.net_scale,
         )
-    }
-
-    /// The network's reservation at every calibrated level for every sample
-    /// of `ds`, from its predictions `pred` (trace units): (Q, values).
-    pub fn reservations(&self, ds: &Dataset, pred: &[f32]) -> Result<Vec<(f64, Vec<f32>)>> {
-        let idx: Vec<usize> = (0..ds.len()).collect();
-        let windows = super::prepared::window_stats(ds, &idx);
-        let (inputs, _) = self.preprocessor.transform_inputs(ds, &idx);
-        let learned = self
-            .baselines
-            .spread
-            .predict(&inputs, ds.seq_len * self.preprocessor.out_channels())?;
-        let spread = |i: usize| Spread {
-            window: windows
-                .get(i)
-                .copied()
-                .flatten()
-                .map_or(f32::NAN, |w| w.std),
-            learned: learned[i],
-        };
-        Ok(self
-            .baselines
-            .levels
-            .iter()
-            .filter_map(|&q| {
-                let margin = self.baselines.margin(Predictor::Convformer, q)?.margin?;
-                let values = pred
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &p)| margin.reserve(p, &spread(i)))
-                    .collect();
-                Some((q, values))
-            })
-            .collect())
-    }
-
-    /// Predictions in trace units for every sample of `ds`, in order.
-    pub fn predict_all(&self, ds: &Dataset) -> Result<Vec<f32>> {
-        self.check_compatible(ds)?;
-        let idx: Vec<usize> = (0..ds.len()).collect();
-        let (inputs, _) = self.preprocessor.transform_inputs(ds, &idx);
-        let scaled = predict(
-            &self.model,
-            &self.store,
-            &inputs,
-            self.run.train.eval_batch_size,
-        )?;
-        let offset = naive_offset(&ds.naive, &self.preprocessor, self.run.train.residual);
-        Ok(scaled
-            .iter()
-            .zip(&offset)
-            .map(|(&y, o)| self.preprocessor.inverse_target(o + self.run.net_scale * y))
-            .collect())
     }
 }
