@@ -204,17 +204,7 @@ pub struct RunConfig {
 
 impl RunConfig {
     pub fn from_json_file(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Invalid(format!("cannot read config {}: {e}", path.display())))?;
-        serde_json::from_str(&text).map_err(|e| {
-            Error::Invalid(format!(
-                "{}:{}:{}: {}",
-                path.display(),
-                e.line(),
-                e.column(),
-                e
-            ))
-        })
+        super::json::read_json(path)
     }
 }
 
