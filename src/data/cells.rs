@@ -9,7 +9,14 @@ pub(crate) enum CellError {
     Malformed(String),
     NonFinite,
     Negative,
+    /// Beyond [`MAX_NORMALISED`]: not a usage, limit or size the trace can hold.
+    Implausible(f32),
 }
+
+/// The trace normalises usage, limits and sizes to the capacity of the cell's largest
+/// machine (1.0). An instance runs on one machine, so none of its figures can exceed
+/// that capacity: a larger value is a unit mix-up or corruption, not a measurement.
+pub(crate) const MAX_NORMALISED: f32 = 1.0;
 
 impl CellError {
     pub(crate) fn reason(&self) -> &'static str {
@@ -18,6 +25,7 @@ impl CellError {
             CellError::Malformed(_) => "malformed cell",
             CellError::NonFinite => "non-finite value",
             CellError::Negative => "negative value",
+            CellError::Implausible(_) => "implausible value",
         }
     }
 
@@ -27,6 +35,10 @@ impl CellError {
             CellError::Malformed(why) => why.clone(),
             CellError::NonFinite => "infinite values are not usage figures".into(),
             CellError::Negative => "usage, sizes and rates cannot be negative".into(),
+            CellError::Implausible(v) => format!(
+                "{v} is beyond {MAX_NORMALISED}, the largest machine's capacity to which the \
+                 trace normalises usage, limits and sizes"
+            ),
         }
     }
 }
@@ -66,6 +78,19 @@ pub(crate) fn parse_feature(cell: &[u8]) -> Result<f32, CellError> {
     number_token(utf8(cell)?.trim())
 }
 
+/// A usage, limit or size: a feature within `[0, MAX_NORMALISED]` (NaN passes as missing).
+pub(crate) fn plausible(v: f32) -> Result<f32, CellError> {
+    if v > MAX_NORMALISED {
+        return Err(CellError::Implausible(v));
+    }
+    Ok(v)
+}
+
+/// A usage, limit or size cell; NaN when missing.
+pub(crate) fn parse_usage(cell: &[u8]) -> Result<f32, CellError> {
+    plausible(parse_feature(cell)?)
+}
+
 /// A CPU percentile of `instance_usage`: the trace writes -1 in every percentile of a
 /// window without a CPU distribution, so exactly -1 means missing.
 pub(crate) fn parse_percentile(cell: &[u8]) -> Result<f32, CellError> {
@@ -73,7 +98,7 @@ pub(crate) fn parse_percentile(cell: &[u8]) -> Result<f32, CellError> {
     if t.parse::<f32>() == Ok(-1.0) {
         return Ok(f32::NAN);
     }
-    number_token(t)
+    plausible(number_token(t)?)
 }
 
 /// An unsigned integer identifier or timestamp; it must be present. An
@@ -109,9 +134,10 @@ fn trim(mut b: &[u8]) -> &[u8] {
     b
 }
 
-/// A number token inside a dict or array; only the token is checked for UTF-8.
+/// A number token inside a dict or array (usage records and CPU distributions, all
+/// usage figures); only the token is checked for UTF-8.
 fn number_bytes(token: &[u8]) -> Result<f32, CellError> {
-    number_token(utf8(token)?)
+    plausible(number_token(utf8(token)?)?)
 }
 
 fn unquote(key: &[u8]) -> Option<&[u8]> {
@@ -227,8 +253,12 @@ mod tests {
         assert!(v[1].is_nan());
         assert!(parse_usage_dict(b"").unwrap().iter().all(|x| x.is_nan()));
         assert_eq!(
-            parse_usage_dict(b"{'cpus': 1e-05, 'memory': 2.5}").unwrap(),
-            [1e-5, 2.5]
+            parse_usage_dict(b"{'cpus': 1e-05, 'memory': 0.25}").unwrap(),
+            [1e-5, 0.25]
+        );
+        assert_eq!(
+            parse_usage_dict(b"{'cpus': 0.5, 'memory': 1e30}"),
+            Err(CellError::Implausible(1e30))
         );
         assert!(matches!(
             parse_usage_dict(b"{'cpus': 1, 'disk': 2}"),
@@ -261,13 +291,17 @@ mod tests {
     #[test]
     fn array_reads_wrapped_lines_and_empty() {
         let mut out = [0.0f32; 3];
-        parse_array(b"[1.23977661e-05 2\n 3.5]", &mut out).unwrap();
-        assert_eq!(out, [1.239_776_6e-5, 2.0, 3.5]);
+        parse_array(b"[1.23977661e-05 0.2\n 0.35]", &mut out).unwrap();
+        assert_eq!(out, [1.239_776_6e-5, 0.2, 0.35]);
         parse_array(b"[]", &mut out).unwrap();
         assert!(out.iter().all(|x| x.is_nan()));
         assert!(parse_array(b"[1 2]", &mut out).is_err());
         assert!(parse_array(b"[1 2 3 4]", &mut out).is_err());
         assert!(parse_array(b"1 2 3", &mut out).is_err());
+        assert_eq!(
+            parse_array(b"[0.1 7 0.3]", &mut out),
+            Err(CellError::Implausible(7.0))
+        );
         assert_eq!(
             parse_array(b"[1 x 3]", &mut out).unwrap_err().reason(),
             "malformed cell"
@@ -285,6 +319,14 @@ mod tests {
         assert!(parse_percentile(b"-1.0").unwrap().is_nan());
         assert_eq!(parse_percentile(b"-0.5"), Err(CellError::Negative));
         assert_eq!(parse_percentile(b"0.5").unwrap(), 0.5);
+        assert_eq!(parse_percentile(b"1.5"), Err(CellError::Implausible(1.5)));
+        assert_eq!(parse_usage(b"1.0").unwrap(), 1.0);
+        assert_eq!(
+            parse_usage(b"1e30").unwrap_err().reason(),
+            "implausible value"
+        );
+        // Features that are not usage (CPI, priority) have no upper bound.
+        assert_eq!(parse_feature(b"12.5").unwrap(), 12.5);
         assert!(parse_u64(b"12a").is_err());
         // Spreadsheet forms of integers are integers; fractions and signs are not.
         assert_eq!(parse_u64(b"2.748E+11").unwrap(), 274_800_000_000);

@@ -95,6 +95,8 @@ const RANDOM: usize = 5;
 const REQUEST: usize = 6;
 /// Plain numeric columns copied to features 6..=14, in order.
 const PLAIN: std::ops::Range<usize> = 7..16;
+/// Of those, the sizes (assigned and page-cache memory), bounded like usage.
+const SIZES: std::ops::Range<usize> = 7..9;
 const START: usize = 16;
 const END: usize = 17;
 const CPU_DIST: usize = 18;
@@ -124,7 +126,12 @@ fn featurise(rec: &ByteRecord, cols: &[usize]) -> Result<Row, CellFailure> {
     let [req_cpu, req_mem] = cells::parse_usage_dict(cell(REQUEST)).map_err(at(REQUEST))?;
     f[..6].copy_from_slice(&[avg_cpu, avg_mem, max_cpu, rnd_cpu, req_cpu, req_mem]);
     for (k, c) in PLAIN.enumerate() {
-        f[6 + k] = cells::parse_feature(cell(c)).map_err(at(c))?;
+        let parse = if SIZES.contains(&c) {
+            cells::parse_usage
+        } else {
+            cells::parse_feature
+        };
+        f[6 + k] = parse(cell(c)).map_err(at(c))?;
     }
     let start = cells::parse_u64(cell(START)).map_err(at(START))?;
     let end = cells::parse_u64(cell(END)).map_err(at(END))?;
@@ -313,7 +320,7 @@ impl Builder {
                                     text: cell_text(rec.get(cols[c]).unwrap_or(b"")),
                                     why: e.why(),
                                 };
-                                self.bad_row(opts, reason, err)?;
+                                self.bad_row(opts, reason, Some(REQUIRED[c]), err)?;
                             }
                         }
                     }
@@ -322,7 +329,7 @@ impl Builder {
                 }
                 Message::BadRecord(err) => {
                     self.ds.report.records += 1;
-                    self.bad_row(opts, "malformed record", err)?;
+                    self.bad_row(opts, "malformed record", None, err)?;
                 }
                 Message::Fatal(err) => return Err(err),
             }
@@ -334,12 +341,13 @@ impl Builder {
         &mut self,
         opts: &LoadOptions,
         reason: &str,
+        column: Option<&str>,
         err: DataError,
     ) -> Result<(), DataError> {
         match opts.on_bad_row {
             OnBadRow::Error => Err(err),
             OnBadRow::Skip => {
-                self.ds.report.drop_one(reason);
+                self.ds.report.drop_bad(reason, column);
                 Ok(())
             }
         }

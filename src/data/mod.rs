@@ -92,11 +92,44 @@ pub struct LoadReport {
     pub dropped: BTreeMap<String, usize>,
     /// Per feature (kaggle) or channel (series): records read whose value is missing.
     pub missing: Vec<usize>,
+    /// Bad rows skipped under `--on-bad-row skip`, by the column that failed and reason;
+    /// "(record)" for a record that is not well-formed as a whole.
+    #[serde(default)]
+    pub bad_cells: BTreeMap<String, BTreeMap<String, usize>>,
 }
 
 impl LoadReport {
     pub(crate) fn drop_one(&mut self, reason: &str) {
         *self.dropped.entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// Counts a skipped bad row under its reason and the column that failed.
+    pub(crate) fn drop_bad(&mut self, reason: &str, column: Option<&str>) {
+        self.drop_one(reason);
+        let column = column.unwrap_or("(record)").to_string();
+        *self
+            .bad_cells
+            .entry(column)
+            .or_default()
+            .entry(reason.to_string())
+            .or_default() += 1;
+    }
+
+    /// Adds another part's counts (a file read in parallel) to these.
+    pub(crate) fn merge_counts(&mut self, other: LoadReport) {
+        self.records += other.records;
+        for (reason, n) in other.dropped {
+            *self.dropped.entry(reason).or_default() += n;
+        }
+        for (column, reasons) in other.bad_cells {
+            let into = self.bad_cells.entry(column).or_default();
+            for (reason, n) in reasons {
+                *into.entry(reason).or_default() += n;
+            }
+        }
+        for (m, n) in self.missing.iter_mut().zip(other.missing) {
+            *m += n;
+        }
     }
 
     pub fn dropped_total(&self) -> usize {

@@ -41,10 +41,10 @@ pub const SERIES_CHANNELS: [&str; 26] = [
     "memory_limit",
     "cpu_limit",
 ];
-const C: usize = SERIES_CHANNELS.len();
+pub(crate) const C: usize = SERIES_CHANNELS.len();
 const MAX_MEMORY: usize = 3;
 /// Channels p0_cpu_usage ..= p99_cpu_usage.
-const PERCENTILES: std::ops::Range<usize> = 5..24;
+pub(crate) const PERCENTILES: std::ops::Range<usize> = 5..24;
 
 /// The trace's window length in µs.
 pub const WINDOW_STEP_US: u64 = 300_000_000;
@@ -52,13 +52,23 @@ pub const WINDOW_STEP_US: u64 = 300_000_000;
 /// (Closer rows are the trace's shortened windows around restarts, not gaps.)
 const MAX_STEP_US: u64 = WINDOW_STEP_US * 3 / 2;
 
-struct Row {
-    time: u64,
-    values: [f32; C],
+/// One 5-minute window of one instance: what is held per row while a load streams
+/// (8 + 26 × 4 bytes, whatever the size of the text it came from).
+pub(crate) struct Row {
+    /// Start of the window, µs.
+    pub(crate) time: u64,
+    /// The [`SERIES_CHANNELS`], NaN = missing.
+    pub(crate) values: [f32; C],
 }
 
-/// Rows of each instance, keyed "collection-instance".
-type Instances = BTreeMap<String, Vec<Row>>;
+/// Rows of each instance, keyed "collection-instance"; any reader of instance rows
+/// (CSV here, BigQuery exports) fills one and hands it to [`windows`].
+pub(crate) type Instances = BTreeMap<String, Vec<Row>>;
+
+/// The key of an instance in [`Instances`] and in sample ids.
+pub(crate) fn instance_key(collection: u64, instance: u64) -> String {
+    format!("{collection}-{instance}")
+}
 
 fn parse_row(rec: &csv::ByteRecord, cols: &[usize]) -> Result<(String, Row), (usize, CellError)> {
     let cell = |c: usize| rec.get(cols[c]).unwrap_or(b"");
@@ -70,11 +80,11 @@ fn parse_row(rec: &csv::ByteRecord, cols: &[usize]) -> Result<(String, Row), (us
         let parse = if PERCENTILES.contains(&k) {
             cells::parse_percentile
         } else {
-            cells::parse_feature
+            cells::parse_usage
         };
         *v = parse(cell(3 + k)).map_err(|e| (3 + k, e))?;
     }
-    Ok((format!("{collection}-{instance}"), Row { time, values }))
+    Ok((instance_key(collection, instance), Row { time, values }))
 }
 
 /// Reads one CSV stream of rows into `instances`, counting into `report`.
@@ -91,13 +101,16 @@ fn read_rows<R: Read>(
         .collect();
     let mut csv = csv::ReaderBuilder::new().from_reader(reader);
     let cols = read_required_columns(&mut csv, file, &required, "an instance_usage")?;
-    let skip = |report: &mut LoadReport, reason: &str, err: DataError| match opts.on_bad_row {
-        OnBadRow::Error => Err(err),
-        OnBadRow::Skip => {
-            report.drop_one(reason);
-            Ok(())
-        }
-    };
+    let skip =
+        |report: &mut LoadReport, reason: &str, column: Option<&str>, err: DataError| match opts
+            .on_bad_row
+        {
+            OnBadRow::Error => Err(err),
+            OnBadRow::Skip => {
+                report.drop_bad(reason, column);
+                Ok(())
+            }
+        };
     let mut rec = csv::ByteRecord::new();
     let mut records = 0;
     loop {
@@ -106,7 +119,7 @@ fn read_rows<R: Read>(
             Ok(false) => break,
             Err(e) if matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) => {
                 records += 1;
-                skip(report, "malformed record", record_error(file, e))?;
+                skip(report, "malformed record", None, record_error(file, e))?;
                 continue;
             }
             Err(e) => return Err(record_error(file, e)),
@@ -127,7 +140,7 @@ fn read_rows<R: Read>(
                     text: cell_text(rec.get(cols[c]).unwrap_or(b"")),
                     why: e.why(),
                 };
-                skip(report, e.reason(), err)?;
+                skip(report, e.reason(), Some(required[c]), err)?;
             }
         }
     }
@@ -141,17 +154,23 @@ fn read_rows<R: Read>(
     Ok(())
 }
 
-/// Reads every stream, then cuts windows. Files are parsed in parallel.
-pub(crate) fn load_streams<R: Read + Send>(
-    streams: Vec<(PathBuf, u64, R)>,
-    opts: &LoadOptions,
-) -> Result<Dataset, DataError> {
+/// A window and a horizon of at least one row each; checked before any file is read.
+pub(crate) fn check_layout(opts: &LoadOptions) -> Result<(), DataError> {
     if opts.window == 0 || opts.horizon == 0 {
         return Err(DataError::Invalid(format!(
             "window ({}) and horizon ({}) must be at least 1",
             opts.window, opts.horizon
         )));
     }
+    Ok(())
+}
+
+/// Reads every stream, then cuts windows. Files are parsed in parallel.
+pub(crate) fn load_streams<R: Read + Send>(
+    streams: Vec<(PathBuf, u64, R)>,
+    opts: &LoadOptions,
+) -> Result<Dataset, DataError> {
+    check_layout(opts)?;
     let total: u64 = streams.iter().map(|s| s.1).sum();
     let bar = byte_progress(total, opts.progress, "loading instance_usage files");
     let files: Vec<PathBuf> = streams.iter().map(|s| s.0.clone()).collect();
@@ -178,13 +197,7 @@ pub(crate) fn load_streams<R: Read + Send>(
     let mut instances = Instances::new();
     for part in parsed {
         let (r, inst) = part?;
-        report.records += r.records;
-        for (reason, n) in r.dropped {
-            *report.dropped.entry(reason).or_default() += n;
-        }
-        for (m, n) in report.missing.iter_mut().zip(r.missing) {
-            *m += n;
-        }
+        report.merge_counts(r);
         for (key, rows) in inst {
             instances.entry(key).or_default().extend(rows);
         }
@@ -215,7 +228,12 @@ pub(crate) fn runs(times: &[u64]) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-fn windows(mut instances: Instances, mut report: LoadReport, opts: &LoadOptions) -> Dataset {
+/// Cuts every instance's rows (any order, duplicates dropped) into samples.
+pub(crate) fn windows(
+    mut instances: Instances,
+    mut report: LoadReport,
+    opts: &LoadOptions,
+) -> Dataset {
     let (w, h) = (opts.window, opts.horizon);
     let mut ds = Dataset {
         format: Format::InstanceUsage,

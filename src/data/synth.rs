@@ -95,6 +95,9 @@ fn py_value(v: Option<f64>) -> String {
 
 const KAGGLE_HEADER: &str = "Unnamed: 0,time,instance_events_type,collection_id,scheduling_class,collection_type,priority,alloc_collection_id,instance_index,machine_id,resource_request,constraint,collections_events_type,user,collection_name,collection_logical_name,start_after_collection_ids,vertical_scaling,scheduler,start_time,end_time,average_usage,maximum_usage,random_sample_usage,assigned_memory,page_cache_memory,cycles_per_instruction,memory_accesses_per_instruction,sample_rate,cpu_usage_distribution,tail_cpu_usage_distribution,cluster,event,failed";
 
+/// The largest machine's capacity: the trace's unit, a bound on every usage figure.
+const MACHINE: f64 = 1.0;
+
 fn write_kaggle<W: Write>(rows: usize, seed: u64, w: &mut W) -> std::io::Result<()> {
     let mut rng = Rng(SplitMix64::new(seed ^ 0x6b61_6767_6c65));
     writeln!(w, "{KAGGLE_HEADER}")?;
@@ -151,10 +154,10 @@ fn write_kaggle<W: Write>(rows: usize, seed: u64, w: &mut W) -> std::io::Result<
             quantise((req_mem * rng.uniform().powf(1.5) * load).max(QUANTUM))
         };
         let ratio = 1.0 + rng.lognormal(0.02, 2.0).min(20.0);
-        let max_mem = quantise(avg_mem * ratio);
-        let avg_cpu = quantise(req_cpu * rng.lognormal(0.2, 1.2).min(3.0) * load);
-        let max_cpu = quantise(avg_cpu * (1.0 + rng.lognormal(0.8, 1.0)));
-        let rnd_cpu = quantise(avg_cpu * rng.lognormal(1.0, 0.3));
+        let max_mem = quantise(avg_mem * ratio).min(MACHINE);
+        let avg_cpu = quantise(req_cpu * rng.lognormal(0.2, 1.2).min(3.0) * load).min(MACHINE);
+        let max_cpu = quantise(avg_cpu * (1.0 + rng.lognormal(0.8, 1.0))).min(MACHINE);
+        let rnd_cpu = quantise(avg_cpu * rng.lognormal(1.0, 0.3)).min(MACHINE);
         let assigned = if rng.chance(0.26) {
             0.0
         } else {
@@ -177,7 +180,9 @@ fn write_kaggle<W: Write>(rows: usize, seed: u64, w: &mut W) -> std::io::Result<
         let (dist, tail) = if rng.chance(0.06) {
             ("[]".to_string(), "[]".to_string())
         } else {
-            let mut d: Vec<f64> = (0..11).map(|_| avg_cpu * rng.lognormal(0.9, 0.4)).collect();
+            let mut d: Vec<f64> = (0..11)
+                .map(|_| (avg_cpu * rng.lognormal(0.9, 0.4)).min(MACHINE))
+                .collect();
             d.sort_by(f64::total_cmp);
             d[10] = d[10].max(max_cpu);
             let mut t: Vec<f64> = (0..9)
