@@ -339,3 +339,141 @@ proptest! {
         }
     }
 }
+
+/// Each record's fields as (first physical line, byte range), found by a scan of the
+/// quoting alone: an account independent of the CSV reader's.
+fn fields_of_records(bytes: &[u8]) -> Vec<Vec<(u64, std::ops::Range<usize>)>> {
+    let (mut records, mut fields) = (Vec::new(), Vec::new());
+    let (mut line, mut quoted, mut start, mut start_line) = (1u64, false, 0usize, 1u64);
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                fields.push((start_line, start..i));
+                (start, start_line) = (i + 1, line);
+            }
+            b'\n' if !quoted => {
+                fields.push((start_line, start..i));
+                records.push(std::mem::take(&mut fields));
+                line += 1;
+                (start, start_line) = (i + 1, line);
+            }
+            b'\n' => line += 1,
+            _ => {}
+        }
+    }
+    records
+}
+
+#[test]
+fn every_located_error_names_the_line_its_record_and_its_cell_start_on() {
+    let bytes = head_bytes();
+    let records = fields_of_records(&bytes);
+    assert_eq!(records.len(), 401, "header and 400 records");
+    let header =
+        String::from_utf8(bytes[records[0][0].1.start..records[0].last().unwrap().1.end].to_vec())
+            .unwrap();
+    let column = |name: &str| header.split(',').position(|h| h == name).unwrap();
+    let mut distinct_cell_lines = 0;
+    // A single-line cell (start_time) and one that follows wrapped cells (tail distribution).
+    for (name, bad) in [
+        ("start_time", "12x"),
+        ("tail_cpu_usage_distribution", "[0.1 x]"),
+    ] {
+        let c = column(name);
+        for k in (1..=400).step_by(37).chain([400]) {
+            let (cell_line, range) = records[k][c].clone();
+            let record_line = records[k][0].0;
+            let mut text = bytes[..range.start].to_vec();
+            text.extend_from_slice(bad.as_bytes());
+            text.extend_from_slice(&bytes[range.end..]);
+            let err = data::load_from_memory(
+                &text,
+                Path::new("m.csv"),
+                Format::Kaggle,
+                &LoadOptions::default(),
+            )
+            .unwrap_err();
+            match &err {
+                DataError::Cell {
+                    line,
+                    cell_line: at,
+                    column,
+                    ..
+                } => {
+                    assert_eq!(
+                        (*line, *at, column.as_str()),
+                        (record_line, cell_line, name),
+                        "record {k}: {err}"
+                    );
+                }
+                other => panic!("record {k}: {other}"),
+            }
+            let msg = err.to_string();
+            assert!(
+                msg.starts_with(&format!("m.csv:{record_line}: column `{name}`")),
+                "{msg}"
+            );
+            if cell_line != record_line {
+                distinct_cell_lines += 1;
+                assert!(msg.contains(&format!("(line {cell_line})")), "{msg}");
+            }
+        }
+    }
+    assert!(
+        distinct_cell_lines >= 5,
+        "{distinct_cell_lines} multi-line records checked"
+    );
+}
+
+#[test]
+fn implausible_usage_is_a_located_error_or_a_skip_counted_per_column() {
+    // 1e30 in one window's max memory: trace usage is normalised to the largest machine.
+    let series = std::fs::read_to_string(SERIES).unwrap();
+    let mut rows: Vec<String> = series.lines().map(str::to_string).collect();
+    let header: Vec<&str> = rows[0].split(',').collect();
+    let max_mem = header
+        .iter()
+        .position(|h| *h == "max_memory_usage")
+        .unwrap();
+    let mut cells: Vec<String> = rows[4].split(',').map(str::to_string).collect();
+    cells[max_mem] = "1e30".into();
+    rows[4] = cells.join(",");
+    let path = write_tmp("implausible.csv", (rows.join("\n") + "\n").as_bytes());
+    let err = data::load(&path, Format::InstanceUsage, &LoadOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, DataError::Cell { line: 5, column, .. } if column == "max_memory_usage"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("largest machine"), "{err}");
+    let ds = data::load(&path, Format::InstanceUsage, &skip()).unwrap();
+    assert_eq!(ds.report.dropped.get("implausible value"), Some(&1));
+    assert_eq!(
+        ds.report.bad_cells["max_memory_usage"].get("implausible value"),
+        Some(&1)
+    );
+    assert!(ds.targets.iter().all(|t| *t <= 1.0));
+
+    // The same in a kaggle usage record and a size column.
+    for (from, to, column) in [
+        (
+            "{'cpus': 0.0, 'memory': 9.5367431640625e-07}",
+            "{'cpus': 0.0, 'memory': 1e30}",
+            "average_usage",
+        ),
+        ("0.0104217529296875,", "3.5,", "assigned_memory"),
+    ] {
+        let path = write_tmp("implausible_kaggle.csv", &edited(from, to));
+        let err = data::load(&path, Format::Kaggle, &LoadOptions::default()).unwrap_err();
+        assert!(
+            matches!(&err, DataError::Cell { column: c, .. } if c == column),
+            "{err}"
+        );
+        let ds = data::load(&path, Format::Kaggle, &skip()).unwrap();
+        assert_eq!(
+            ds.report.bad_cells[column].get("implausible value"),
+            Some(&1),
+            "{column}"
+        );
+    }
+}

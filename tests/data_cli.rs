@@ -73,6 +73,45 @@ fn bad_rows_error_by_default_and_are_counted_with_skip() {
     assert!(ok, "{err}");
     assert!(err.contains("skipped 1 bad rows"), "{err}");
     assert!(out.contains("[malformed cell: 1]"));
+    assert!(
+        out.contains("skipped by column: assigned_memory: malformed cell 1"),
+        "{out}"
+    );
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn inspect_counts_implausible_values_and_rounded_ids_per_column() {
+    // One absurd usage (1e30) and the real rows as a spreadsheet re-saves them; the
+    // skipped row is not counted as rounded.
+    let text = std::fs::read(HEAD).unwrap();
+    let sheet = convformer::data::spreadsheet::resave(&text, Path::new(HEAD)).unwrap();
+    let sheet = String::from_utf8(sheet).unwrap().replacen(
+        "'memory': 9.5367431640625e-07}",
+        "'memory': 1e30}",
+        1,
+    );
+    let path = tmp("sheet.csv");
+    std::fs::write(&path, sheet).unwrap();
+    let (ok, _, err) = convformer(&["data", "inspect", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("sheet.csv:") && err.contains("largest machine"),
+        "{err}"
+    );
+    let p = path.to_str().unwrap();
+    let (ok, out, err) = convformer(&["data", "inspect", p, "--on-bad-row", "skip"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("implausible value 1"), "{out}");
+    assert!(out.contains("records:  400"), "{out}");
+    let rounded = out
+        .lines()
+        .find(|l| l.starts_with("rounded integers:"))
+        .unwrap();
+    assert!(
+        rounded.contains("collection_id 399") && rounded.contains("may now be equal"),
+        "{rounded}"
+    );
     std::fs::remove_file(path).unwrap();
 }
 

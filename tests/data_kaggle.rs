@@ -123,46 +123,86 @@ fn no_feature_leaks_the_target() {
 }
 
 #[test]
-fn spreadsheet_style_integers_load_as_the_same_records() {
-    // The real rows with `time` and `machine_id` saved as a spreadsheet writes
-    // them (2.51731E+12): every record is kept, with the same features.
-    let mut reader = csv::ReaderBuilder::new().from_path(HEAD).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
-    let (time, machine) = (column("time"), column("machine_id"));
-    let dir = std::env::temp_dir().join(format!("cf-sheet-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("sheet.csv");
-    let mut writer = csv::Writer::from_path(&path).unwrap();
-    writer.write_record(&headers).unwrap();
-    let mut rewritten = 0;
-    for record in reader.records() {
-        let record = record.unwrap();
-        let cells: Vec<String> = record
-            .iter()
-            .enumerate()
-            .map(|(i, c)| match c.parse::<u64>() {
-                Ok(v) if i == time || i == machine => {
-                    rewritten += 1;
-                    format!("{:.5E}", v as f64).replace('E', "E+")
-                }
-                _ => c.to_string(),
-            })
-            .collect();
-        writer.write_record(&cells).unwrap();
-    }
-    writer.flush().unwrap();
-    assert!(rewritten > 700, "{rewritten}");
-    let sheet = data::load(&path, Format::Kaggle, &LoadOptions::default()).unwrap();
+fn spreadsheet_resaved_rows_load_as_the_same_records_within_the_rounding() {
+    // The real rows as a spreadsheet saves them: integers as `d.ddddE+nn` (ids and
+    // timestamps lose their tail), other numbers with nine significant digits.
+    let original_text = std::fs::read(HEAD).unwrap();
+    let sheet_text = data::spreadsheet::resave(&original_text, Path::new(HEAD)).unwrap();
+    let text = String::from_utf8(sheet_text.clone()).unwrap();
+    assert!(
+        text.contains("E+11") && text.contains("E+12"),
+        "ids and times were rewritten"
+    );
+    let sheet = data::load_from_memory(
+        &sheet_text,
+        Path::new("sheet.csv"),
+        Format::Kaggle,
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let original = load_head();
     assert_eq!(sheet.report.records, 400);
     assert_eq!(sheet.len(), original.len());
-    let same = |a: &f32, b: &f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
-    assert!(sheet
-        .inputs
-        .iter()
-        .zip(&original.inputs)
-        .all(|(a, b)| same(a, b)));
+    // The target sits in dict text, which a spreadsheet leaves alone.
     assert_eq!(sheet.targets, original.targets);
-    std::fs::remove_dir_all(&dir).ok();
+    // Every feature within the rounding: nine digits (and f32's own) for plain numbers;
+    // the duration from two times each rounded to five digits (half a unit of each).
+    let duration = feature("duration_s");
+    let mut reader = csv::ReaderBuilder::new().from_path(HEAD).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (start, end) = (col("start_time"), col("end_time"));
+    let half_unit = |v: f64| {
+        if v == 0.0 {
+            0.0
+        } else {
+            0.5 * 10f64.powi(v.log10().floor() as i32 - 4)
+        }
+    };
+    let (maximum, mut i) = (col("maximum_usage"), 0);
+    for record in reader.records() {
+        let record = record.unwrap();
+        // Samples are the records with a target.
+        if record[maximum].is_empty() || record[maximum].contains("'memory': None") {
+            continue;
+        }
+        let time = |c: usize| record[c].parse::<f64>().unwrap();
+        for (j, name) in data::KAGGLE_FEATURES.iter().enumerate() {
+            let (a, b) = (sheet.sample(i)[j] as f64, original.sample(i)[j] as f64);
+            if a.is_nan() || b.is_nan() {
+                assert!(a.is_nan() && b.is_nan(), "row {i} {name}: {a} vs {b}");
+                continue;
+            }
+            let tolerance = if j == duration {
+                (half_unit(time(start)) + half_unit(time(end))) * 1e-6 + 1e-3
+            } else {
+                b.abs() * (5e-9 + f32::EPSILON as f64)
+            };
+            assert!((a - b).abs() <= tolerance, "row {i} {name}: {a} vs {b}");
+        }
+        i += 1;
+    }
+    assert_eq!(i, sheet.len());
+    // The rounded ids are counted, so a user knows instances may now share one: every
+    // value of six or more digits lost digits to the five kept; shorter ones kept all.
+    let mut reader = csv::ReaderBuilder::new().from_path(HEAD).unwrap();
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    for column in [
+        "collection_id",
+        "instance_index",
+        "time",
+        "start_time",
+        "end_time",
+    ] {
+        let c = col(column);
+        // Per record read, as the missing counts (the one without a target included).
+        let long = records.iter().filter(|r| r[c].len() >= 6).count();
+        assert_eq!(
+            sheet.report.rounded.get(column).copied().unwrap_or(0),
+            long,
+            "{column}"
+        );
+        assert!(column == "instance_index" || long > 300, "{column}: {long}");
+    }
+    assert!(original.report.rounded.is_empty());
 }

@@ -66,7 +66,8 @@ impl LoadArgs {
             .map(|(_, n)| n)
             .sum();
         if self.on_bad_row == OnBadRow::Skip {
-            eprintln!("skipped {skipped} bad rows: {:?}", ds.report.dropped);
+            let by_column = data::inspect::bad_row_lines(&ds.report);
+            eprintln!("skipped {skipped} bad rows. {}", by_column.join("; "));
         }
         Ok(ds)
     }

@@ -101,22 +101,51 @@ pub(crate) fn parse_percentile(cell: &[u8]) -> Result<f32, CellError> {
     plausible(number_token(t)?)
 }
 
+/// An unsigned integer read from a cell; `rounded` when the text was a float with fewer
+/// significant digits than the integer (`1.68846E+11`): a spreadsheet kept only the
+/// leading digits, so two ids that differed may now be equal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Integer {
+    pub(crate) value: u64,
+    pub(crate) rounded: bool,
+}
+
 /// An unsigned integer identifier or timestamp; it must be present. An
 /// integral float (`2.748E+11`, `300000000.0`, as a spreadsheet writes them)
 /// is that integer; past 2^53 a float holds the id only as rounded.
-pub(crate) fn parse_u64(cell: &[u8]) -> Result<u64, CellError> {
+pub(crate) fn parse_u64(cell: &[u8]) -> Result<Integer, CellError> {
     let t = utf8(cell)?.trim();
-    if let Ok(v) = t.parse::<u64>() {
-        return Ok(v);
+    if let Ok(value) = t.parse::<u64>() {
+        return Ok(Integer {
+            value,
+            rounded: false,
+        });
     }
     match t.parse::<f64>() {
         // u64::MAX as f64 rounds up to 2^64, so `<` keeps the cast in range.
-        Ok(v) if v >= 0.0 && v.fract() == 0.0 && v < u64::MAX as f64 => Ok(v as u64),
+        Ok(v) if v >= 0.0 && v.fract() == 0.0 && v < u64::MAX as f64 => {
+            let value = v as u64;
+            let mantissa = t.split(['e', 'E']).next().unwrap_or(t);
+            let significant = mantissa
+                .bytes()
+                .filter(u8::is_ascii_digit)
+                .skip_while(|&d| d == b'0')
+                .count();
+            let digits = value.checked_ilog10().map_or(1, |l| l as usize + 1);
+            Ok(Integer {
+                value,
+                // Zero has no significant digit to lose.
+                rounded: value != 0 && (significant < digits || v > F64_EXACT_INTEGERS),
+            })
+        }
         _ => Err(CellError::Malformed(format!(
             "`{t}` is not an unsigned integer"
         ))),
     }
 }
+
+/// Past 2^53 consecutive integers are no longer all representable as f64.
+const F64_EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
 
 fn trim(mut b: &[u8]) -> &[u8] {
     while let [first, rest @ ..] = b {
@@ -329,12 +358,20 @@ mod tests {
         assert_eq!(parse_feature(b"12.5").unwrap(), 12.5);
         assert!(parse_u64(b"12a").is_err());
         // Spreadsheet forms of integers are integers; fractions and signs are not.
-        assert_eq!(parse_u64(b"2.748E+11").unwrap(), 274_800_000_000);
-        assert_eq!(parse_u64(b" 2.51731E+12 ").unwrap(), 2_517_310_000_000);
-        assert_eq!(parse_u64(b"300000000.0").unwrap(), 300_000_000);
+        let read = |t: &[u8]| {
+            let i = parse_u64(t).unwrap();
+            (i.value, i.rounded)
+        };
+        assert_eq!(read(b"2.748E+11"), (274_800_000_000, true));
+        assert_eq!(read(b" 2.51731E+12 "), (2_517_310_000_000, true));
+        assert_eq!(read(b"300000000.0"), (300_000_000, false));
+        assert_eq!(read(b"1.1500E+02"), (115, false));
+        assert_eq!(read(b"0.0"), (0, false));
+        assert_eq!(read(b"0.0000E+00"), (0, false));
+        assert_eq!(read(b"1.0E+18"), (1_000_000_000_000_000_000, true));
         for bad in [&b"2.5"[..], b"-3", b"1e30", b"nan", b"inf", b""] {
             assert!(parse_u64(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
-        assert_eq!(parse_u64(b"94591244395").unwrap(), 94_591_244_395);
+        assert_eq!(read(b"94591244395"), (94_591_244_395, false));
     }
 }

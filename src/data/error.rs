@@ -5,11 +5,13 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum DataError {
-    /// A cell could not be read as what its column holds.
-    #[error("{}:{line}: column `{column}`: cannot read {text:?}: {why}", file.display())]
+    /// A cell could not be read as what its column holds. `line` is where its record
+    /// starts, `cell_line` where the cell starts (later in a multi-line record).
+    #[error("{}:{line}: column `{column}`{}: cannot read {text:?}: {why}", file.display(), on_line(*line, *cell_line))]
     Cell {
         file: PathBuf,
         line: u64,
+        cell_line: u64,
         column: String,
         text: String,
         why: String,
@@ -39,6 +41,15 @@ pub enum DataError {
     },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// " (line N)" when a cell starts on a later line than its record.
+fn on_line(line: u64, cell_line: u64) -> String {
+    if cell_line == line {
+        String::new()
+    } else {
+        format!(" (line {cell_line})")
+    }
 }
 
 impl DataError {

@@ -1,6 +1,6 @@
 //! What `convformer data inspect` prints: counts, drops, missing values and per-feature ranges.
 
-use super::{Dataset, Format};
+use super::{Dataset, Format, LoadReport};
 use std::fmt;
 
 /// Min / mean / max over the non-missing values of one feature.
@@ -62,6 +62,64 @@ pub fn feature_columns(ds: &Dataset) -> Vec<(String, Vec<f32>)> {
     cols
 }
 
+/// Skipped bad rows per column and reason, and integers read from rounded floats:
+/// what a user must know of a load beyond its counts.
+pub fn bad_row_lines(r: &LoadReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !r.bad_cells.is_empty() {
+        let per_column: Vec<String> = r
+            .bad_cells
+            .iter()
+            .flat_map(|(column, reasons)| {
+                reasons
+                    .iter()
+                    .map(move |(reason, n)| format!("{column}: {reason} {n}"))
+            })
+            .collect();
+        lines.push(format!("skipped by column: {}", per_column.join(", ")));
+    }
+    if !r.rounded.is_empty() {
+        let per_column: Vec<String> = r.rounded.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        lines.push(format!(
+            "rounded integers: {} (floats with fewer digits than the number, as a \
+             spreadsheet saves them: ids that differed may now be equal)",
+            per_column.join(", ")
+        ));
+    }
+    lines
+}
+
+/// The load as the training log shows it: counts, drops by reason and column, missing
+/// values per feature (those with any), rounded integers.
+pub fn load_log(ds: &Dataset) -> String {
+    let r = &ds.report;
+    let mut out = format!(
+        "data: {} file(s), {} bytes, {} records, {} samples",
+        r.files.len(),
+        r.bytes,
+        r.records,
+        ds.len()
+    );
+    if !r.dropped.is_empty() {
+        let reasons: Vec<String> = r.dropped.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        out += &format!("\n  dropped {}: {}", r.dropped_total(), reasons.join(", "));
+    }
+    for line in bad_row_lines(r) {
+        out += &format!("\n  {line}");
+    }
+    let missing: Vec<String> = ds
+        .feature_names
+        .iter()
+        .zip(&r.missing)
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    if !missing.is_empty() {
+        out += &format!("\n  missing values: {}", missing.join(", "));
+    }
+    out
+}
+
 pub struct Summary<'a> {
     ds: &'a Dataset,
     ranges: Vec<(String, Range)>,
@@ -94,6 +152,9 @@ impl fmt::Display for Summary<'_> {
             write!(f, "  [{reason}: {n}]")?;
         }
         writeln!(f)?;
+        for line in bad_row_lines(r) {
+            writeln!(f, "{line}")?;
+        }
         let groups: std::collections::BTreeSet<u64> = ds.groups.iter().copied().collect();
         let label = if ds.format == Format::Kaggle {
             "collections"

@@ -6,7 +6,7 @@
 
 use super::cells::{self, CellError};
 use super::{
-    byte_progress, cell_text, read_required_columns, record_error, DataError, Dataset, Format,
+    byte_progress, cell_error, read_required_columns, record_error, DataError, Dataset, Format,
     LoadOptions, LoadReport, OnBadRow,
 };
 use csv::ByteRecord;
@@ -100,6 +100,8 @@ const SIZES: std::ops::Range<usize> = 7..9;
 const START: usize = 16;
 const END: usize = 17;
 const CPU_DIST: usize = 18;
+/// The integer columns, in the order they are read.
+const INTEGERS: [usize; 5] = [START, END, COLLECTION, INSTANCE, TIME];
 const TAIL_DIST: usize = 19;
 
 const BATCH: usize = 2048;
@@ -111,6 +113,8 @@ struct Row {
     time: u64,
     /// "collection/instance@time", formatted here so it runs on the featurising pool.
     id: String,
+    /// Bit k: `INTEGERS[k]`'s text was a rounded float.
+    rounded: u8,
 }
 
 /// Which required column (index into REQUIRED) failed and why.
@@ -133,8 +137,16 @@ fn featurise(rec: &ByteRecord, cols: &[usize]) -> Result<Row, CellFailure> {
         };
         f[6 + k] = parse(cell(c)).map_err(at(c))?;
     }
-    let start = cells::parse_u64(cell(START)).map_err(at(START))?;
-    let end = cells::parse_u64(cell(END)).map_err(at(END))?;
+    // Bit k set: INTEGERS[k] was written as a rounded float.
+    let mut rounded = 0u8;
+    let mut integer = |k: usize| {
+        let c = INTEGERS[k];
+        let read = cells::parse_u64(cell(c)).map_err(at(c))?;
+        rounded |= (read.rounded as u8) << k;
+        Ok::<u64, CellFailure>(read.value)
+    };
+    let start = integer(0)?;
+    let end = integer(1)?;
     if end < start {
         return Err((END, CellError::Negative));
     }
@@ -142,14 +154,15 @@ fn featurise(rec: &ByteRecord, cols: &[usize]) -> Result<Row, CellFailure> {
     let (dist, tail) = f[16..].split_at_mut(CPU_DIST_LEN);
     cells::parse_array(cell(CPU_DIST), dist).map_err(at(CPU_DIST))?;
     cells::parse_array(cell(TAIL_DIST), &mut tail[..TAIL_DIST_LEN]).map_err(at(TAIL_DIST))?;
-    let collection = cells::parse_u64(cell(COLLECTION)).map_err(at(COLLECTION))?;
-    let instance = cells::parse_u64(cell(INSTANCE)).map_err(at(INSTANCE))?;
-    let time = cells::parse_u64(cell(TIME)).map_err(at(TIME))?;
+    let collection = integer(2)?;
+    let instance = integer(3)?;
+    let time = integer(4)?;
     Ok(Row {
         features: f,
         target: max_mem,
         collection,
         time,
+        rounded,
         id: format!("{collection}/{instance}@{time}"),
     })
 }
@@ -183,6 +196,11 @@ impl Builder {
 
     fn push(&mut self, row: Row) {
         let ds = &mut self.ds;
+        for (k, &c) in INTEGERS.iter().enumerate() {
+            if row.rounded >> k & 1 == 1 {
+                ds.report.count_rounded(REQUIRED[c]);
+            }
+        }
         for (m, v) in ds.report.missing.iter_mut().zip(&row.features) {
             *m += v.is_nan() as usize;
         }
@@ -312,15 +330,8 @@ impl Builder {
                         match row {
                             Ok(row) => self.push(row),
                             Err((c, e)) => {
-                                let reason = e.reason();
-                                let err = DataError::Cell {
-                                    file: file.to_path_buf(),
-                                    line: rec.position().map_or(0, |p| p.line()),
-                                    column: REQUIRED[c].to_string(),
-                                    text: cell_text(rec.get(cols[c]).unwrap_or(b"")),
-                                    why: e.why(),
-                                };
-                                self.bad_row(opts, reason, Some(REQUIRED[c]), err)?;
+                                let err = cell_error(file, rec, cols[c], REQUIRED[c], &e);
+                                self.bad_row(opts, e.reason(), Some(REQUIRED[c]), err)?;
                             }
                         }
                     }

@@ -14,6 +14,7 @@ pub mod plots;
 mod preprocess;
 mod series;
 mod split;
+pub mod spreadsheet;
 pub mod synth;
 
 pub use error::DataError;
@@ -96,6 +97,10 @@ pub struct LoadReport {
     /// "(record)" for a record that is not well-formed as a whole.
     #[serde(default)]
     pub bad_cells: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Per integer column: values read from a float with fewer significant digits than
+    /// the integer (`1.68846E+11`), so ids that differed may have become equal.
+    #[serde(default)]
+    pub rounded: BTreeMap<String, usize>,
 }
 
 impl LoadReport {
@@ -115,6 +120,10 @@ impl LoadReport {
             .or_default() += 1;
     }
 
+    pub(crate) fn count_rounded(&mut self, column: &str) {
+        *self.rounded.entry(column.to_string()).or_default() += 1;
+    }
+
     /// Adds another part's counts (a file read in parallel) to these.
     pub(crate) fn merge_counts(&mut self, other: LoadReport) {
         self.records += other.records;
@@ -129,6 +138,9 @@ impl LoadReport {
         }
         for (m, n) in self.missing.iter_mut().zip(other.missing) {
             *m += n;
+        }
+        for (column, n) in other.rounded {
+            *self.rounded.entry(column).or_default() += n;
         }
     }
 
@@ -363,12 +375,38 @@ fn column_indices(
 }
 
 /// Text of a cell for an error message, cut to a readable length.
-pub(crate) fn cell_text(cell: &[u8]) -> String {
+fn cell_text(cell: &[u8]) -> String {
     let text = String::from_utf8_lossy(cell);
     if text.chars().count() > 120 {
         format!("{}…", text.chars().take(120).collect::<String>())
     } else {
         text.into_owned()
+    }
+}
+
+/// A cell that failed, located: the physical line where its record starts and, for a
+/// record over several lines, the line where the cell itself starts.
+pub(crate) fn cell_error(
+    file: &Path,
+    rec: &csv::ByteRecord,
+    field: usize,
+    column: &str,
+    e: &cells::CellError,
+) -> DataError {
+    let line = rec.position().map_or(0, |p| p.line());
+    // Line breaks can only stand inside quoted fields, and they are kept in the fields.
+    let breaks: usize = rec
+        .iter()
+        .take(field)
+        .map(|f| f.iter().filter(|&&b| b == b'\n').count())
+        .sum();
+    DataError::Cell {
+        file: file.to_path_buf(),
+        line,
+        cell_line: line + breaks as u64,
+        column: column.to_string(),
+        text: cell_text(rec.get(field).unwrap_or(b"")),
+        why: e.why(),
     }
 }
 

@@ -177,6 +177,7 @@ impl Preprocessor {
         let p: Preprocessor = serde_json::from_str(&text).map_err(|e| DataError::Cell {
             file: path.to_path_buf(),
             line: e.line() as u64,
+            cell_line: e.line() as u64,
             column: e.column().to_string(),
             text: String::new(),
             why: e.to_string(),

@@ -4,8 +4,8 @@
 
 use super::cells::{self, CellError};
 use super::{
-    byte_progress, cell_text, read_required_columns, record_error, stable_hash, DataError, Dataset,
-    Format, LoadOptions, LoadReport, OnBadRow,
+    byte_progress, cell_error, read_required_columns, record_error, stable_hash, DataError,
+    Dataset, Format, LoadOptions, LoadReport, OnBadRow,
 };
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -70,11 +70,14 @@ pub(crate) fn instance_key(collection: u64, instance: u64) -> String {
     format!("{collection}-{instance}")
 }
 
-fn parse_row(rec: &csv::ByteRecord, cols: &[usize]) -> Result<(String, Row), (usize, CellError)> {
+fn parse_row(
+    rec: &csv::ByteRecord,
+    cols: &[usize],
+    report: &mut LoadReport,
+) -> Result<(String, Row), (usize, CellError)> {
     let cell = |c: usize| rec.get(cols[c]).unwrap_or(b"");
-    let time = cells::parse_u64(cell(0)).map_err(|e| (0, e))?;
-    let collection = cells::parse_u64(cell(1)).map_err(|e| (1, e))?;
-    let instance = cells::parse_u64(cell(2)).map_err(|e| (2, e))?;
+    let integer = |c: usize| cells::parse_u64(cell(c)).map_err(|e| (c, e));
+    let [time, collection, instance] = [integer(0)?, integer(1)?, integer(2)?];
     let mut values = [f32::NAN; C];
     for (k, v) in values.iter_mut().enumerate() {
         let parse = if PERCENTILES.contains(&k) {
@@ -84,7 +87,20 @@ fn parse_row(rec: &csv::ByteRecord, cols: &[usize]) -> Result<(String, Row), (us
         };
         *v = parse(cell(3 + k)).map_err(|e| (3 + k, e))?;
     }
-    Ok((instance_key(collection, instance), Row { time, values }))
+    // Counted once the row is known to be kept.
+    for (column, read) in ["time", "collection_id", "instance_index"]
+        .into_iter()
+        .zip([time, collection, instance])
+    {
+        if read.rounded {
+            report.count_rounded(column);
+        }
+    }
+    let time = time.value;
+    Ok((
+        instance_key(collection.value, instance.value),
+        Row { time, values },
+    ))
 }
 
 /// Reads one CSV stream of rows into `instances`, counting into `report`.
@@ -125,7 +141,7 @@ fn read_rows<R: Read>(
             Err(e) => return Err(record_error(file, e)),
         }
         records += 1;
-        match parse_row(&rec, &cols) {
+        match parse_row(&rec, &cols, report) {
             Ok((key, row)) => {
                 for (m, v) in report.missing.iter_mut().zip(&row.values) {
                     *m += v.is_nan() as usize;
@@ -133,13 +149,7 @@ fn read_rows<R: Read>(
                 instances.entry(key).or_default().push(row);
             }
             Err((c, e)) => {
-                let err = DataError::Cell {
-                    file: file.to_path_buf(),
-                    line: rec.position().map_or(0, |p| p.line()),
-                    column: required[c].to_string(),
-                    text: cell_text(rec.get(cols[c]).unwrap_or(b"")),
-                    why: e.why(),
-                };
+                let err = cell_error(file, &rec, cols[c], required[c], &e);
                 skip(report, e.reason(), Some(required[c]), err)?;
             }
         }

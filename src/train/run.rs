@@ -292,6 +292,9 @@ pub fn train_run(
     std::fs::create_dir_all(run_dir)
         .map_err(|e| Error::Invalid(format!("cannot create {}: {e}", run_dir.display())))?;
     let ds = source.load(opts.progress != super::trainer::Progress::Silent)?;
+    if opts.progress != super::trainer::Progress::Silent {
+        eprintln!("{}", data::inspect::load_log(&ds));
+    }
     let data = prepare(&ds, source.seed, source.split, cfg.train.residual)?;
     let model_cfg = super::trainer::model_config_for(&cfg.model, &data);
     let run_file = RunFile {
