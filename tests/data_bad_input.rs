@@ -477,3 +477,48 @@ fn implausible_usage_is_a_located_error_or_a_skip_counted_per_column() {
         );
     }
 }
+
+#[test]
+fn columns_no_feature_uses_cannot_reject_a_row() {
+    // Junk in the row index, machine_id, user, constraint and cluster of one real record:
+    // none is a feature, target or grouping, so none is parsed.
+    let bytes = head_bytes();
+    let records = fields_of_records(&bytes);
+    let header = String::from_utf8(bytes[..records[0].last().unwrap().1.end].to_vec()).unwrap();
+    let names: Vec<&str> = header.split(',').collect();
+    let mut ranges: Vec<std::ops::Range<usize>> =
+        ["Unnamed: 0", "machine_id", "user", "constraint", "cluster"]
+            .iter()
+            .map(|n| {
+                records[3][names.iter().position(|h| h == n).unwrap()]
+                    .1
+                    .clone()
+            })
+            .collect();
+    ranges.sort_by_key(|r| std::cmp::Reverse(r.start));
+    let mut text = bytes.clone();
+    for r in ranges {
+        text.splice(r, b"1.68846E+11 junk".iter().copied());
+    }
+    let ds = data::load_from_memory(
+        &text,
+        Path::new("junk.csv"),
+        Format::Kaggle,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let original = data::load_from_memory(
+        &bytes,
+        Path::new("head.csv"),
+        Format::Kaggle,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(ds.report.records, 400);
+    assert_eq!(ds.inputs.len(), original.inputs.len());
+    assert!(ds
+        .inputs
+        .iter()
+        .zip(&original.inputs)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+}
