@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use convformer::data::{self, Format, LoadOptions, PreprocessOptions, Splits};
 use convformer::nn::{ModelConfig, SeedRng};
+use convformer::train::reserve::CalibrationScope;
 use convformer::train::run::{evaluate_own_split, prepare};
 use convformer::train::{fit, FitOptions, PreparedData, Progress, TrainConfig};
 
@@ -57,6 +58,7 @@ fn series(epochs: usize) -> convformer::Result<()> {
         &out.store,
         &data,
         &[0.95],
+        CalibrationScope::Global,
         &train.loss.to_string(),
         512,
     )?
@@ -133,10 +135,18 @@ fn kaggle(epochs: usize) -> convformer::Result<()> {
             &data,
             &FitOptions::default(),
         )?;
-        let t = evaluate_own_split(&out.model, &out.store, &data, &[0.95], "mse", 512)?
-            .0
-            .test
-            .expect("a test fold");
+        let t = evaluate_own_split(
+            &out.model,
+            &out.store,
+            &data,
+            &[0.95],
+            CalibrationScope::Global,
+            "mse",
+            512,
+        )?
+        .0
+        .test
+        .expect("a test fold");
         println!(
             "| {k} | {:.4} | {:.3e} | {:.4} | {:.3e} | {:.4} |",
             t.model_trace.r2,

@@ -299,3 +299,67 @@ fn clear_errors_for_bad_requests() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn per_instance_calibration_is_recorded_and_never_narrower_than_the_pooled_one() {
+    // One short run per scope on the built-in trace, whole instances in validation.
+    let dir = temp("scope");
+    let cfg = dir.join("small.json");
+    std::fs::write(
+        &cfg,
+        r#"{"model": {"conv_filters": 8, "num_heads": 2, "ff_dim": 16}, "train": {"batch_size": 256}}"#,
+    )
+    .unwrap();
+    let margins = |scope: &str| {
+        let run = dir.join(scope);
+        let run_s = run.display().to_string();
+        let cfg_s = cfg.display().to_string();
+        let o = bin(&[
+            "train",
+            "--out",
+            &run_s,
+            "--epochs",
+            "1",
+            "--quiet",
+            "--split",
+            "group",
+            "--config",
+            &cfg_s,
+            "--calibrate",
+            scope,
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let cal: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("calibration.json")).unwrap()).unwrap();
+        assert_eq!(cal["scope"], scope);
+        cal["calibrations"].as_array().unwrap().clone()
+    };
+    let (global, per) = (margins("global"), margins("per-instance"));
+    assert_eq!(global.len(), per.len());
+    let mut wider = 0;
+    for (g, p) in global.iter().zip(&per) {
+        assert_eq!((&g["predictor"], &g["q"]), (&p["predictor"], &p["q"]));
+        if g["margin"].is_null() {
+            continue;
+        }
+        if g["predictor"] == "convformer" {
+            assert_eq!(g["margin"]["form"], "learned-spread");
+        }
+        let (kg, kp) = (
+            g["margin"]["k"].as_f64().unwrap(),
+            p["margin"]["k"].as_f64().unwrap(),
+        );
+        assert!(kp >= kg, "{g} vs {p}");
+        wider += (kp > kg) as usize;
+    }
+    assert!(wider > 0, "some margin must widen for the hardest instance");
+    let o = bin(&[
+        "train",
+        "--out",
+        &dir.join("x").display().to_string(),
+        "--calibrate",
+        "local",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("per-instance"), "{}", text(&o));
+}

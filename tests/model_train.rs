@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use convformer::data::{self, Format, LoadOptions};
 use convformer::nn::ModelConfig;
+use convformer::train::reserve::CalibrationScope;
 use convformer::train::run::{evaluate_own_split, prepare};
 use convformer::train::{fit, FitOptions, LossSpec, PreparedData, TrainConfig};
 use convformer::Error;
@@ -63,9 +64,17 @@ fn beats_the_naive_predictor_on_a_real_slice() {
         &FitOptions::default(),
     )
     .unwrap();
-    let report = evaluate_own_split(&out.model, &out.store, &data, &[0.95], "mse", 256)
-        .unwrap()
-        .0;
+    let report = evaluate_own_split(
+        &out.model,
+        &out.store,
+        &data,
+        &[0.95],
+        CalibrationScope::Global,
+        "mse",
+        256,
+    )
+    .unwrap()
+    .0;
     let test = report.test.unwrap();
     eprintln!(
         "test MAE: model {:.4e}, naive {:.4e}, ridge {:.4e}",
@@ -223,13 +232,21 @@ fn quantile_loss_raises_coverage() {
         ..small_train(4)
     };
     let out = fit(&small_model(), &q, &data, &FitOptions::default()).unwrap();
-    let cov = evaluate_own_split(&out.model, &out.store, &data, &[0.95], "quantile:0.9", 256)
-        .unwrap()
-        .0
-        .test
-        .unwrap()
-        .model_trace
-        .coverage;
+    let cov = evaluate_own_split(
+        &out.model,
+        &out.store,
+        &data,
+        &[0.95],
+        CalibrationScope::Global,
+        "quantile:0.9",
+        256,
+    )
+    .unwrap()
+    .0
+    .test
+    .unwrap()
+    .model_trace
+    .coverage;
     assert!(cov > 0.75, "coverage {cov} at q = 0.9");
 }
 

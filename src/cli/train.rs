@@ -33,6 +33,11 @@ pub struct TrainArgs {
     /// Default: 0.95 and 0.99.
     #[arg(long = "reserve", value_name = "Q", allow_negative_numbers = true)]
     pub reserve: Vec<f64>,
+    /// Calibrate each margin to cover Q of each validation instance's windows
+    /// (per-instance, the default: holds on instances never seen) or of all
+    /// validation windows pooled (global: narrower, covers less on new instances).
+    #[arg(long, value_enum)]
+    pub calibrate: Option<crate::train::reserve::CalibrationScope>,
     /// How samples are split: group = whole instances on one side (test on
     /// instances training never saw); default: chronological per instance
     /// for series, random for kaggle rows.
@@ -45,7 +50,7 @@ pub struct TrainArgs {
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
     /// Continue an interrupted run from its last checkpoint (its own config and data).
-    #[arg(long, conflicts_with_all = ["data", "format", "config", "epochs", "seed", "loss", "batch_size", "lr", "out", "reserve", "split", "force"])]
+    #[arg(long, conflicts_with_all = ["data", "format", "config", "epochs", "seed", "loss", "batch_size", "lr", "out", "reserve", "calibrate", "split", "force"])]
     pub resume: Option<PathBuf>,
     /// Log lines instead of progress bars.
     #[arg(long)]
@@ -81,6 +86,9 @@ fn run_config(args: &TrainArgs) -> Result<RunConfig> {
             crate::train::reserve::check_level(q)?;
         }
         cfg.train.reserve = args.reserve.clone();
+    }
+    if let Some(scope) = args.calibrate {
+        cfg.train.calibration = scope;
     }
     Ok(cfg)
 }

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::prepared::{PreparedData, SplitData};
 use super::reserve::{
-    check_level, reserve_metrics, Margin, MarginForm, ReserveMetrics, Spread, WindowStats,
+    check_level, reserve_metrics, CalibrationScope, Margin, MarginForm, ReserveMetrics, Spread,
+    WindowStats,
 };
 use super::ridge::Ridge;
 use crate::error::Result;
@@ -58,15 +59,17 @@ impl Predictor {
         }
     }
 
-    /// The margin forms tried on validation (the one with the least slack is
-    /// kept); none for the uncalibrated limit.
-    fn forms(self) -> &'static [MarginForm] {
+    /// The form of the margin; none for the uncalibrated limit. The network's
+    /// margin scales with its expected error here (learned spread): choosing among
+    /// forms by validation slack picks by noise when validation holds a few
+    /// instances (`benches/results/reservations.md`).
+    fn form(self) -> Option<MarginForm> {
         match self {
-            Predictor::Convformer => &MarginForm::ALL,
-            Predictor::LastValue | Predictor::WindowMax => &[MarginForm::Multiplicative],
-            Predictor::WindowP90 | Predictor::Ridge => &[MarginForm::Additive],
-            Predictor::NSigma => &[MarginForm::WindowSpread],
-            Predictor::BorgLimit => &[],
+            Predictor::Convformer => Some(MarginForm::LearnedSpread),
+            Predictor::LastValue | Predictor::WindowMax => Some(MarginForm::Multiplicative),
+            Predictor::WindowP90 | Predictor::Ridge => Some(MarginForm::Additive),
+            Predictor::NSigma => Some(MarginForm::WindowSpread),
+            Predictor::BorgLimit => None,
         }
     }
 
@@ -205,6 +208,9 @@ pub struct Baselines {
     pub calibrations: Vec<Calibration>,
     /// Windows of the validation split the margins were calibrated on.
     pub calibrated_on: usize,
+    /// Over which of those windows (runs before the option: global).
+    #[serde(default)]
+    pub scope: CalibrationScope,
 }
 
 pub const FILE_NAME: &str = "calibration.json";
@@ -227,6 +233,7 @@ impl Baselines {
         spread: SpreadModel,
         levels: &[f64],
         val: &SplitForecasts,
+        scope: CalibrationScope,
     ) -> Result<Self> {
         let mut calibrations = Vec::new();
         for (i, &q) in levels.iter().enumerate() {
@@ -243,7 +250,7 @@ impl Baselines {
                 calibrations.push(Calibration {
                     predictor: p,
                     q,
-                    margin: best_margin(p, q, val)?,
+                    margin: calibrated_margin(p, q, val, scope),
                 });
             }
         }
@@ -253,6 +260,7 @@ impl Baselines {
             levels: levels.to_vec(),
             calibrations,
             calibrated_on: val.split.len(),
+            scope,
         })
     }
 
@@ -288,23 +296,26 @@ impl Baselines {
     }
 }
 
-/// The margin of `p` at `q` on validation: of its forms, the one whose
-/// reservations leave the least mean slack there.
-pub fn best_margin(p: Predictor, q: f64, val: &SplitForecasts) -> Result<Option<Margin>> {
-    let base = val.base(p);
-    let spreads = val.spreads();
-    let mut best: Option<(f64, Margin)> = None;
-    for &form in p.forms() {
-        // A form whose spread is unknown here (no windows) is passed over.
-        let Ok(m) = Margin::calibrate(form, q, &base, &val.split.actual, &spreads) else {
-            continue;
-        };
-        let slack = reserve_metrics(&val.reserved(p, Some(&m)), &val.split.actual).mean_slack;
-        if best.as_ref().map_or(true, |(s, _)| slack < *s) {
-            best = Some((slack, m));
-        }
-    }
-    Ok(best.map(|(_, m)| m))
+/// The margin of `p` at `q` calibrated on validation over `scope`; None for the
+/// uncalibrated limit, or where `p` has no finite score (no window statistics).
+pub fn calibrated_margin(
+    p: Predictor,
+    q: f64,
+    val: &SplitForecasts,
+    scope: CalibrationScope,
+) -> Option<Margin> {
+    let form = p.form()?;
+    let split = val.split;
+    Margin::calibrate_in(
+        scope,
+        form,
+        q,
+        &val.base(p),
+        &split.actual,
+        &val.spreads(),
+        &split.groups,
+    )
+    .ok()
 }
 
 /// One predictor at one level on one split.
@@ -339,7 +350,8 @@ mod tests {
             ridge: ridge.clone(),
             floor: 0.0,
         };
-        let b = Baselines::calibrate(ridge, spread, &[0.95], &val).unwrap();
+        let b =
+            Baselines::calibrate(ridge, spread, &[0.95], &val, CalibrationScope::Global).unwrap();
         assert!(b.calibrations.is_empty());
         assert!(b.margin(Predictor::Convformer, 0.95).is_none());
     }
@@ -361,7 +373,7 @@ mod tests {
             learned_spread: vec![0.01; 40],
         };
         let reserved = |p: Predictor| {
-            let m = best_margin(p, 0.9, &val).unwrap();
+            let m = calibrated_margin(p, 0.9, &val, CalibrationScope::Global);
             val.reserved(p, m.as_ref())[0]
         };
         // Every calibrated reservation lands on the actual peak (all scores equal).

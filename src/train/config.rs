@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::reserve::CalibrationScope;
 use crate::autograd::LossKind;
 use crate::error::{Error, Result};
 use crate::nn::ModelConfig;
@@ -128,6 +129,8 @@ pub struct TrainConfig {
     /// Reservation levels Q: each predictor's margin is calibrated on the
     /// validation split to cover a share Q of windows (`--reserve`).
     pub reserve: Vec<f64>,
+    /// Pooled over the validation windows, or per validation instance (`--calibrate`).
+    pub calibration: CalibrationScope,
 }
 
 impl Default for TrainConfig {
@@ -150,6 +153,7 @@ impl Default for TrainConfig {
             residual: true,
             fit_skip: true,
             reserve: vec![0.95, 0.99],
+            calibration: CalibrationScope::PerInstance,
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct SplitData {
     /// residual, see `residual_scale`), so it regresses a target of order one.
     pub net_scale: f32,
     pub ids: Vec<String>,
+    /// The instance (series) or collection (kaggle) of each sample.
+    pub groups: Vec<u64>,
     /// The history window of each sample in trace units (series only; empty
     /// for kaggle rows): what the operators' heuristics forecast from.
     pub windows: Vec<Option<WindowStats>>,
@@ -46,6 +48,7 @@ impl SplitData {
             naive,
             net_scale: 1.0,
             ids: idx.iter().map(|&i| ds.ids[i].clone()).collect(),
+            groups: idx.iter().map(|&i| ds.groups[i]).collect(),
             windows: window_stats(ds, idx),
         }
     }

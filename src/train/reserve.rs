@@ -29,15 +29,6 @@ pub enum MarginForm {
     LearnedSpread,
 }
 
-impl MarginForm {
-    pub const ALL: [MarginForm; 4] = [
-        MarginForm::Additive,
-        MarginForm::Multiplicative,
-        MarginForm::WindowSpread,
-        MarginForm::LearnedSpread,
-    ];
-}
-
 /// The per-window spreads a margin may scale with (NaN where unknown).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Spread {
@@ -124,6 +115,29 @@ fn scale(form: MarginForm, base: f32, spread: &Spread) -> f64 {
 
 const SCALE_FLOOR: f64 = 1e-6;
 
+/// Which validation windows a margin is calibrated to cover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CalibrationScope {
+    /// A share Q of all validation windows, pooled (calibration files written before
+    /// the choice existed).
+    #[default]
+    Global,
+    /// A share Q of each validation instance's windows: the margin is the largest of
+    /// the pooled and the per-instance margins, so it holds for the hardest instance
+    /// seen. Instances with too few windows for a quantile of their own are pooled.
+    PerInstance,
+}
+
+impl std::fmt::Display for CalibrationScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CalibrationScope::Global => "global",
+            CalibrationScope::PerInstance => "per-instance",
+        })
+    }
+}
+
 /// A calibrated margin: reserved = base + k · scale(form).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Margin {
@@ -163,6 +177,50 @@ impl Margin {
             form,
             k: scores[rank.clamp(1, n) - 1],
         })
+    }
+
+    /// [`Margin::calibrate`] over the windows `scope` asks for; `groups` names
+    /// each window's instance.
+    pub fn calibrate_in(
+        scope: CalibrationScope,
+        form: MarginForm,
+        q: f64,
+        base: &[f32],
+        actual: &[f32],
+        spreads: &[Spread],
+        groups: &[u64],
+    ) -> Result<Self> {
+        let global = Margin::calibrate(form, q, base, actual, spreads)?;
+        if scope == CalibrationScope::Global {
+            return Ok(global);
+        }
+        // ⌈(n+1)·q⌉ ≤ n needs n ≥ q/(1−q) windows: fewer cannot hold a quantile.
+        let enough = (q / (1.0 - q)).ceil() as usize;
+        let mut by_group: std::collections::BTreeMap<u64, Vec<usize>> = Default::default();
+        for (i, &g) in groups.iter().enumerate() {
+            by_group.entry(g).or_default().push(i);
+        }
+        let (mut large, mut pooled): (Vec<Vec<usize>>, Vec<usize>) = (Vec::new(), Vec::new());
+        for idx in by_group.into_values() {
+            if idx.len() >= enough {
+                large.push(idx);
+            } else {
+                pooled.extend(idx);
+            }
+        }
+        if pooled.len() >= enough {
+            large.push(pooled);
+        }
+        let mut k = global.k;
+        for idx in large {
+            let pick = |v: &[f32]| -> Vec<f32> { idx.iter().map(|&i| v[i]).collect() };
+            let s: Vec<Spread> = idx.iter().map(|&i| spreads[i]).collect();
+            // A group with no finite score (no window of its spread) has no say.
+            if let Ok(m) = Margin::calibrate(form, q, &pick(base), &pick(actual), &s) {
+                k = k.max(m.k);
+            }
+        }
+        Ok(Margin { form, k })
     }
 }
 
@@ -335,6 +393,80 @@ mod tests {
             actual.push((b + 0.05 * e) as f32);
         }
         (base, actual)
+    }
+
+    /// Two instances of one law but unequal noise (×1 and ×3), as validation would
+    /// hold them: `n` windows each, groups 1 and 2.
+    fn two_instances(seed: u64, n: usize) -> (Vec<f32>, Vec<f32>, Vec<u64>) {
+        let (mut base, mut actual) = noisy_series(seed, 2 * n, false);
+        for i in n..2 * n {
+            actual[i] = base[i] + 3.0 * (actual[i] - base[i]);
+        }
+        let groups = (0..2 * n).map(|i| 1 + (i >= n) as u64).collect();
+        (base, actual, groups)
+    }
+
+    #[test]
+    fn per_instance_calibration_covers_the_hardest_instance_and_pools_small_ones() {
+        let q = 0.95;
+        for seed in 0..5u64 {
+            let (base, actual, groups) = two_instances(seed, 2000);
+            let unknown = vec![Spread::UNKNOWN; base.len()];
+            let calibrate = |scope| {
+                Margin::calibrate_in(
+                    scope,
+                    MarginForm::Additive,
+                    q,
+                    &base,
+                    &actual,
+                    &unknown,
+                    &groups,
+                )
+                .unwrap()
+            };
+            let (global, per) = (
+                calibrate(CalibrationScope::Global),
+                calibrate(CalibrationScope::PerInstance),
+            );
+            // New windows of the noisier instance alone.
+            let (b_new, a_new, g_new) = two_instances(seed + 100, 20000);
+            let noisy: Vec<usize> = (0..b_new.len()).filter(|&i| g_new[i] == 2).collect();
+            let coverage = |m: &Margin| {
+                let reserved: Vec<f32> = noisy
+                    .iter()
+                    .map(|&i| m.reserve(b_new[i], &Spread::UNKNOWN))
+                    .collect();
+                let a: Vec<f32> = noisy.iter().map(|&i| a_new[i]).collect();
+                reserve_metrics(&reserved, &a).coverage
+            };
+            let (cov_global, cov_per) = (coverage(&global), coverage(&per));
+            assert!(
+                cov_global < q - 0.02,
+                "seed {seed}: pooled margin covers the noisy instance {cov_global}"
+            );
+            assert!(
+                (cov_per - q).abs() < 0.01,
+                "seed {seed}: per-instance {cov_per}"
+            );
+            assert!(per.k > global.k);
+        }
+        // Instances of a few windows each (kaggle collections) cannot hold a 95%
+        // quantile of their own: they are pooled, which is the global margin.
+        let (base, actual) = noisy_series(7, 3000, true);
+        let groups: Vec<u64> = (0..3000).map(|i| i / 5).collect();
+        let unknown = vec![Spread::UNKNOWN; base.len()];
+        let per = Margin::calibrate_in(
+            CalibrationScope::PerInstance,
+            MarginForm::Additive,
+            q,
+            &base,
+            &actual,
+            &unknown,
+            &groups,
+        )
+        .unwrap();
+        let global = Margin::calibrate(MarginForm::Additive, q, &base, &actual, &unknown).unwrap();
+        assert_eq!(per, global);
     }
 
     #[test]
