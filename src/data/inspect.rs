@@ -107,13 +107,25 @@ pub fn load_log(ds: &Dataset) -> String {
     for line in bad_row_lines(r) {
         out += &format!("\n  {line}");
     }
-    let missing: Vec<String> = ds
-        .feature_names
-        .iter()
-        .zip(&r.missing)
-        .filter(|(_, n)| **n > 0)
-        .map(|(name, n)| format!("{name} {n}"))
-        .collect();
+    // Runs of three or more neighbours missing alike (the CPU percentiles of windows
+    // without a distribution) are shown as one range.
+    let mut missing: Vec<String> = Vec::new();
+    let names = &ds.feature_names;
+    let mut i = 0;
+    while i < r.missing.len().min(names.len()) {
+        let n = r.missing[i];
+        let end = (i..r.missing.len().min(names.len()))
+            .find(|&j| r.missing[j] != n)
+            .unwrap_or(r.missing.len().min(names.len()));
+        if n > 0 {
+            if end - i >= 3 {
+                missing.push(format!("{}…{} {n} each", names[i], names[end - 1]));
+            } else {
+                missing.extend((i..end).map(|j| format!("{} {n}", names[j])));
+            }
+        }
+        i = end;
+    }
     if !missing.is_empty() {
         out += &format!("\n  missing values: {}", missing.join(", "));
     }
@@ -195,5 +207,34 @@ impl fmt::Display for Summary<'_> {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_training_log_names_drops_by_column_and_groups_missing_runs() {
+        let mut ds = crate::data::synth::default_trace(Format::InstanceUsage, 1);
+        let r = &mut ds.report;
+        r.missing = vec![0; ds.feature_names.len()];
+        r.missing[0] = 4;
+        for m in &mut r.missing[5..24] {
+            *m = 8;
+        }
+        r.drop_bad("implausible value", Some("max_memory_usage"));
+        r.count_rounded("collection_id");
+        let log = load_log(&ds);
+        assert!(log.contains("dropped 1: implausible value 1"), "{log}");
+        assert!(
+            log.contains("skipped by column: max_memory_usage: implausible value 1"),
+            "{log}"
+        );
+        assert!(log.contains("rounded integers: collection_id 1"), "{log}");
+        assert!(
+            log.contains("missing values: avg_cpu_usage 4, p0_cpu_usage…p99_cpu_usage 8 each"),
+            "{log}"
+        );
     }
 }
