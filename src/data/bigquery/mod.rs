@@ -61,6 +61,14 @@ pub(crate) mod field {
     pub const CPU_DISTRIBUTION: &str = "cpu_usage_distribution";
     pub const TAIL_DISTRIBUTION: &str = "tail_cpu_usage_distribution";
     pub const RESOURCE_REQUEST: &str = "resource_request";
+    /// `[record, record.cpus, record.memory]` of the usage records.
+    pub const AVERAGE: [&str; 3] = [AVERAGE_USAGE, "average_usage.cpus", "average_usage.memory"];
+    pub const MAXIMUM: [&str; 3] = [MAXIMUM_USAGE, "maximum_usage.cpus", "maximum_usage.memory"];
+    pub const REQUEST: [&str; 3] = [
+        RESOURCE_REQUEST,
+        "resource_request.cpus",
+        "resource_request.memory",
+    ];
 }
 
 /// Values in `cpu_usage_distribution` (p0, p10 … p100) and `tail_cpu_usage_distribution` (p91 … p99).
@@ -208,8 +216,9 @@ fn usage(column: &str, v: &Value) -> Result<f32, BadField> {
     Ok(x as f32)
 }
 
-/// `record.cpus` and `record.memory` into `[cpus, memory]`.
-fn record(column: &str, r: &Usage) -> Result<[f32; 2], BadField> {
+/// `record.cpus` and `record.memory` into `[cpus, memory]`; `paths` as in [`field::AVERAGE`].
+fn record(paths: [&str; 3], r: &Usage) -> Result<[f32; 2], BadField> {
+    let [column, cpus, memory] = paths;
     if let Some(kind) = r.wrong {
         return Err(BadField::new(
             column,
@@ -217,10 +226,7 @@ fn record(column: &str, r: &Usage) -> Result<[f32; 2], BadField> {
             wrong_type(kind, "a RECORD {cpus, memory}"),
         ));
     }
-    Ok([
-        usage(&format!("{column}.cpus"), &r.cpus)?,
-        usage(&format!("{column}.memory"), &r.memory)?,
-    ])
+    Ok([usage(cpus, &r.cpus)?, usage(memory, &r.memory)?])
 }
 
 /// The first `out.len()` values of a distribution of exactly `N`; all NaN when null or empty.
@@ -261,9 +267,9 @@ pub(crate) fn to_row(raw: &RawRow) -> Result<((u64, u64), Row), BadField> {
     let time = unsigned(field::START_TIME, &raw.start_time)?;
     let collection = unsigned(field::COLLECTION_ID, &raw.collection_id)?;
     let instance = unsigned(field::INSTANCE_INDEX, &raw.instance_index)?;
-    let [avg_cpu, avg_memory] = record(field::AVERAGE_USAGE, &raw.average_usage)?;
-    let [max_cpu, max_memory] = record(field::MAXIMUM_USAGE, &raw.maximum_usage)?;
-    let [cpu_limit, memory_limit] = record(field::RESOURCE_REQUEST, &raw.resource_request)?;
+    let [avg_cpu, avg_memory] = record(field::AVERAGE, &raw.average_usage)?;
+    let [max_cpu, max_memory] = record(field::MAXIMUM, &raw.maximum_usage)?;
+    let [cpu_limit, memory_limit] = record(field::REQUEST, &raw.resource_request)?;
     let mut values = [f32::NAN; C];
     values[..5].copy_from_slice(&[
         avg_cpu,

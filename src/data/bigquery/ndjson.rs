@@ -18,55 +18,63 @@ pub(crate) const BLOCK: usize = 4 << 20;
 /// Lines per rayon task: a row is a few µs of work.
 const LINES_PER_TASK: usize = 512;
 
-/// Reads every line of `reader` into `collector`, in order.
+/// Reads every line of `reader` into `collector`, in order. Two buffers are reused:
+/// the block being parsed and the chunk being read meanwhile.
 pub(super) fn read<R: Read + Send>(
     mut reader: R,
     file: &Path,
     collector: &mut Collector,
 ) -> Result<(), DataError> {
     let mut next_line = 1u64;
-    let mut carry: Vec<u8> = Vec::new();
-    let mut chunk = read_chunk(&mut reader, file, next_line)?;
+    let mut block: Vec<u8> = Vec::with_capacity(2 * BLOCK);
+    let mut chunk: Vec<u8> = Vec::with_capacity(BLOCK);
+    read_chunk(&mut reader, &mut chunk, file, next_line)?;
     loop {
         let at_end = chunk.is_empty();
-        let mut block = std::mem::take(&mut carry);
         block.extend_from_slice(&chunk);
-        if !at_end {
-            // Whole lines only; the partial last one waits for the next chunk.
-            match block.iter().rposition(|&b| b == b'\n') {
-                Some(pos) => carry = block.split_off(pos + 1),
+        // Whole lines only; a partial last one waits for the next chunk.
+        let cut = match at_end {
+            true => block.len(),
+            false => match block.iter().rposition(|&b| b == b'\n') {
+                Some(pos) => pos + 1,
                 None => {
-                    carry = block;
-                    chunk = read_chunk(&mut reader, file, next_line)?;
+                    read_chunk(&mut reader, &mut chunk, file, next_line)?;
                     continue;
                 }
-            }
-        }
-        if block.is_empty() {
+            },
+        };
+        if cut == 0 {
             return Ok(());
         }
-        let (parsed, next) = rayon::join(
-            || parse_block(&block, next_line, file),
+        let (parsed, read) = rayon::join(
+            || parse_block(&block[..cut], next_line, file),
             || match at_end {
-                true => Ok(Vec::new()),
-                false => read_chunk(&mut reader, file, next_line),
+                true => Ok(()),
+                false => read_chunk(&mut reader, &mut chunk, file, next_line),
             },
         );
         collector.take(parsed)?;
         if at_end {
             return Ok(());
         }
-        next_line += block.iter().filter(|&&b| b == b'\n').count() as u64;
-        chunk = next?;
+        next_line += block[..cut].iter().filter(|&&b| b == b'\n').count() as u64;
+        block.drain(..cut);
+        read?;
     }
 }
 
-fn read_chunk(reader: &mut impl Read, file: &Path, line: u64) -> Result<Vec<u8>, DataError> {
-    let mut chunk = vec![0u8; BLOCK];
-    let n = super::read_up_to(reader, &mut chunk)
+/// Refills `chunk` with up to [`BLOCK`] bytes; empty at the end of the stream.
+fn read_chunk(
+    reader: &mut impl Read,
+    chunk: &mut Vec<u8>,
+    file: &Path,
+    line: u64,
+) -> Result<(), DataError> {
+    chunk.resize(BLOCK, 0);
+    let n = super::read_up_to(reader, chunk)
         .map_err(|e| DataError::file(file, format!("cannot read near line {line}: {e}")))?;
     chunk.truncate(n);
-    Ok(chunk)
+    Ok(())
 }
 
 /// The first line of a file (inflated when `gzip`), at most one block long.

@@ -122,7 +122,8 @@ fn read_group(
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| decode_error(&e))?;
-    let mut out = Vec::new();
+    let rows = meta.metadata().row_group(group).num_rows().max(0) as usize;
+    let mut out = Vec::with_capacity(rows);
     let mut row = first_row;
     for batch in reader {
         let batch = batch.map_err(|e| decode_error(&e))?;
