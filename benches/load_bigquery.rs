@@ -30,19 +30,30 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
+/// User + system CPU seconds of this process so far (Linux /proc; 0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name, from `state`: utime and stime are 11 and 12.
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn child(file: &str) {
-    let t0 = Instant::now();
+    let (c0, t0) = (cpu_seconds(), Instant::now());
     let ds = data::load(Path::new(file), Format::BigQuery, &LoadOptions::default())
         .expect("load the export");
     let seconds = t0.elapsed().as_secs_f64();
     println!(
         "{}",
-        serde_json::json!({"seconds": seconds, "rows": ds.report.records, "samples": ds.len(), "peak_mib": peak_rss_mib()})
+        serde_json::json!({"seconds": seconds, "cpu_seconds": cpu_seconds() - c0, "rows": ds.report.records, "samples": ds.len(), "peak_mib": peak_rss_mib()})
     );
 }
 
 struct Run {
     seconds: f64,
+    cpu_seconds: f64,
     samples: u64,
     peak_mib: f64,
 }
@@ -52,6 +63,7 @@ fn parse_run(stdout: &[u8]) -> Option<Run> {
     let v: serde_json::Value = serde_json::from_str(text.lines().last()?.trim()).ok()?;
     Some(Run {
         seconds: v["seconds"].as_f64()?,
+        cpu_seconds: v["cpu_seconds"].as_f64()?,
         samples: v["samples"].as_u64()?,
         peak_mib: v["peak_mib"].as_f64()?,
     })
@@ -185,28 +197,35 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
-    println!("| input | file MB | uncompressed MB | pipeline | median s | MB/s (uncompressed) | MB/s (as NDJSON) | peak MiB | speed-up |");
-    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|");
+    println!("| input | file MB | uncompressed MB | pipeline | median s | CPU s | MB/s (uncompressed) | MB/s (as NDJSON) | peak MiB | speed-up (wall) |");
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
     for (k, (name, file, mb, kind)) in inputs.iter().enumerate() {
         let file_mb = std::fs::metadata(file).map_or(0.0, |m| m.len() as f64 / 1e6);
         let ndjson_mb = ndjson_bytes as f64 / 1e6;
         let ours_s = median(&mut ours_runs[k].iter().map(|r| r.seconds).collect::<Vec<_>>());
+        let ours_cpu = median(
+            &mut ours_runs[k]
+                .iter()
+                .map(|r| r.cpu_seconds)
+                .collect::<Vec<_>>(),
+        );
         let ours_peak = ours_runs[k].iter().map(|r| r.peak_mib).fold(0.0, f64::max);
         println!(
-            "| {name} | {file_mb:.1} | {mb:.1} | convformer data::load | {ours_s:.3} | {:.0} | {:.0} | {ours_peak:.0} | |",
+            "| {name} | {file_mb:.1} | {mb:.1} | convformer data::load | {ours_s:.3} | {ours_cpu:.2} | {:.0} | {:.0} | {ours_peak:.0} | |",
             mb / ours_s,
             ndjson_mb / ours_s
         );
         match &peer_runs[k] {
             Ok(runs) if !runs.is_empty() => {
                 let s = median(&mut runs.iter().map(|r| r.seconds).collect::<Vec<_>>());
+                let cpu = median(&mut runs.iter().map(|r| r.cpu_seconds).collect::<Vec<_>>());
                 let peak = runs.iter().map(|r| r.peak_mib).fold(0.0, f64::max);
                 assert_eq!(
                     runs[0].samples, ours_runs[k][0].samples,
                     "{name}: the peer built other samples"
                 );
                 println!(
-                    "| {name} | {file_mb:.1} | {mb:.1} | {} | {s:.3} | {:.0} | {:.0} | {peak:.0} | {:.1}x |",
+                    "| {name} | {file_mb:.1} | {mb:.1} | {} | {s:.3} | {cpu:.2} | {:.0} | {:.0} | {peak:.0} | {:.1}x |",
                     peer_name(kind),
                     mb / s,
                     ndjson_mb / s,
@@ -214,11 +233,11 @@ fn main() {
                 );
             }
             Ok(_) => println!(
-                "| {name} | | | {} | skipped: no rounds | | | | |",
+                "| {name} | | | {} | skipped: no rounds | | | | | |",
                 peer_name(kind)
             ),
             Err(why) => println!(
-                "| {name} | | | {} | skipped: {why} | | | | |",
+                "| {name} | | | {} | skipped: {why} | | | | | |",
                 peer_name(kind)
             ),
         }
