@@ -432,7 +432,7 @@ fn skips_are_counted_per_column_and_reason() {
 }
 
 #[test]
-fn corrupt_parquet_is_a_located_error_and_wrong_columns_are_named() {
+fn corrupt_parquet_is_an_error_naming_the_file_and_row_group() {
     let dir = tmp_dir("parquet");
     let file = export(
         ONE_SERIES,
@@ -440,19 +440,31 @@ fn corrupt_parquet_is_a_located_error_and_wrong_columns_are_named() {
         ParquetCompression::Uncompressed,
     );
     let bytes = std::fs::read(&file).unwrap();
-    // Scribble over the middle of the data pages.
-    let mut broken = bytes.clone();
-    let mid = broken.len() / 3;
-    for b in &mut broken[mid..mid + 2000] {
-        *b = 0xff;
+    // Bytes scribbled over the pages at a few places: the decoder errs or panics
+    // inside (the panic is caught), and the load says where.
+    let mut located = 0;
+    for sixth in 1..6 {
+        let mut broken = bytes.clone();
+        let at = broken.len() * sixth / 6;
+        for (k, b) in broken[at..at + 64].iter_mut().enumerate() {
+            *b = k as u8;
+        }
+        let name = format!("broken{sixth}.parquet");
+        let broken = write_tmp(&dir, &name, &broken);
+        if let Err(err) = data::load(&broken, Format::BigQuery, &LoadOptions::default()) {
+            let msg = err.to_string();
+            assert!(msg.contains(&name), "{msg}");
+            located += msg.contains("row group") as usize;
+        }
     }
-    let broken = write_tmp(&dir, "broken.parquet", &broken);
-    let err = data::load(&broken, Format::BigQuery, &LoadOptions::default()).unwrap_err();
-    let msg = err.to_string();
-    assert!(msg.contains("broken.parquet"), "{msg}");
+    assert!(located >= 2, "{located} of 5 corruptions located");
     let truncated = write_tmp(&dir, "truncated.parquet", &bytes[..bytes.len() - 100]);
     let err = data::load(&truncated, Format::BigQuery, &LoadOptions::default()).unwrap_err();
-    assert!(err.to_string().contains("truncated.parquet"), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("truncated.parquet") && msg.contains("not a readable Parquet file"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -626,4 +638,132 @@ proptest! {
         }
         let _ = data::detect_format(&file);
     }
+}
+
+#[test]
+fn cli_trains_on_a_glob_of_shards_and_evaluates_csv_and_exports_alike() {
+    let dir = tmp_dir("cli-train");
+    let shards = dir.join("exports");
+    std::fs::create_dir_all(&shards).unwrap();
+    export(
+        ONE_SERIES,
+        &shards.join("part-0.json.gz"),
+        ParquetCompression::Snappy,
+    );
+    let cfg = write_tmp(
+        &dir,
+        "small.json",
+        br#"{"model": {"conv_filters": 8, "num_heads": 2, "ff_dim": 16, "dense_units": 8}, "train": {"batch_size": 64}}"#,
+    );
+    let run = dir.join("run");
+    let bin = env!("CARGO_BIN_EXE_convformer");
+    let glob = shards.join("*.json.gz");
+    let o = Command::new(bin)
+        .args(["train", "--epochs", "1", "--quiet", "--force", "--data"])
+        .arg(&glob)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let eval = |data: &Path| {
+        let o = Command::new(bin)
+            .args(["eval", "--json", "--model"])
+            .arg(&run)
+            .arg("--data")
+            .arg(data)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    // The run trained on the export evaluates its CSV to the same figures.
+    assert_eq!(eval(Path::new(ONE_SERIES)), eval(&glob));
+}
+
+#[test]
+fn parquet_columns_of_another_type_or_missing_are_named() {
+    use arrow_array::builder::{Float64Builder, ListBuilder};
+    use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, StructArray};
+    use arrow_schema::{DataType, Field};
+    use std::sync::Arc;
+    let dir = tmp_dir("parquet-schema");
+    let n = 20;
+    let ints =
+        |f: &dyn Fn(i64) -> i64| -> ArrayRef { Arc::new((0..n).map(f).collect::<Int64Array>()) };
+    let floats = |v: f64| -> ArrayRef { Arc::new(Float64Array::from(vec![v; n as usize])) };
+    let usage: ArrayRef = Arc::new(StructArray::from(vec![
+        (
+            Arc::new(Field::new("cpus", DataType::Float64, true)),
+            floats(0.01),
+        ),
+        (
+            Arc::new(Field::new("memory", DataType::Float64, true)),
+            floats(0.02),
+        ),
+    ]));
+    let list = |len: usize| -> ArrayRef {
+        let mut b = ListBuilder::new(Float64Builder::new());
+        for _ in 0..n {
+            b.values().extend((0..len).map(|k| Some(0.001 * k as f64)));
+            b.append(true);
+        }
+        Arc::new(b.finish())
+    };
+    let write = |name: &str, maximum: Option<ArrayRef>| {
+        let mut columns: Vec<(&str, ArrayRef)> = vec![
+            ("start_time", ints(&|i| 300_000_000 * (i + 1))),
+            ("collection_id", ints(&|_| 42)),
+            ("instance_index", ints(&|_| 7)),
+            ("average_usage", usage.clone()),
+            ("assigned_memory", floats(0.03)),
+            ("cpu_usage_distribution", list(11)),
+            ("tail_cpu_usage_distribution", list(9)),
+        ];
+        if let Some(m) = maximum {
+            columns.push(("maximum_usage", m));
+        }
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let path = dir.join(name);
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    };
+    let good = write("good.parquet", Some(usage.clone()));
+    let ds = data::load(&good, Format::BigQuery, &LoadOptions::default()).unwrap();
+    assert_eq!(
+        (ds.len(), ds.report.missing[24]),
+        (8, 20),
+        "no resource_request: limits missing"
+    );
+    let text: ArrayRef = Arc::new(StringArray::from(vec!["{cpus: 1}"; n as usize]));
+    let err = data::load(
+        &write("text.parquet", Some(text)),
+        Format::BigQuery,
+        &LoadOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("text.parquet") && err.contains("`maximum_usage`") && err.contains("RECORD"),
+        "{err}"
+    );
+    let err = data::load(
+        &write("lacks.parquet", None),
+        Format::BigQuery,
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, DataError::MissingColumns { missing, .. } if missing == &["maximum_usage"]),
+        "{err}"
+    );
 }

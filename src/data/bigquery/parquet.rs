@@ -31,14 +31,38 @@ const REQUIRED: [&str; 8] = [
     field::TAIL_DISTRIBUTION,
 ];
 
+thread_local! {
+    /// Set while this thread runs the decoder under [`guarded`].
+    static DECODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Keeps the decoder's panics (answered as errors by [`guarded`]) off stderr; every
+/// other panic goes to the hook that was there before.
+fn quiet_decoder_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !DECODING.with(|d| d.get()) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Runs the decoder on untrusted bytes: a panic inside the parquet crate on a corrupt
-/// file becomes an error naming the file, not an abort of the load.
+/// file (an index out of bounds in its RLE decoder, for one) becomes an error naming
+/// the file, not an abort of the load.
 fn guarded<T>(
     file: &Path,
     what: &str,
     f: impl FnOnce() -> Result<T, DataError>,
 ) -> Result<T, DataError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+    quiet_decoder_panics();
+    let was = DECODING.with(|d| d.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    DECODING.with(|d| d.set(was));
+    result.unwrap_or_else(|panic| {
         let msg = panic
             .downcast_ref::<String>()
             .map(String::as_str)
