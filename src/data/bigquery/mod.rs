@@ -441,10 +441,7 @@ pub(crate) fn is_export(file: &Path) -> Result<bool, DataError> {
 
 /// Whether `path` is a glob pattern rather than a file name.
 fn is_glob(path: &Path) -> bool {
-    !path.exists()
-        && path
-            .to_string_lossy()
-            .contains(|c| matches!(c, '*' | '?' | '['))
+    !path.exists() && path.to_string_lossy().contains(['*', '?', '['])
 }
 
 /// The sorted matches of a glob pattern, or None when `path` is no pattern.

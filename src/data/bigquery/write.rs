@@ -290,7 +290,7 @@ enum Sink {
     Json(Box<dyn Write>),
     Parquet {
         /// Created with the first row group; until then `file` holds the output.
-        writer: Option<::parquet::arrow::ArrowWriter<BufWriter<std::fs::File>>>,
+        writer: Option<Box<::parquet::arrow::ArrowWriter<BufWriter<std::fs::File>>>>,
         file: Option<std::fs::File>,
         rows: Vec<ExportRow>,
         compression: ParquetCompression,
@@ -373,14 +373,14 @@ impl Sink {
                 .set_compression(codec(*compression))
                 .set_max_row_group_size(ROWS_PER_GROUP)
                 .build();
-            *writer = Some(
+            *writer = Some(Box::new(
                 ::parquet::arrow::ArrowWriter::try_new(
                     BufWriter::with_capacity(1 << 20, target),
                     batch.schema(),
                     Some(props),
                 )
                 .map_err(|e| e.to_string())?,
-            );
+            ));
         }
         let w = writer.as_mut().ok_or("the Parquet writer is gone")?;
         w.write(&batch).map_err(|e| e.to_string())?;
