@@ -12,33 +12,18 @@
 //! inflated), and for Parquet the uncompressed size of its pages (the column chunks'
 //! `total_uncompressed_size`); the Parquet rows' NDJSON size is shown too.
 
+#[path = "support/proc_stats.rs"]
+mod proc_stats;
 use convformer::data::bigquery::write::ParquetCompression;
 use convformer::data::{self, synth, Format, LoadOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use proc_stats::{cpu_seconds, peak_rss_mib};
+
 /// Set in a child process: load this file once and print one JSON line.
 const CHILD_ENV: &str = "CONVFORMER_BQ_BENCH_CHILD";
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
-/// User + system CPU seconds of this process so far (Linux /proc; 0 elsewhere).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name, from `state`: utime and stime are 11 and 12.
-    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 fn child(file: &str) {
     let (c0, t0) = (cpu_seconds(), Instant::now());

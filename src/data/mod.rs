@@ -297,6 +297,16 @@ pub fn detect_format(path: &Path) -> Result<Format, DataError> {
 
 /// The file itself, a glob's sorted matches, or the sorted `*.csv` files of a directory.
 pub(crate) fn csv_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+    matching_files(path, &[".csv"], "*.csv file")
+}
+
+/// The file itself, a glob's sorted matches, or the sorted files of a directory whose
+/// names end in one of `suffixes` (any case); `what` names them when there is none.
+pub(crate) fn matching_files(
+    path: &Path,
+    suffixes: &[&str],
+    what: &str,
+) -> Result<Vec<PathBuf>, DataError> {
     if let Some(files) = bigquery::glob_files(path)? {
         return Ok(files);
     }
@@ -307,13 +317,16 @@ pub(crate) fn csv_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(path).map_err(|e| DataError::io(path, e))? {
         let p = entry.map_err(|e| DataError::io(path, e))?.path();
-        if p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase());
+        if p.is_file() && name.is_some_and(|n| suffixes.iter().any(|s| n.ends_with(s))) {
             files.push(p);
         }
     }
     files.sort();
     if files.is_empty() {
-        return Err(DataError::file(path, "directory holds no *.csv file"));
+        return Err(DataError::file(path, format!("directory holds no {what}")));
     }
     Ok(files)
 }

@@ -469,31 +469,11 @@ pub(crate) fn glob_files(path: &Path) -> Result<Option<Vec<PathBuf>>, DataError>
 /// The file itself, a glob's matches, or the sorted export shards of a directory
 /// (`*.json`, `*.ndjson`, `*.json.gz`, `*.ndjson.gz`, `*.parquet`).
 pub(crate) fn input_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
-    if let Some(files) = glob_files(path)? {
-        return Ok(files);
-    }
-    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
-    if !meta.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(path).map_err(|e| DataError::io(path, e))? {
-        let p = entry.map_err(|e| DataError::io(path, e))?.path();
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().to_ascii_lowercase());
-        if p.is_file() && name.is_some_and(|n| SHARD_EXTENSIONS.iter().any(|x| n.ends_with(x))) {
-            files.push(p);
-        }
-    }
-    files.sort();
-    if files.is_empty() {
-        return Err(DataError::file(
-            path,
-            "directory holds no export shard (*.json, *.ndjson, *.json.gz, *.ndjson.gz, *.parquet)",
-        ));
-    }
-    Ok(files)
+    super::matching_files(
+        path,
+        &SHARD_EXTENSIONS,
+        "export shard (*.json, *.ndjson, *.json.gz, *.ndjson.gz, *.parquet)",
+    )
 }
 
 /// Loads export files in the given order (each one's encoding told from its content).

@@ -147,30 +147,39 @@ enum Key {
     Unused,
 }
 
+impl Key {
+    fn of(key: &str) -> Key {
+        match key {
+            field::START_TIME => Key::StartTime,
+            field::COLLECTION_ID => Key::CollectionId,
+            field::INSTANCE_INDEX => Key::InstanceIndex,
+            field::AVERAGE_USAGE => Key::AverageUsage,
+            field::MAXIMUM_USAGE => Key::MaximumUsage,
+            field::ASSIGNED_MEMORY => Key::AssignedMemory,
+            field::CPU_DISTRIBUTION => Key::CpuDistribution,
+            field::TAIL_DISTRIBUTION => Key::TailDistribution,
+            field::RESOURCE_REQUEST => Key::ResourceRequest,
+            _ => Key::Unused,
+        }
+    }
+}
+
+/// Reads an object key as what `pick` makes of it, without allocating.
+struct KeyVisitor<K>(fn(&str) -> K);
+
+impl<K> Visitor<'_> for KeyVisitor<K> {
+    type Value = K;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<K, E> {
+        Ok((self.0)(key))
+    }
+}
+
 impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = Key;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-                Ok(match key {
-                    field::START_TIME => Key::StartTime,
-                    field::COLLECTION_ID => Key::CollectionId,
-                    field::INSTANCE_INDEX => Key::InstanceIndex,
-                    field::AVERAGE_USAGE => Key::AverageUsage,
-                    field::MAXIMUM_USAGE => Key::MaximumUsage,
-                    field::ASSIGNED_MEMORY => Key::AssignedMemory,
-                    field::CPU_DISTRIBUTION => Key::CpuDistribution,
-                    field::TAIL_DISTRIBUTION => Key::TailDistribution,
-                    field::RESOURCE_REQUEST => Key::ResourceRequest,
-                    _ => Key::Unused,
-                })
-            }
-        }
-        d.deserialize_str(KeyVisitor)
+        d.deserialize_str(KeyVisitor(Key::of))
     }
 }
 
@@ -339,21 +348,11 @@ enum UsageKey {
 
 impl<'de> Deserialize<'de> for UsageKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = UsageKey;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<UsageKey, E> {
-                Ok(match key {
-                    "cpus" => UsageKey::Cpus,
-                    "memory" => UsageKey::Memory,
-                    _ => UsageKey::Other,
-                })
-            }
-        }
-        d.deserialize_str(KeyVisitor)
+        d.deserialize_str(KeyVisitor(|key| match key {
+            "cpus" => UsageKey::Cpus,
+            "memory" => UsageKey::Memory,
+            _ => UsageKey::Other,
+        }))
     }
 }
 
