@@ -26,10 +26,10 @@
 //!
 //! # Memory
 //!
-//! Files are read one after the other, NDJSON in blocks of [`ndjson::BLOCK`] bytes and
+//! Files are read one after the other, NDJSON in blocks of 4 MiB of whole lines and
 //! Parquet one row group per thread, so no file's text is ever held whole. What stays
 //! is one `series::Row` (8 + 26 × 4 bytes) per 5-minute window per instance, until
-//! the windows are cut.
+//! the windows are cut; besides, the rows of the block or row groups being parsed.
 //!
 //! # Dataset format
 //!

@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 /// Bytes read per block: big enough to feed every thread, small enough to hold twice.
-pub(crate) const BLOCK: usize = 4 << 20;
+const BLOCK: usize = 4 << 20;
 
 /// Lines per rayon task: a row is a few µs of work.
 const LINES_PER_TASK: usize = 512;

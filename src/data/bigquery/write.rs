@@ -58,6 +58,7 @@ struct ExportRow {
     /// `[cpus, memory]`.
     average_usage: [Option<f64>; 2],
     maximum_usage: [Option<f64>; 2],
+    /// None: a null `random_sample_usage` record; Some(None): a record with null cpus.
     random_sample_cpus: Option<Option<f64>>,
     assigned_memory: Option<f64>,
     page_cache_memory: Option<f64>,
