@@ -212,8 +212,21 @@ fn an_export_trains_to_the_same_metrics_as_its_csv() {
         &LoadOptions::default(),
     )
     .unwrap();
-    let bq = data::load(&file, Format::BigQuery, &LoadOptions::default()).unwrap();
-    assert_eq!(metrics(&csv), metrics(&bq));
+    let want = metrics(&csv);
+    let json = export(
+        ONE_SERIES,
+        &dir.join("one.json"),
+        ParquetCompression::Snappy,
+    );
+    let gz = export(
+        ONE_SERIES,
+        &dir.join("one.json.gz"),
+        ParquetCompression::Snappy,
+    );
+    for file in [&file, &json, &gz] {
+        let bq = data::load(file, Format::BigQuery, &LoadOptions::default()).unwrap();
+        assert_eq!(metrics(&bq), want, "{}", file.display());
+    }
 }
 
 /// One NDJSON row of instance 7 of collection 42 at window `t`, usage varying with it.
@@ -715,7 +728,11 @@ fn parquet_columns_of_another_type_or_missing_are_named() {
     let write = |name: &str, maximum: Option<ArrayRef>| {
         let mut columns: Vec<(&str, ArrayRef)> = vec![
             ("start_time", ints(&|i| 300_000_000 * (i + 1))),
-            ("collection_id", ints(&|_| 42)),
+            // INT64 as text, as some exporters write it.
+            (
+                "collection_id",
+                Arc::new(StringArray::from(vec!["42"; n as usize])) as ArrayRef,
+            ),
             ("instance_index", ints(&|_| 7)),
             ("average_usage", usage.clone()),
             ("assigned_memory", floats(0.03)),
@@ -739,6 +756,7 @@ fn parquet_columns_of_another_type_or_missing_are_named() {
     };
     let good = write("good.parquet", Some(usage.clone()));
     let ds = data::load(&good, Format::BigQuery, &LoadOptions::default()).unwrap();
+    assert!(ds.ids[0].starts_with("42-7@"));
     assert_eq!(
         (ds.len(), ds.report.missing[24]),
         (8, 20),
