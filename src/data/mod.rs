@@ -262,7 +262,13 @@ pub fn detect_format(path: &Path) -> Result<Format, DataError> {
     let files = match csv_files(path) {
         Ok(files) => files,
         // A directory of export shards holds no CSV file.
-        Err(e) => bigquery::input_files(path).map_err(|_| e)?,
+        Err(e) => bigquery::input_files(path).map_err(|_| match e {
+            DataError::File { file, .. } => DataError::file(
+                file,
+                "directory holds no *.csv file and no BigQuery export shard",
+            ),
+            other => other,
+        })?,
     };
     let file = &files[0];
     if bigquery::is_export(file)? {

@@ -127,10 +127,22 @@ fn parse_line(text: &[u8], line: u64, file: &Path) -> Parsed {
             error: DataError::Record {
                 file: file.to_path_buf(),
                 line,
-                why: format!("not a JSON row of instance_usage: {e}"),
+                why: json_error(&e),
             },
         },
     }
+}
+
+/// serde_json's message, placed by column only: its own "line 1" is the line's, not the file's.
+fn json_error(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let what = msg
+        .rsplit_once(" at line ")
+        .map_or(msg.as_str(), |(m, _)| m);
+    format!(
+        "not a JSON row of instance_usage: {what} (column {})",
+        e.column()
+    )
 }
 
 /// The used fields of a row, by key.
