@@ -5,33 +5,16 @@
 //! `cargo bench --bench load` (env: CONVFORMER_BENCH_FILE to reuse a file,
 //! CONVFORMER_BENCH_RUNS = timed runs, default 3; CONVFORMER_BENCH_PANDAS=0 skips pandas).
 
+#[path = "support/proc_stats.rs"]
+mod proc_stats;
 use convformer::data::{self, synth, Format, LoadOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use proc_stats::{cpu_seconds, peak_rss_mib};
+
 const ROWS: usize = 405_894;
-
-/// User + system CPU seconds of this process so far (Linux /proc; 0 elsewhere).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name, from `state`: utime and stime are 11 and 12.
-    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    // Clock ticks of 1/100 s (USER_HZ on Linux).
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Peak resident memory of this process in MiB (VmHWM).
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
 
 fn bench_file() -> PathBuf {
     if let Ok(p) = std::env::var("CONVFORMER_BENCH_FILE") {

@@ -1,6 +1,7 @@
 //! `convformer data inspect|plots|synth`.
 
 use super::source_args::LayoutArgs;
+use crate::data::bigquery::write::{ExportOptions, ParquetCompression};
 use crate::data::{self, Format, LoadOptions, OnBadRow};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub enum DataCmd {
     /// Prints records, dropped rows, missing values per column and per-feature min/mean/max.
     Inspect {
-        /// A CSV file or a directory of CSV files.
+        /// A trace file, a directory of them, or a glob of export shards.
         path: PathBuf,
         #[command(flatten)]
         load: LoadArgs,
@@ -23,7 +24,8 @@ pub enum DataCmd {
         #[command(flatten)]
         load: LoadArgs,
     },
-    /// Writes a generated trace calibrated on the real rows.
+    /// Writes a generated trace calibrated on the real rows; `--format bigquery`
+    /// writes a raw-table export (*.json, *.json.gz or *.parquet by the extension of --out).
     Synth {
         #[arg(long, value_enum)]
         format: Format,
@@ -33,6 +35,13 @@ pub enum DataCmd {
         seed: u64,
         #[arg(long)]
         out: PathBuf,
+        /// With `--format bigquery`: re-encode these instance_usage CSV rows (a file or
+        /// directory) instead of generating rows.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Codec of a Parquet export.
+        #[arg(long, value_enum, default_value_t = ParquetCompression::Snappy)]
+        parquet_compression: ParquetCompression,
     },
 }
 
@@ -90,8 +99,29 @@ pub fn run(cmd: DataCmd) -> crate::Result<()> {
             rows,
             seed,
             out,
+            from,
+            parquet_compression,
         } => {
-            data::synth::write(format, rows, seed, &out)?;
+            let rows = match (format, from) {
+                (Format::BigQuery, Some(from)) => {
+                    let opts = ExportOptions {
+                        compression: parquet_compression,
+                        quirks: None,
+                    };
+                    data::bigquery::write::reencode(&from, &out, &opts)?
+                }
+                (Format::BigQuery, None) => {
+                    data::synth::write_bigquery(rows, seed, &out, parquet_compression)?
+                }
+                (_, Some(_)) => return Err(crate::Error::Invalid(
+                    "--from re-encodes CSV rows as a BigQuery export: it needs --format bigquery"
+                        .into(),
+                )),
+                (_, None) => {
+                    data::synth::write(format, rows, seed, &out)?;
+                    rows
+                }
+            };
             let bytes = std::fs::metadata(&out)?.len();
             println!(
                 "wrote {rows} {format} rows ({bytes} bytes) to {}",

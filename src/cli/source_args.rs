@@ -22,7 +22,8 @@ pub struct LayoutArgs {
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct SourceArgs {
-    /// A trace file or directory; without it, the built-in generated trace.
+    /// A trace file, a directory, or a quoted glob of export shards (`exports/*.json.gz`);
+    /// without it, the built-in generated trace.
     #[arg(long)]
     pub data: Option<PathBuf>,
     #[command(flatten)]

@@ -16,6 +16,17 @@ pub enum DataError {
         text: String,
         why: String,
     },
+    /// A value of a Parquet file could not be read as what its column holds; rows
+    /// count from 1 over the whole file.
+    #[error("{}: row group {row_group}, row {row}: column `{column}`: cannot read {text:?}: {why}", file.display())]
+    ParquetCell {
+        file: PathBuf,
+        row_group: usize,
+        row: u64,
+        column: String,
+        text: String,
+        why: String,
+    },
     /// A record is not well-formed CSV (wrong number of fields, broken quoting).
     #[error("{}:{line}: malformed record: {why}", file.display())]
     Record {

@@ -52,7 +52,7 @@ pub fn feature_columns(ds: &Dataset) -> Vec<(String, Vec<f32>)> {
         let s = ds.sample(i);
         let step = match ds.format {
             Format::Kaggle => s,
-            Format::InstanceUsage => &s[s.len() - ds.channels..],
+            Format::InstanceUsage | Format::BigQuery => &s[s.len() - ds.channels..],
         };
         for (col, &v) in cols.iter_mut().zip(step) {
             col.1.push(v);
@@ -150,7 +150,11 @@ impl fmt::Display for Summary<'_> {
         let ds = self.ds;
         let r = &ds.report;
         writeln!(f, "format:   {}", ds.format)?;
-        writeln!(f, "files:    {} ({} bytes)", r.files.len(), r.bytes)?;
+        let source = match r.source_format {
+            Some(source) => format!(", read as {source}"),
+            None => String::new(),
+        };
+        writeln!(f, "files:    {} ({} bytes{source})", r.files.len(), r.bytes)?;
         writeln!(f, "records:  {}", r.records)?;
         writeln!(
             f,

@@ -1,11 +1,12 @@
-//! The Borg trace data pipeline: loaders for the Kaggle extract and the
-//! per-instance 5-minute series, features, splits, preprocessing fitted on the
+//! The Borg trace data pipeline: loaders for the Kaggle extract, the
+//! per-instance 5-minute series and BigQuery exports of them, features, splits, preprocessing fitted on the
 //! training split only, a calibrated trace generator, inspection and charts.
 //!
 //! Every sample is a `(seq_len, channels)` row-major array of raw trace values
 //! (NaN = missing) with a target in trace units (`maximum_usage['memory']` or the
 //! next windows' `max_memory_usage`).
 
+pub mod bigquery;
 mod cells;
 mod error;
 pub mod inspect;
@@ -28,7 +29,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-/// The two trace layouts the pipeline reads.
+/// The trace formats the pipeline reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
@@ -36,6 +37,11 @@ pub enum Format {
     Kaggle,
     /// Raw `instance_usage` rows: one 5-minute window per row, samples are windows of W rows.
     InstanceUsage,
+    /// The BigQuery `instance_usage` table exported as NDJSON or Parquet (see
+    /// [`bigquery`]); its samples have the `InstanceUsage` layout.
+    #[value(name = "bigquery")]
+    #[serde(rename = "bigquery")]
+    BigQuery,
 }
 
 impl std::fmt::Display for Format {
@@ -43,6 +49,7 @@ impl std::fmt::Display for Format {
         f.write_str(match self {
             Format::Kaggle => "kaggle",
             Format::InstanceUsage => "instance-usage",
+            Format::BigQuery => "bigquery",
         })
     }
 }
@@ -101,6 +108,10 @@ pub struct LoadReport {
     /// the integer (`1.68846E+11`), so ids that differed may have become equal.
     #[serde(default)]
     pub rounded: BTreeMap<String, usize>,
+    /// The format of the files when it is not `Dataset::format` (a BigQuery export
+    /// loads as instance_usage samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_format: Option<Format>,
 }
 
 impl LoadReport {
@@ -201,18 +212,15 @@ impl Dataset {
     pub fn feature_of(&self, j: usize) -> usize {
         match self.format {
             Format::Kaggle => j,
-            Format::InstanceUsage => j % self.channels,
+            Format::InstanceUsage | Format::BigQuery => j % self.channels,
         }
     }
 }
 
-/// Loads a file or every `*.csv` file of a directory (sorted by name).
+/// Loads a file, a glob's matches, or every `*.csv` file (BigQuery: export shard) of
+/// a directory, sorted by name.
 pub fn load(path: &Path, format: Format, opts: &LoadOptions) -> Result<Dataset, DataError> {
-    let files = csv_files(path)?;
-    match format {
-        Format::Kaggle => kaggle::load_files(&files, opts),
-        Format::InstanceUsage => series::load_files(&files, opts),
-    }
+    load_paths(&[path.to_path_buf()], format, opts)
 }
 
 /// Loads several files (or directories of `*.csv` files) into one dataset, in the given order.
@@ -223,7 +231,10 @@ pub fn load_paths(
 ) -> Result<Dataset, DataError> {
     let mut files = Vec::new();
     for path in paths {
-        files.extend(csv_files(path)?);
+        files.extend(match format {
+            Format::BigQuery => bigquery::input_files(path)?,
+            _ => csv_files(path)?,
+        });
     }
     if files.is_empty() {
         return Err(DataError::Invalid("no input files given".into()));
@@ -231,6 +242,7 @@ pub fn load_paths(
     match format {
         Format::Kaggle => kaggle::load_files(&files, opts),
         Format::InstanceUsage => series::load_files(&files, opts),
+        Format::BigQuery => bigquery::load_files(&files, opts),
     }
 }
 
@@ -251,13 +263,29 @@ pub fn load_from_memory(
         Format::InstanceUsage => {
             series::load_streams(vec![(label.to_path_buf(), len, bytes)], opts)
         }
+        Format::BigQuery => bigquery::load_bytes(bytes, label, opts),
     }
 }
 
-/// Tells the format from the header of the file (or of the first CSV file of a directory).
+/// Tells the format from the content of the file (or of the first file of a
+/// directory or glob): a CSV header, or a BigQuery export (Parquet, or NDJSON
+/// plain or gzip whose first line has the table's keys).
 pub fn detect_format(path: &Path) -> Result<Format, DataError> {
-    let files = csv_files(path)?;
+    let files = match csv_files(path) {
+        Ok(files) => files,
+        // A directory of export shards holds no CSV file.
+        Err(e) => bigquery::input_files(path).map_err(|_| match e {
+            DataError::File { file, .. } => DataError::file(
+                file,
+                "directory holds no *.csv file and no BigQuery export shard",
+            ),
+            other => other,
+        })?,
+    };
     let file = &files[0];
+    if bigquery::is_export(file)? {
+        return Ok(Format::BigQuery);
+    }
     let f = std::fs::File::open(file).map_err(|e| DataError::io(file, e))?;
     let mut header = Vec::new();
     BufReader::new(f)
@@ -278,14 +306,28 @@ pub fn detect_format(path: &Path) -> Result<Format, DataError> {
     } else {
         Err(DataError::file(
             file,
-            "unknown format: expected a kaggle header (with `maximum_usage`, `average_usage`) \
-             or an instance_usage header (with `max_memory_usage`, `avg_memory_usage`)",
+            "unknown format: expected a kaggle header (with `maximum_usage`, `average_usage`), \
+             an instance_usage header (with `max_memory_usage`, `avg_memory_usage`) \
+             or a BigQuery instance_usage export (NDJSON, gzip NDJSON or Parquet)",
         ))
     }
 }
 
-/// The file itself, or the sorted `*.csv` files of a directory.
+/// The file itself, a glob's sorted matches, or the sorted `*.csv` files of a directory.
 pub(crate) fn csv_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+    matching_files(path, &[".csv"], "*.csv file")
+}
+
+/// The file itself, a glob's sorted matches, or the sorted files of a directory whose
+/// names end in one of `suffixes` (any case); `what` names them when there is none.
+pub(crate) fn matching_files(
+    path: &Path,
+    suffixes: &[&str],
+    what: &str,
+) -> Result<Vec<PathBuf>, DataError> {
+    if let Some(files) = bigquery::glob_files(path)? {
+        return Ok(files);
+    }
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
@@ -293,13 +335,16 @@ pub(crate) fn csv_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(path).map_err(|e| DataError::io(path, e))? {
         let p = entry.map_err(|e| DataError::io(path, e))?.path();
-        if p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase());
+        if p.is_file() && name.is_some_and(|n| suffixes.iter().any(|s| n.ends_with(s))) {
             files.push(p);
         }
     }
     files.sort();
     if files.is_empty() {
-        return Err(DataError::file(path, "directory holds no *.csv file"));
+        return Err(DataError::file(path, format!("directory holds no {what}")));
     }
     Ok(files)
 }

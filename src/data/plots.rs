@@ -114,7 +114,7 @@ fn column<'a>(columns: &'a [(String, Vec<f32>)], name: &str) -> &'a [f32] {
 fn scatter(ds: &Dataset, columns: &[(String, Vec<f32>)], path: &Path) -> DrawResult {
     let (cpu_name, mem_name) = match ds.format {
         Format::Kaggle => ("average_usage.cpus", "assigned_memory"),
-        Format::InstanceUsage => ("avg_cpu_usage", "assigned_memory"),
+        Format::InstanceUsage | Format::BigQuery => ("avg_cpu_usage", "assigned_memory"),
     };
     let (cpu, mem) = (column(columns, cpu_name), column(columns, mem_name));
     let step = (cpu.len() / MAX_POINTS).max(1);

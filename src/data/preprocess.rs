@@ -116,7 +116,7 @@ impl Preprocessor {
     fn feature_of(&self, j: usize) -> usize {
         match self.format {
             Format::Kaggle => j,
-            Format::InstanceUsage => j % self.channels,
+            Format::InstanceUsage | Format::BigQuery => j % self.channels,
         }
     }
 

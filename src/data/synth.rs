@@ -1,4 +1,5 @@
-//! A seeded generator of Borg-like traces in both formats, calibrated to the real
+//! A seeded generator of Borg-like traces in all three formats (BigQuery exports
+//! hold the series rows, encoded by `bigquery::write`), calibrated to the real
 //! rows of `../shared/data/borg` (see `tests/data_synth.rs` for what it matches):
 //! about 31% of rows without CPI/MAPI, 6% empty CPU distributions, 1 in 400
 //! without a target, 3.5% zero memory, max/avg memory ratio with median ≈ 1.02 and
@@ -7,6 +8,7 @@
 //! window's value about as much as the real series' (ridge/last-value MAE ≈ 0.7 here,
 //! 0.64 on the real rows), so a model trained on the default trace has something to learn.
 
+use super::bigquery::write::{export_csv, ExportOptions, ParquetCompression};
 use super::split::SplitMix64;
 use super::{DataError, Dataset, Format, LoadOptions};
 use std::f64::consts::TAU;
@@ -377,12 +379,15 @@ fn write_series<W: Write>(rows: usize, seed: u64, w: &mut W) -> std::io::Result<
 fn generate<W: Write>(format: Format, rows: usize, seed: u64, w: &mut W) -> std::io::Result<()> {
     match format {
         Format::Kaggle => write_kaggle(rows, seed, w),
-        Format::InstanceUsage => write_series(rows, seed, w),
+        Format::InstanceUsage | Format::BigQuery => write_series(rows, seed, w),
     }
 }
 
-/// Writes `rows` generated records of `format` to `out`.
+/// Writes `rows` generated records of `format` to `out` (BigQuery: see [`write_bigquery`]).
 pub fn write(format: Format, rows: usize, seed: u64, out: &Path) -> Result<(), DataError> {
+    if format == Format::BigQuery {
+        return write_bigquery(rows, seed, out, ParquetCompression::default()).map(drop);
+    }
     let file = std::fs::File::create(out).map_err(|e| DataError::io(out, e))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     generate(format, rows, seed, &mut w)
@@ -390,12 +395,36 @@ pub fn write(format: Format, rows: usize, seed: u64, out: &Path) -> Result<(), D
         .map_err(|e| DataError::io(out, e))
 }
 
+/// The generator's series rows as a BigQuery export, with the table's null and empty
+/// cases added; the extension of `out` chooses the encoding (`bigquery::write`).
+/// Returns the rows written.
+pub fn write_bigquery(
+    rows: usize,
+    seed: u64,
+    out: &Path,
+    compression: ParquetCompression,
+) -> Result<usize, DataError> {
+    let mut csv = Vec::new();
+    write_series(rows, seed, &mut csv).map_err(|e| DataError::io(out, e))?;
+    let opts = ExportOptions {
+        compression,
+        quirks: Some(seed),
+    };
+    let label = PathBuf::from(format!("<generated series, seed {seed}>"));
+    export_csv(&csv[..], &label, out, &opts)
+}
+
 /// The embedded default trace of `convformer train`: generated in memory and read back
 /// through the same loader as real files (4,000 kaggle rows, or 8 instances × 600 windows).
 pub fn default_trace(format: Format, seed: u64) -> Dataset {
+    // A BigQuery source without files trains on the series rows it would hold.
+    let format = match format {
+        Format::BigQuery => Format::InstanceUsage,
+        other => other,
+    };
     let rows = match format {
         Format::Kaggle => 4000,
-        Format::InstanceUsage => 8 * ROWS_PER_INSTANCE,
+        Format::InstanceUsage | Format::BigQuery => 8 * ROWS_PER_INSTANCE,
     };
     let mut bytes = Vec::new();
     generate(format, rows, seed, &mut bytes).expect("writing to memory cannot fail");

@@ -398,7 +398,7 @@ mod tests {
     /// Two instances of one law but unequal noise (×1 and ×3), as validation would
     /// hold them: `n` windows each, groups 1 and 2.
     fn two_instances(seed: u64, n: usize) -> (Vec<f32>, Vec<f32>, Vec<u64>) {
-        let (mut base, mut actual) = noisy_series(seed, 2 * n, false);
+        let (base, mut actual) = noisy_series(seed, 2 * n, false);
         for i in n..2 * n {
             actual[i] = base[i] + 3.0 * (actual[i] - base[i]);
         }

@@ -86,7 +86,7 @@ pub fn split_for(ds: &Dataset, seed: u64, kind: Option<SplitKind>) -> data::Spli
     match (kind, ds.format) {
         (Some(SplitKind::Group), _) => data::split(ds, SplitKind::Group, (0.6, 0.2, 0.2), seed),
         (Some(kind), _) => data::split(ds, kind, (0.72, 0.08, 0.2), seed),
-        (None, Format::InstanceUsage) => {
+        (None, Format::InstanceUsage | Format::BigQuery) => {
             data::split(ds, SplitKind::Chronological, (0.72, 0.08, 0.2), seed)
         }
         (None, Format::Kaggle) => data::split(ds, SplitKind::Random, (0.7, 0.1, 0.2), seed),
