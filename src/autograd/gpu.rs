@@ -3,7 +3,7 @@
 //! (the GPU, or the emulator in the tests). Every function here is generic
 //! over the executor; `on_gpu!` picks it once per op.
 
-use super::tape::{Node, Op, Var};
+use super::node::{Node, Op, Var};
 use super::LossKind;
 use crate::autograd::Padding;
 use crate::cpu::dropout::DropoutDims;

@@ -2,7 +2,8 @@
 //! the backward pass needs. Shape errors name the op and both shapes.
 
 use super::gpu;
-use super::tape::{map, Node, Op, Tape, Var};
+use super::node::{Node, Op, Var};
+use super::tape::{map, Tape};
 use super::{LossKind, Padding};
 use crate::cpu::{self, dropout::DropoutDims, elementwise::PoolDims};
 use crate::cpu::{AttentionDims, Conv1dDims, HeadLayout, LayerNormDims, LinearDims, MatmulDims};
@@ -895,7 +896,7 @@ pub(super) fn backward_kernel<T: Float>(
             ]
         }
         Op::Leaf | Op::Param(_) | Op::Add(..) | Op::Mul(..) | Op::Scale(..) | Op::Reshape(_) => {
-            unreachable!("handled in tape::backward_op")
+            unreachable!("handled in backward::backward_op")
         }
         Op::LayerNormGpu { .. } | Op::AttentionGpu { .. } => {
             return Err(Error::Device(

@@ -26,13 +26,14 @@ pub mod objectives;
 pub mod plot;
 pub mod rng;
 pub mod space;
+mod types;
 
-pub use master::{
-    run, Evaluation, Event, Incumbent, RunOptions, Schedule, TrajectoryPoint, TuneOutcome,
-    TuneSettings,
-};
+pub use master::run;
 pub use model::{ModelSettings, Origin};
 pub use space::{Condition, Config, Domain, Param, Space, Value};
+pub use types::{
+    Evaluation, Event, Incumbent, RunOptions, Schedule, TrajectoryPoint, TuneOutcome, TuneSettings,
+};
 
 use std::path::Path;
 

@@ -11,8 +11,8 @@
 //! 256·6·64·64 floats = 25 MB at sequence 64). Masked keys get probability 0;
 //! a query whose keys are all masked gets an all-zero row (output 0, no NaN).
 
+use super::gemm::{gemm_views, MatView};
 use super::softmax::{softmax_backward_rows, softmax_rows};
-use super::{gemm_views, MatView};
 use crate::float::Float;
 use rayon::prelude::*;
 
