@@ -4,6 +4,8 @@
 
 use super::launch::{Arg, Backend, DeviceBuffer, LaunchCfg};
 use crate::error::{Error, Result};
+/// The one keep threshold, shared with the CPU kernel (the launch below passes it).
+pub use crate::rng::dropout_threshold;
 
 const THREADS: u32 = 256;
 /// Grid-stride kernels never need more blocks than this to fill a GPU.
@@ -890,11 +892,6 @@ pub fn attention_bwd<B: Backend>(
     ];
     args.extend(s.dims(OP)?);
     be.launch("attention_bwd_key", s.cfg(s.tk, OP)?, &args)
-}
-
-/// The dropout keep threshold for probability p: min(floor(p 2^32), 2^32 - 1).
-pub fn dropout_threshold(p: f64) -> u32 {
-    (p * 4294967296.0).floor().min(u32::MAX as f64) as u32
 }
 
 /// y = x * mask / (1 - p) with the Philox mask of (seed, call); the same call on
