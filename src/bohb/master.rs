@@ -277,7 +277,7 @@ fn worker(
         })) {
             Ok(Ok(r)) if r.loss.is_finite() => Ok(r.loss),
             Ok(Ok(r)) => Err(format!("non-finite loss {}", r.loss)),
-            Ok(Err(message)) => Err(message),
+            Ok(Err(error)) => Err(error.to_string()),
             Err(panic) => Err(format!(
                 "the evaluation panicked: {}",
                 panic_message(&panic)

@@ -17,6 +17,7 @@
 //! price of workers idling behind an older, slow job. With one worker the two
 //! schedules are the same run.
 mod bracket;
+mod error;
 pub mod hyperband;
 pub mod journal;
 pub mod kde;
@@ -28,6 +29,7 @@ pub mod rng;
 pub mod space;
 mod types;
 
+pub use error::EvalError;
 pub use master::run;
 pub use model::{ModelSettings, Origin};
 pub use space::{Condition, Config, Domain, Param, Space, Value};
@@ -65,7 +67,7 @@ pub trait Objective: Send + Sync {
         config: &Config,
         budget: f64,
         ctx: &EvalContext,
-    ) -> Result<EvalResult, String>;
+    ) -> Result<EvalResult, EvalError>;
 
     /// Hook for the end of a run: trains the final model on the best
     /// configuration into `dir` and returns a one-line description. `Ok(None)`
@@ -75,7 +77,7 @@ pub trait Objective: Send + Sync {
         config: &Config,
         budget: f64,
         dir: &Path,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, EvalError> {
         let _ = (config, budget, dir);
         Ok(None)
     }
