@@ -11,7 +11,7 @@ use crate::cpu::elementwise::{inverse_permutation, permuted_shape, PoolDims};
 use crate::cpu::{AttentionDims, Conv1dDims, LayerNormDims, LinearDims, MatmulDims};
 use crate::cuda::exec::{wrap_for, GpuExec};
 use crate::cuda::launch::Backend;
-use crate::cuda::ops::{self, Binary, ConvPadding, Gemm, Unary};
+use crate::cuda::ops::{self, Binary, ConvPadding, Epilogue, Gemm, Unary};
 use crate::cuda::GpuBuffer;
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -201,15 +201,20 @@ fn matmul_backward<E: GpuExec, T: Float>(
     Ok((da, db))
 }
 
+/// x · wᵀ + b, with relu applied in the GEMM's epilogue when asked (one launch).
 pub(super) fn linear<E: GpuExec, T: Float>(
     be: &E,
     d: &LinearDims,
     x: &Tensor<T>,
     w: &Tensor<T>,
     b: Option<&Tensor<T>>,
+    relu: bool,
     shape: &[usize],
 ) -> Result<Tensor<T>> {
-    let g = plain_gemm(1, d.rows, d.d_out, d.d_in, false, true);
+    let g = Gemm {
+        epilogue: if relu { Epilogue::Relu } else { Epilogue::None },
+        ..plain_gemm(1, d.rows, d.d_out, d.d_in, false, true)
+    };
     gemm(be, &g, x, w, b, shape)
 }
 

@@ -43,7 +43,8 @@ fn check_key_mask(
     }
 }
 
-/// relu of a fused op's GPU output (a second kernel; the CPU applies it in place).
+/// relu of `conv1d_relu`'s GPU output: a second kernel, as the conv kernel has
+/// no epilogue (`linear_relu` fuses it into the GEMM; the CPU applies it in place).
 fn gpu_relu_if<T: Float>(relu: bool, y: Tensor<T>) -> Result<Tensor<T>> {
     if !relu {
         return Ok(y);
@@ -166,8 +167,7 @@ impl<'s, T: Float> Tape<'s, T> {
             }
             dev => {
                 let bias = b.map(|b| self.value(b));
-                let y = on_gpu!(dev, be => gpu::linear(be, &dims, self.value(x), self.value(w), bias, &shape))?;
-                gpu_relu_if(relu, y)?
+                on_gpu!(dev, be => gpu::linear(be, &dims, self.value(x), self.value(w), bias, relu, &shape))?
             }
         };
         Ok(self.push(
