@@ -7,14 +7,15 @@
 //! Tolerance: |got - want| <= ATOL + RTOL |want|, with ATOL = 1e-4, RTOL = 1e-3
 //! (f32 accumulation over at most a few hundred terms of magnitude <= 1).
 
-mod cuda_support;
+mod support;
 
 use convformer::cuda::ops::{
     self, AttentionPath, Binary, Conv1d, ConvPadding, Epilogue, Gemm, Loss, Unary,
 };
 use convformer::cuda::{Backend, DeviceBuffer, EmuBackend};
-use cuda_support::*;
 use proptest::prelude::*;
+use support::reference::*;
+use support::*;
 
 type ScalarFn = fn(f64) -> f64;
 

@@ -12,6 +12,7 @@
 //!   CONVFORMER_WRITE_GOLDEN=1 cargo test --release --test train_step_golden
 
 mod cuda_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -13,7 +13,7 @@ use convformer::cuda::ops::{
 };
 use convformer::cuda::Backend;
 
-use super::{to64, TestRng};
+use crate::support::{to64, TestRng};
 
 const ATOL: f64 = 1e-4;
 const RTOL: f64 = 1e-3;
@@ -29,7 +29,7 @@ fn down<B: Backend>(be: &B, b: &B::Buffer, n: usize) -> Vec<f32> {
     be.download_f32(b, n).unwrap()
 }
 fn close(what: &str, cuda: &[f32], cpu: &[f32]) {
-    super::assert_close(what, cuda, &to64(cpu), ATOL, RTOL);
+    crate::support::assert_close(what, cuda, &to64(cpu), ATOL, RTOL);
 }
 
 pub fn matmul_matches_cpu<B: Backend>(be: &B) {
