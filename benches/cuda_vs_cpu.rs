@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use convformer::autograd::{LossKind, Padding};
 use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims};
-use convformer::cuda::ops::{
-    self, AttentionPath, Conv1d, ConvPadding, Epilogue, Gemm, Loss, Unary,
-};
+use convformer::cuda::ops::{self, AttentionPath, Conv1d, ConvPadding, Epilogue, Gemm, Loss};
 use convformer::cuda::{Backend, CudaBackend, DeviceBuffer};
+use convformer::ops::unary::{self, Unary};
 
 struct Timer {
     budget: Duration,
@@ -174,7 +173,7 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
         tag("linear+gelu fwd 48->243"),
         Some(&mut || {
             cpu::matmul::linear_forward(&ld, &x, &w, Some(&bias), &mut y);
-            cpu::activation::gelu_forward(&y, &mut act);
+            unary::cpu::gelu_forward(&y, &mut act);
         }),
         Some(&mut |be: &CudaBackend| {
             ops::sgemm(
@@ -469,8 +468,10 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
     let p = |i: usize| pbufs[i].as_ref().unwrap();
     b.row(
         tag("gelu bwd 243"),
-        Some(&mut || cpu::activation::gelu_backward(&px, &pdy, &mut pdx)),
-        Some(&mut |be: &CudaBackend| ops::unary_bwd(be, Unary::Gelu, n, p(0), p(1), p(3)).unwrap()),
+        Some(&mut || unary::cpu::gelu_backward(&px, &pdy, &mut pdx)),
+        Some(&mut |be: &CudaBackend| {
+            unary::cuda::unary_bwd(be, Unary::Gelu, n, p(0), p(1), p(3)).unwrap()
+        }),
     );
     let dd = cpu::dropout::DropoutDims {
         p: 0.1,

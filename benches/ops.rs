@@ -7,6 +7,7 @@ use convformer::autograd::{LossKind, Padding};
 use convformer::cpu::dropout::DropoutDims;
 use convformer::cpu::elementwise::PoolDims;
 use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims};
+use convformer::ops::unary;
 use convformer::{ParamStore, Tape, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::time::Duration;
@@ -157,8 +158,8 @@ fn pointwise(c: &mut Criterion) {
         let (x, g) = (data(n, 1), data(n, 2));
         let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
         Box::new(move || {
-            cpu::activation::gelu_forward(&x, &mut y);
-            cpu::activation::gelu_backward(&x, &g, &mut dx);
+            unary::cpu::gelu_forward(&x, &mut y);
+            unary::cpu::gelu_backward(&x, &g, &mut dx);
         })
     });
     bench(c, "relu_243", |seq| {
@@ -166,8 +167,8 @@ fn pointwise(c: &mut Criterion) {
         let (x, g) = (data(n, 1), data(n, 2));
         let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
         Box::new(move || {
-            cpu::activation::relu_forward(&x, &mut y);
-            cpu::activation::relu_backward(&x, &g, &mut dx);
+            unary::cpu::relu_forward(&x, &mut y);
+            unary::cpu::relu_backward(&x, &g, &mut dx);
         })
     });
     bench(c, "dropout_243", |seq| {

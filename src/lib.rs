@@ -14,6 +14,7 @@ pub mod error;
 pub mod float;
 pub mod font;
 pub mod nn;
+pub mod ops;
 pub mod optim;
 pub mod rng;
 pub mod tensor;

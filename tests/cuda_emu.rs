@@ -10,9 +10,10 @@
 mod support;
 
 use convformer::cuda::ops::{
-    self, AttentionPath, Binary, Conv1d, ConvPadding, Epilogue, Gemm, Loss, Unary,
+    self, AttentionPath, Binary, Conv1d, ConvPadding, Epilogue, Gemm, Loss,
 };
 use convformer::cuda::{Backend, DeviceBuffer, EmuBackend};
+use convformer::ops::unary::{self, Unary};
 use proptest::prelude::*;
 use support::reference::*;
 use support::*;
@@ -501,8 +502,8 @@ proptest! {
         let (ab, bb, dyb) = (up(&a), up(&b), up(&dy));
         for op in [Unary::Relu, Unary::Gelu] {
             let (y, dx) = (out(n), out(n));
-            ops::unary_fwd(&EmuBackend, op, n, &ab, &y).unwrap();
-            ops::unary_bwd(&EmuBackend, op, n, &ab, &dyb, &dx).unwrap();
+            unary::cuda::unary_fwd(&EmuBackend, op, n, &ab, &y).unwrap();
+            unary::cuda::unary_bwd(&EmuBackend, op, n, &ab, &dyb, &dx).unwrap();
             let (f, g): (ScalarFn, ScalarFn) = match op {
                 Unary::Relu => (|x| x.max(0.0), |x| if x > 0.0 { 1.0 } else { 0.0 }),
                 Unary::Gelu => (gelu, gelu_grad),

@@ -9,6 +9,7 @@
 use convformer::autograd::{LossKind, Padding};
 use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims, MatmulDims};
 use convformer::cpu::{dropout::DropoutDims, elementwise::PoolDims};
+use convformer::ops::unary;
 use convformer::rng;
 use convformer::Float;
 use proptest::prelude::*;
@@ -290,20 +291,20 @@ proptest! {
             |v| { let mut y = poison(n); cpu::softmax::softmax_forward(dim, &v[0], &mut y); y })?;
         let relu: Vec<f64> = x.iter().map(|&v| v.max(0.0)).collect();
         both_precisions("relu", std::slice::from_ref(&x), &relu,
-            |v| { let mut y = poison(n); cpu::activation::relu_forward(&v[0], &mut y); y },
-            |v| { let mut y = poison(n); cpu::activation::relu_forward(&v[0], &mut y); y })?;
+            |v| { let mut y = poison(n); unary::cpu::relu_forward(&v[0], &mut y); y },
+            |v| { let mut y = poison(n); unary::cpu::relu_forward(&v[0], &mut y); y })?;
         let gelu: Vec<f64> = x.iter().map(|&v| reference::gelu(v)).collect();
         both_precisions("gelu", std::slice::from_ref(&x), &gelu,
-            |v| { let mut y = poison(n); cpu::activation::gelu_forward(&v[0], &mut y); y },
-            |v| { let mut y = poison(n); cpu::activation::gelu_forward(&v[0], &mut y); y })?;
+            |v| { let mut y = poison(n); unary::cpu::gelu_forward(&v[0], &mut y); y },
+            |v| { let mut y = poison(n); unary::cpu::gelu_forward(&v[0], &mut y); y })?;
         let g = uniform(seed ^ 1, n);
         let mut y = vec![0.0; n];
         cpu::softmax::softmax_forward(dim, &x, &mut y);
         overwrites("softmax/relu/gelu backward", |init| {
             let (mut a, mut b, mut c) = (vec![init; n], vec![init; n], vec![init; n]);
             cpu::softmax::softmax_backward(dim, &y, &g, &mut a);
-            cpu::activation::relu_backward(&x, &g, &mut b);
-            cpu::activation::gelu_backward(&x, &g, &mut c);
+            unary::cpu::relu_backward(&x, &g, &mut b);
+            unary::cpu::gelu_backward(&x, &g, &mut c);
             vec![a, b, c]
         })?;
     }
@@ -322,14 +323,14 @@ proptest! {
             let n = x.len();
             let bits = |v: &[T]| v.iter().map(|v| v.to_f64().to_bits()).collect::<Vec<_>>();
             let mut want = poison::<T>(n);
-            cpu::activation::relu_forward(x, &mut want);
+            unary::cpu::relu_forward(x, &mut want);
             let mut y = x.to_vec();
-            cpu::activation::relu_inplace(&mut y);
+            unary::cpu::relu_inplace(&mut y);
             prop_assert_eq!(bits(&y), bits(&want), "relu_inplace [{}]", T::NAME);
             let mut want_dx = poison::<T>(n);
-            cpu::activation::relu_backward(x, g, &mut want_dx);
+            unary::cpu::relu_backward(x, g, &mut want_dx);
             let mut dx = g.to_vec();
-            cpu::activation::relu_backward_inplace(&y, &mut dx);
+            unary::cpu::relu_backward_inplace(&y, &mut dx);
             prop_assert_eq!(bits(&dx), bits(&want_dx), "relu_backward_inplace [{}]", T::NAME);
             Ok(())
         }

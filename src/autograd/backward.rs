@@ -13,6 +13,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::on_gpu;
+use crate::ops::unary;
 use crate::tensor::Tensor;
 
 /// Result of `backward`: parameter gradients plus those of the tape's leaves.
@@ -115,10 +116,14 @@ fn backward_op<T: Float>(
     out: &Tensor<T>,
     g: Tensor<T>,
 ) -> Result<Vec<(Var, Tensor<T>)>> {
+    let val = |v: Var| &nodes[v.0].value;
+    // The op families of `crate::ops` run their backward on either device.
+    if let Op::Unary(x, kind) = op {
+        return Ok(vec![(*x, unary::backward(*kind, val(*x), &g)?)]);
+    }
     if let dev @ (Device::Cuda(_) | Device::CudaEmu) = g.device() {
         return on_gpu!(dev, be => gpu::backward(be, nodes, op, out, g));
     }
-    let val = |v: Var| &nodes[v.0].value;
     Ok(match op {
         Op::Leaf | Op::Param(_) => Vec::new(),
         Op::Add(a, b) => vec![(*a, g.clone()), (*b, g)],

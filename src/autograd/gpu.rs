@@ -11,39 +11,16 @@ use crate::cpu::elementwise::{inverse_permutation, permuted_shape, PoolDims};
 use crate::cpu::{AttentionDims, Conv1dDims, LayerNormDims, LinearDims, MatmulDims};
 use crate::cuda::exec::{wrap_for, GpuExec};
 use crate::cuda::launch::Backend;
-use crate::cuda::ops::{self, Binary, ConvPadding, Epilogue, Gemm, Unary};
+use crate::cuda::ops::{self, Binary, ConvPadding, Epilogue, Gemm};
+use crate::cuda::tensors::{alloc, buf, new, opt_buf};
 use crate::cuda::GpuBuffer;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::on_gpu;
+use crate::ops::unary::cuda::unary_bwd;
+use crate::ops::unary::Unary;
 use crate::tensor::Tensor;
-
-/// The executor's buffer behind a tensor.
-fn buf<E: GpuExec, T: Float>(t: &Tensor<T>) -> Result<&E::Buffer> {
-    E::unwrap(t.gpu_buffer()?)
-}
-
-fn opt_buf<E: GpuExec, T: Float>(t: Option<&Tensor<T>>) -> Result<Option<&E::Buffer>> {
-    t.map(buf::<E, T>).transpose()
-}
-
-/// Uninitialised device memory for `n` floats (at least one: the emulator and
-/// the allocator refuse empty buffers).
-fn alloc<E: GpuExec>(be: &E, n: usize) -> Result<E::Buffer> {
-    be.alloc(n.max(1) * 4)
-}
-
-/// A new tensor of `shape` whose buffer `fill` writes completely.
-fn new<E: GpuExec, T: Float>(
-    be: &E,
-    shape: &[usize],
-    fill: impl FnOnce(&E::Buffer) -> Result<()>,
-) -> Result<Tensor<T>> {
-    let y = alloc(be, shape.iter().product())?;
-    fill(&y)?;
-    Tensor::from_gpu(E::wrap(y), shape)
-}
 
 fn conv_padding(p: Padding) -> ConvPadding {
     match p {
@@ -277,12 +254,6 @@ pub(super) fn softmax<E: GpuExec, T: Float>(be: &E, x: &Tensor<T>) -> Result<Ten
     })
 }
 
-pub(super) fn unary<E: GpuExec, T: Float>(be: &E, op: Unary, x: &Tensor<T>) -> Result<Tensor<T>> {
-    new(be, x.shape(), |y| {
-        ops::unary_fwd(be, op, x.numel(), buf::<E, T>(x)?, y)
-    })
-}
-
 /// The key mask as one byte per entry on the executor of `device`.
 pub(super) fn upload_mask(device: Device, mask: &[bool]) -> Result<GpuBuffer> {
     on_gpu!(device, be => Ok(wrap_for(be, be.upload_mask(mask)?)))
@@ -404,7 +375,7 @@ pub(super) fn backward<E: GpuExec, T: Float>(
         Op::Linear { relu: true, .. } | Op::Conv1d { relu: true, .. } => {
             // relu's backward from the node's output (> 0 exactly where its input is).
             new(be, out.shape(), |dx| {
-                ops::unary_bwd(be, Unary::Relu, n, buf::<E, T>(out)?, buf::<E, T>(&g)?, dx)
+                unary_bwd(be, Unary::Relu, n, buf::<E, T>(out)?, buf::<E, T>(&g)?, dx)
             })?
         }
         _ => g,
@@ -516,17 +487,6 @@ pub(super) fn backward<E: GpuExec, T: Float>(
             })?;
             vec![(*x, dx)]
         }
-        Op::Relu(x) | Op::Gelu(x) => {
-            let kind = if matches!(op, Op::Relu(_)) {
-                Unary::Relu
-            } else {
-                Unary::Gelu
-            };
-            let dx = new(be, out.shape(), |dx| {
-                ops::unary_bwd(be, kind, n, buf::<E, T>(val(*x))?, gb, dx)
-            })?;
-            vec![(*x, dx)]
-        }
         Op::AttentionGpu {
             q,
             k,
@@ -593,6 +553,7 @@ pub(super) fn backward<E: GpuExec, T: Float>(
             let dt = scale(be, &dp, T::from_f64(-1.0))?.reshape(val(*target).shape())?;
             vec![(*pred, dp), (*target, dt)]
         }
+        Op::Unary(..) => unreachable!("handled in backward::backward_op"),
         Op::LayerNorm { .. }
         | Op::Attention { .. }
         | Op::Conv1d {

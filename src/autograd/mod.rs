@@ -2,7 +2,7 @@
 
 mod backward;
 pub(crate) mod gpu;
-mod node;
+pub(crate) mod node;
 mod ops;
 mod params;
 mod shards;

@@ -10,6 +10,7 @@ use crate::cpu::elementwise::PoolDims;
 use crate::cpu::losses::LossKind;
 use crate::cuda::exec::GpuBuffer;
 use crate::float::Float;
+use crate::ops::unary::Unary;
 use crate::tensor::Tensor;
 
 /// A value recorded on a tape: an index, cheap to copy.
@@ -60,8 +61,7 @@ pub(crate) enum Op<T: Float> {
     },
     /// Backward uses the node's own output.
     Softmax(Var),
-    Relu(Var),
-    Gelu(Var),
+    Unary(Var, Unary),
     Attention {
         q: Var,
         k: Var,
@@ -115,8 +115,7 @@ impl<T: Float> Op<T> {
             Op::Scale(a, _)
             | Op::Reshape(a)
             | Op::Softmax(a)
-            | Op::Relu(a)
-            | Op::Gelu(a)
+            | Op::Unary(a, _)
             | Op::Dropout { x: a, .. }
             | Op::MeanPool(a, _)
             | Op::Permute(a, _) => [Some(*a), None, None],

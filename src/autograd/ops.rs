@@ -7,11 +7,11 @@ use super::tape::{map, Tape};
 use super::{LossKind, Padding};
 use crate::cpu::{self, dropout::DropoutDims, elementwise::PoolDims};
 use crate::cpu::{AttentionDims, Conv1dDims, HeadLayout, LayerNormDims, LinearDims, MatmulDims};
-use crate::cuda::ops::Unary;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::on_gpu;
+use crate::ops::unary::{self, Unary};
 use crate::tensor::Tensor;
 
 /// How a convolution node runs: relu applied in place, channels-last layout.
@@ -49,8 +49,7 @@ fn gpu_relu_if<T: Float>(relu: bool, y: Tensor<T>) -> Result<Tensor<T>> {
     if !relu {
         return Ok(y);
     }
-    let dev = y.device();
-    on_gpu!(dev, be => gpu::unary(be, Unary::Relu, &y))
+    unary::forward(Unary::Relu, &y)
 }
 
 impl<'s, T: Float> Tape<'s, T> {
@@ -161,7 +160,7 @@ impl<'s, T: Float> Tape<'s, T> {
                 let bias = b.map(|b| self.data(b)).transpose()?;
                 cpu::matmul::linear_forward(&dims, self.data(x)?, self.data(w)?, bias, &mut y);
                 if relu {
-                    cpu::activation::relu_inplace(&mut y);
+                    unary::cpu::relu_inplace(&mut y);
                 }
                 Tensor::from_vec(y, &shape)?
             }
@@ -288,7 +287,7 @@ impl<'s, T: Float> Tape<'s, T> {
                     [dims.batch, dims.c_out, dims.out_len()]
                 };
                 if relu {
-                    cpu::activation::relu_inplace(&mut y);
+                    unary::cpu::relu_inplace(&mut y);
                 }
                 Tensor::from_vec(y, &shape)?
             }
@@ -388,29 +387,6 @@ impl<'s, T: Float> Tape<'s, T> {
         }
         let value = Tensor::from_vec(y, self.shape(x))?;
         Ok(self.push(value, Op::Softmax(x)))
-    }
-
-    pub fn relu(&mut self, x: Var) -> Result<Var> {
-        if let dev @ (Device::Cuda(_) | Device::CudaEmu) = self.value(x).device() {
-            let value = on_gpu!(dev, be => gpu::unary(be, Unary::Relu, self.value(x)))?;
-            return Ok(self.push(value, Op::Relu(x)));
-        }
-        let mut y = zeros(self.value(x).numel());
-        cpu::activation::relu_forward(self.data(x)?, &mut y);
-        let value = Tensor::from_vec(y, self.shape(x))?;
-        Ok(self.push(value, Op::Relu(x)))
-    }
-
-    /// GELU, tanh approximation.
-    pub fn gelu(&mut self, x: Var) -> Result<Var> {
-        if let dev @ (Device::Cuda(_) | Device::CudaEmu) = self.value(x).device() {
-            let value = on_gpu!(dev, be => gpu::unary(be, Unary::Gelu, self.value(x)))?;
-            return Ok(self.push(value, Op::Gelu(x)));
-        }
-        let mut y = zeros(self.value(x).numel());
-        cpu::activation::gelu_forward(self.data(x)?, &mut y);
-        let value = Tensor::from_vec(y, self.shape(x))?;
-        Ok(self.push(value, Op::Gelu(x)))
     }
 
     /// softmax(Q·Kᵀ/√D)·V per (batch, head): q [B, H, Tq, D], k [B, H, Tk, D],
@@ -729,7 +705,7 @@ pub(super) fn backward_kernel<T: Float>(
     let like = |v: Var, data: Vec<T>| Tensor::from_vec(data, val(v).shape());
     let mut g = g;
     if let Op::Linear { relu: true, .. } | Op::Conv1d { relu: true, .. } = op {
-        cpu::activation::relu_backward_inplace(out.as_slice()?, g.as_mut_slice()?);
+        unary::cpu::relu_backward_inplace(out.as_slice()?, g.as_mut_slice()?);
     }
     let gs = g.as_slice()?;
     Ok(match op {
@@ -825,16 +801,6 @@ pub(super) fn backward_kernel<T: Float>(
             }
             vec![(*x, like(*x, dx)?)]
         }
-        Op::Relu(x) => {
-            let mut dx = zeros(out.numel());
-            cpu::activation::relu_backward(data(*x)?, gs, &mut dx);
-            vec![(*x, like(*x, dx)?)]
-        }
-        Op::Gelu(x) => {
-            let mut dx = zeros(out.numel());
-            cpu::activation::gelu_backward(data(*x)?, gs, &mut dx);
-            vec![(*x, like(*x, dx)?)]
-        }
         Op::Attention {
             q,
             k,
@@ -895,7 +861,13 @@ pub(super) fn backward_kernel<T: Float>(
                 (*target, dt.reshape(val(*target).shape())?),
             ]
         }
-        Op::Leaf | Op::Param(_) | Op::Add(..) | Op::Mul(..) | Op::Scale(..) | Op::Reshape(_) => {
+        Op::Leaf
+        | Op::Param(_)
+        | Op::Add(..)
+        | Op::Mul(..)
+        | Op::Scale(..)
+        | Op::Reshape(_)
+        | Op::Unary(..) => {
             unreachable!("handled in backward::backward_op")
         }
         Op::LayerNormGpu { .. } | Op::AttentionGpu { .. } => {

@@ -13,7 +13,6 @@
 //! [`conv1d::CONV_CHUNK`] samples) in a fixed order, so results are bit-for-bit
 //! identical whatever the number of rayon threads.
 
-pub mod activation;
 pub mod attention;
 pub mod conv1d;
 pub mod conv1d_nwc;

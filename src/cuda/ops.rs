@@ -29,7 +29,12 @@ fn check_len<Buf: DeviceBuffer>(
     Ok(())
 }
 
-fn f32s<Buf: DeviceBuffer>(op: &'static str, what: &str, buf: &Buf, elems: usize) -> Result<Arg> {
+pub(crate) fn f32s<Buf: DeviceBuffer>(
+    op: &'static str,
+    what: &str,
+    buf: &Buf,
+    elems: usize,
+) -> Result<Arg> {
     check_len(op, what, buf, elems, 4)?;
     Ok(Arg::Ptr(buf.addr()))
 }
@@ -46,7 +51,7 @@ fn opt_f32s<Buf: DeviceBuffer>(
     }
 }
 
-fn grid_stride_cfg(n: usize) -> LaunchCfg {
+pub(crate) fn grid_stride_cfg(n: usize) -> LaunchCfg {
     let blocks = (n as u64).div_ceil(THREADS as u64).clamp(1, MAX_BLOCKS);
     LaunchCfg::linear(blocks as u32, THREADS)
 }
@@ -492,59 +497,6 @@ pub fn softmax_bwd<B: Backend>(
         Arg::I32(dim(OP, c)?),
     ];
     be.launch("softmax_bwd", row_cfg(rows, 8, 256), &args)
-}
-
-/// Pointwise ops of one input: `relu_fwd`, `gelu_fwd`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unary {
-    Relu,
-    Gelu,
-}
-
-pub fn unary_fwd<B: Backend>(
-    be: &B,
-    op: Unary,
-    n: usize,
-    x: &B::Buffer,
-    y: &B::Buffer,
-) -> Result<()> {
-    const OP: &str = "unary_fwd";
-    let kernel = match op {
-        Unary::Relu => "relu_fwd",
-        Unary::Gelu => "gelu_fwd",
-    };
-    be.launch(
-        kernel,
-        grid_stride_cfg(n),
-        &[
-            f32s(OP, "x", x, n)?,
-            f32s(OP, "y", y, n)?,
-            Arg::I64(n as i64),
-        ],
-    )
-}
-
-/// dx = dy * op'(x).
-pub fn unary_bwd<B: Backend>(
-    be: &B,
-    op: Unary,
-    n: usize,
-    x: &B::Buffer,
-    dy: &B::Buffer,
-    dx: &B::Buffer,
-) -> Result<()> {
-    const OP: &str = "unary_bwd";
-    let kernel = match op {
-        Unary::Relu => "relu_bwd",
-        Unary::Gelu => "gelu_bwd",
-    };
-    let args = [
-        f32s(OP, "x", x, n)?,
-        f32s(OP, "dy", dy, n)?,
-        f32s(OP, "dx", dx, n)?,
-        Arg::I64(n as i64),
-    ];
-    be.launch(kernel, grid_stride_cfg(n), &args)
 }
 
 /// Pointwise ops of two inputs.

@@ -9,9 +9,10 @@
 use convformer::autograd::{LossKind, Padding};
 use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims, MatmulDims};
 use convformer::cuda::ops::{
-    self, AttentionPath, Binary, Conv1d, ConvPadding, Epilogue, Gemm, Loss, Unary,
+    self, AttentionPath, Binary, Conv1d, ConvPadding, Epilogue, Gemm, Loss,
 };
 use convformer::cuda::Backend;
+use convformer::ops::unary::{self, Unary};
 
 use crate::support::{to64, TestRng};
 
@@ -94,7 +95,7 @@ pub fn linear_forward_and_backward_match_cpu<B: Backend>(be: &B) {
 
     // Fused GELU epilogue against the CPU GELU of the CPU linear output.
     let mut act = vec![f32::NAN; want.len()];
-    cpu::activation::gelu_forward(&want, &mut act);
+    unary::cpu::gelu_forward(&want, &mut act);
     ops::sgemm(
         be,
         &Gemm {
@@ -360,13 +361,13 @@ pub fn softmax_activations_bias_pool_match_cpu<B: Backend>(be: &B) {
     let cases: [(Unary, CpuFwd, CpuBwd); 2] = [
         (
             Unary::Relu,
-            cpu::activation::relu_forward,
-            cpu::activation::relu_backward,
+            unary::cpu::relu_forward,
+            unary::cpu::relu_backward,
         ),
         (
             Unary::Gelu,
-            cpu::activation::gelu_forward,
-            cpu::activation::gelu_backward,
+            unary::cpu::gelu_forward,
+            unary::cpu::gelu_backward,
         ),
     ];
     for (op, fwd, bwd) in cases {
@@ -374,8 +375,8 @@ pub fn softmax_activations_bias_pool_match_cpu<B: Backend>(be: &B) {
         fwd(&x, &mut y);
         bwd(&x, &g, &mut dx);
         let (yb, dxb) = (out(be, n), out(be, n));
-        ops::unary_fwd(be, op, n, &xb, &yb).unwrap();
-        ops::unary_bwd(be, op, n, &xb, &gb, &dxb).unwrap();
+        unary::cuda::unary_fwd(be, op, n, &xb, &yb).unwrap();
+        unary::cuda::unary_bwd(be, op, n, &xb, &gb, &dxb).unwrap();
         close(&format!("{op:?} y"), &down(be, &yb, n), &y);
         close(&format!("{op:?} dx"), &down(be, &dxb, n), &dx);
     }

@@ -49,7 +49,11 @@ pub fn mismatch(
         .enumerate()
         .find_map(|(i, (g, &w))| {
             let err = (g - w).abs();
-            (!(err <= bound(w))).then(|| {
+            let within = matches!(
+                err.partial_cmp(&bound(w)),
+                Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+            );
+            (!within).then(|| {
                 format!(
                     "{what}[{i}]: got {g}, want {w} (|diff| {err:.3e} > {:.3e})",
                     bound(w)
