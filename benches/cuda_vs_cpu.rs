@@ -12,6 +12,7 @@ use convformer::autograd::{LossKind, Padding};
 use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims};
 use convformer::cuda::ops::{self, AttentionPath, Conv1d, ConvPadding, Epilogue, Gemm, Loss};
 use convformer::cuda::{Backend, CudaBackend, DeviceBuffer};
+use convformer::ops::softmax;
 use convformer::ops::unary::{self, Unary};
 
 struct Timer {
@@ -491,9 +492,9 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
     let sbufs: Vec<_> = [&sx, &sy].iter().map(|x| b.gpu_buf(x)).collect();
     b.row(
         tag("softmax rows of t"),
-        Some(&mut || cpu::softmax::softmax_forward(seq, &sx, &mut sy)),
+        Some(&mut || softmax::cpu::softmax_forward(seq, &sx, &mut sy)),
         Some(&mut |be: &CudaBackend| {
-            ops::softmax_fwd(
+            softmax::cuda::softmax_fwd(
                 be,
                 sm_rows,
                 seq,

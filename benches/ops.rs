@@ -7,7 +7,7 @@ use convformer::autograd::{LossKind, Padding};
 use convformer::cpu::dropout::DropoutDims;
 use convformer::cpu::elementwise::PoolDims;
 use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims};
-use convformer::ops::unary;
+use convformer::ops::{softmax, unary};
 use convformer::{ParamStore, Tape, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::time::Duration;
@@ -149,8 +149,8 @@ fn pointwise(c: &mut Criterion) {
         let (x, g) = (data(n, 1), data(n, 2));
         let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
         Box::new(move || {
-            cpu::softmax::softmax_forward(seq, &x, &mut y);
-            cpu::softmax::softmax_backward(seq, &y, &g, &mut dx);
+            softmax::cpu::softmax_forward(seq, &x, &mut y);
+            softmax::cpu::softmax_backward(seq, &y, &g, &mut dx);
         })
     });
     bench(c, "gelu_243", |seq| {

@@ -13,6 +13,7 @@ use convformer::cuda::ops::{
     self, AttentionPath, Binary, Conv1d, ConvPadding, Epilogue, Gemm, Loss,
 };
 use convformer::cuda::{Backend, DeviceBuffer, EmuBackend};
+use convformer::ops::softmax;
 use convformer::ops::unary::{self, Unary};
 use proptest::prelude::*;
 use support::reference::*;
@@ -468,7 +469,7 @@ fn check_softmax(rows: usize, c: usize, seed: u64) {
     let x: Vec<f32> = rng.vec(rows * c).iter().map(|v| v * 4.0).collect();
     let dy = rng.vec(rows * c);
     let y = out(rows * c);
-    ops::softmax_fwd(&EmuBackend, rows, c, &up(&x), &y).unwrap();
+    softmax::cuda::softmax_fwd(&EmuBackend, rows, c, &up(&x), &y).unwrap();
     let (x64, dy64) = (to64(&x), to64(&dy));
     assert_close(
         "softmax y",
@@ -478,7 +479,7 @@ fn check_softmax(rows: usize, c: usize, seed: u64) {
         RTOL,
     );
     let dx = out(rows * c);
-    ops::softmax_bwd(&EmuBackend, rows, c, &y, &up(&dy), &dx).unwrap();
+    softmax::cuda::softmax_bwd(&EmuBackend, rows, c, &y, &up(&dy), &dx).unwrap();
     let want = numeric_grad(&x64, |xv| dot(&softmax(xv, c), &dy64));
     assert_close("softmax dx", &down(&dx, rows * c), &want, ATOL, RTOL);
 }

@@ -9,7 +9,7 @@
 use convformer::autograd::{LossKind, Padding};
 use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims, MatmulDims};
 use convformer::cpu::{dropout::DropoutDims, elementwise::PoolDims};
-use convformer::ops::unary;
+use convformer::ops::{softmax, unary};
 use convformer::rng;
 use convformer::Float;
 use proptest::prelude::*;
@@ -287,8 +287,8 @@ proptest! {
         let x = uniform(seed, rows * dim);
         let n = x.len();
         both_precisions("softmax", std::slice::from_ref(&x), &reference::softmax(&x, dim),
-            |v| { let mut y = poison(n); cpu::softmax::softmax_forward(dim, &v[0], &mut y); y },
-            |v| { let mut y = poison(n); cpu::softmax::softmax_forward(dim, &v[0], &mut y); y })?;
+            |v| { let mut y = poison(n); softmax::cpu::softmax_forward(dim, &v[0], &mut y); y },
+            |v| { let mut y = poison(n); softmax::cpu::softmax_forward(dim, &v[0], &mut y); y })?;
         let relu: Vec<f64> = x.iter().map(|&v| v.max(0.0)).collect();
         both_precisions("relu", std::slice::from_ref(&x), &relu,
             |v| { let mut y = poison(n); unary::cpu::relu_forward(&v[0], &mut y); y },
@@ -299,10 +299,10 @@ proptest! {
             |v| { let mut y = poison(n); unary::cpu::gelu_forward(&v[0], &mut y); y })?;
         let g = uniform(seed ^ 1, n);
         let mut y = vec![0.0; n];
-        cpu::softmax::softmax_forward(dim, &x, &mut y);
+        softmax::cpu::softmax_forward(dim, &x, &mut y);
         overwrites("softmax/relu/gelu backward", |init| {
             let (mut a, mut b, mut c) = (vec![init; n], vec![init; n], vec![init; n]);
-            cpu::softmax::softmax_backward(dim, &y, &g, &mut a);
+            softmax::cpu::softmax_backward(dim, &y, &g, &mut a);
             unary::cpu::relu_backward(&x, &g, &mut b);
             unary::cpu::gelu_backward(&x, &g, &mut c);
             vec![a, b, c]

@@ -13,7 +13,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::on_gpu;
-use crate::ops::unary;
+use crate::ops::{softmax, unary};
 use crate::tensor::Tensor;
 
 /// Result of `backward`: parameter gradients plus those of the tape's leaves.
@@ -118,8 +118,10 @@ fn backward_op<T: Float>(
 ) -> Result<Vec<(Var, Tensor<T>)>> {
     let val = |v: Var| &nodes[v.0].value;
     // The op families of `crate::ops` run their backward on either device.
-    if let Op::Unary(x, kind) = op {
-        return Ok(vec![(*x, unary::backward(*kind, val(*x), &g)?)]);
+    match op {
+        Op::Unary(x, kind) => return Ok(vec![(*x, unary::backward(*kind, val(*x), &g)?)]),
+        Op::Softmax(x) => return Ok(vec![(*x, softmax::backward(out, &g)?)]),
+        _ => {}
     }
     if let dev @ (Device::Cuda(_) | Device::CudaEmu) = g.device() {
         return on_gpu!(dev, be => gpu::backward(be, nodes, op, out, g));

@@ -247,13 +247,6 @@ pub(super) fn layer_norm<E: GpuExec, T: Float>(
     ))
 }
 
-pub(super) fn softmax<E: GpuExec, T: Float>(be: &E, x: &Tensor<T>) -> Result<Tensor<T>> {
-    let c = *x.shape().last().expect("rank >= 1");
-    new(be, x.shape(), |y| {
-        ops::softmax_fwd(be, x.numel() / c.max(1), c, buf::<E, T>(x)?, y)
-    })
-}
-
 /// The key mask as one byte per entry on the executor of `device`.
 pub(super) fn upload_mask(device: Device, mask: &[bool]) -> Result<GpuBuffer> {
     on_gpu!(device, be => Ok(wrap_for(be, be.upload_mask(mask)?)))
@@ -480,13 +473,6 @@ pub(super) fn backward<E: GpuExec, T: Float>(
                 (*b, Tensor::from_gpu(E::wrap(db), &[dims.dim])?),
             ]
         }
-        Op::Softmax(x) => {
-            let c = *out.shape().last().expect("rank >= 1");
-            let dx = new(be, out.shape(), |dx| {
-                ops::softmax_bwd(be, n / c.max(1), c, buf::<E, T>(out)?, gb, dx)
-            })?;
-            vec![(*x, dx)]
-        }
         Op::AttentionGpu {
             q,
             k,
@@ -553,7 +539,7 @@ pub(super) fn backward<E: GpuExec, T: Float>(
             let dt = scale(be, &dp, T::from_f64(-1.0))?.reshape(val(*target).shape())?;
             vec![(*pred, dp), (*target, dt)]
         }
-        Op::Unary(..) => unreachable!("handled in backward::backward_op"),
+        Op::Unary(..) | Op::Softmax(_) => unreachable!("handled in backward::backward_op"),
         Op::LayerNorm { .. }
         | Op::Attention { .. }
         | Op::Conv1d {

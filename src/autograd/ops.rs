@@ -374,21 +374,6 @@ impl<'s, T: Float> Tape<'s, T> {
         ))
     }
 
-    /// Softmax over the last dimension.
-    pub fn softmax(&mut self, x: Var) -> Result<Var> {
-        if let dev @ (Device::Cuda(_) | Device::CudaEmu) = self.value(x).device() {
-            let value = on_gpu!(dev, be => gpu::softmax(be, self.value(x)))?;
-            return Ok(self.push(value, Op::Softmax(x)));
-        }
-        let dim = *self.shape(x).last().expect("rank >= 1");
-        let mut y = zeros(self.value(x).numel());
-        if dim > 0 {
-            cpu::softmax::softmax_forward(dim, self.data(x)?, &mut y);
-        }
-        let value = Tensor::from_vec(y, self.shape(x))?;
-        Ok(self.push(value, Op::Softmax(x)))
-    }
-
     /// softmax(Q·Kᵀ/√D)·V per (batch, head): q [B, H, Tq, D], k [B, H, Tk, D],
     /// v [B, H, Tk, Dv] -> [B, H, Tq, Dv]; key_mask has B·Tk entries, true = attend.
     pub fn attention(&mut self, q: Var, k: Var, v: Var, key_mask: Option<&[bool]>) -> Result<Var> {
@@ -793,14 +778,6 @@ pub(super) fn backward_kernel<T: Float>(
                 (*b, like(*b, db)?),
             ]
         }
-        Op::Softmax(x) => {
-            let dim = *out.shape().last().expect("rank >= 1");
-            let mut dx = zeros(out.numel());
-            if dim > 0 {
-                cpu::softmax::softmax_backward(dim, out.as_slice()?, gs, &mut dx);
-            }
-            vec![(*x, like(*x, dx)?)]
-        }
         Op::Attention {
             q,
             k,
@@ -867,7 +844,8 @@ pub(super) fn backward_kernel<T: Float>(
         | Op::Mul(..)
         | Op::Scale(..)
         | Op::Reshape(_)
-        | Op::Unary(..) => {
+        | Op::Unary(..)
+        | Op::Softmax(_) => {
             unreachable!("handled in backward::backward_op")
         }
         Op::LayerNormGpu { .. } | Op::AttentionGpu { .. } => {

@@ -12,8 +12,8 @@
 //! a query whose keys are all masked gets an all-zero row (output 0, no NaN).
 
 use super::gemm::{gemm_views, MatView};
-use super::softmax::{softmax_backward_rows, softmax_rows};
 use crate::float::Float;
+use crate::ops::softmax::cpu::{softmax_backward_rows, softmax_rows};
 use rayon::prelude::*;
 
 /// q [batch, heads, tq, d], k [batch, heads, tk, d], v [batch, heads, tk, dv],

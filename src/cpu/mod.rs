@@ -20,12 +20,11 @@ pub mod dropout;
 pub mod elementwise;
 pub mod fastmath;
 pub mod gemm;
-mod lanes;
+pub(crate) mod lanes;
 pub mod layernorm;
 pub mod losses;
 pub mod matmul;
 pub mod sgemm;
-pub mod softmax;
 
 pub use attention::{AttentionDims, HeadLayout};
 pub use conv1d::Conv1dDims;

@@ -56,7 +56,7 @@ pub(crate) fn grid_stride_cfg(n: usize) -> LaunchCfg {
     LaunchCfg::linear(blocks as u32, THREADS)
 }
 
-fn dim(op: &'static str, v: usize) -> Result<i32> {
+pub(crate) fn dim(op: &'static str, v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| Error::Invalid(format!("{op}: dimension {v} exceeds i32")))
 }
 
@@ -365,7 +365,7 @@ pub fn conv1d_bwd<B: Backend>(
     Ok(())
 }
 
-fn row_cfg(rows: usize, rows_per_block: usize, threads: u32) -> LaunchCfg {
+pub(crate) fn row_cfg(rows: usize, rows_per_block: usize, threads: u32) -> LaunchCfg {
     LaunchCfg::linear(rows.div_ceil(rows_per_block).max(1) as u32, threads)
 }
 
@@ -459,44 +459,6 @@ pub fn layernorm_bwd<B: Backend>(
     be.launch("layernorm_bwd_params", column_cfg(c, chunks)?, &args)?;
     column_sum(be, chunks, c, &part_w, dw)?;
     column_sum(be, chunks, c, &part_b, db)
-}
-
-/// Softmax over the last dim of [rows, c].
-pub fn softmax_fwd<B: Backend>(
-    be: &B,
-    rows: usize,
-    c: usize,
-    x: &B::Buffer,
-    y: &B::Buffer,
-) -> Result<()> {
-    const OP: &str = "softmax_fwd";
-    let args = [
-        f32s(OP, "x", x, rows * c)?,
-        f32s(OP, "y", y, rows * c)?,
-        Arg::I32(dim(OP, rows)?),
-        Arg::I32(dim(OP, c)?),
-    ];
-    be.launch("softmax_fwd", row_cfg(rows, 8, 256), &args)
-}
-
-pub fn softmax_bwd<B: Backend>(
-    be: &B,
-    rows: usize,
-    c: usize,
-    y: &B::Buffer,
-    dy: &B::Buffer,
-    dx: &B::Buffer,
-) -> Result<()> {
-    const OP: &str = "softmax_bwd";
-    let n = rows * c;
-    let args = [
-        f32s(OP, "y", y, n)?,
-        f32s(OP, "dy", dy, n)?,
-        f32s(OP, "dx", dx, n)?,
-        Arg::I32(dim(OP, rows)?),
-        Arg::I32(dim(OP, c)?),
-    ];
-    be.launch("softmax_bwd", row_cfg(rows, 8, 256), &args)
 }
 
 /// Pointwise ops of two inputs.

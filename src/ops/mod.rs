@@ -4,4 +4,5 @@
 //! `kernels/<family>.cu`. (Op families not moved here yet live in `cpu/`,
 //! `cuda/ops.rs` and `autograd/ops.rs`.)
 
+pub mod softmax;
 pub mod unary;

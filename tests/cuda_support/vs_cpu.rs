@@ -12,6 +12,7 @@ use convformer::cuda::ops::{
     self, AttentionPath, Binary, Conv1d, ConvPadding, Epilogue, Gemm, Loss,
 };
 use convformer::cuda::Backend;
+use convformer::ops::softmax;
 use convformer::ops::unary::{self, Unary};
 
 use crate::support::{to64, TestRng};
@@ -347,12 +348,12 @@ pub fn softmax_activations_bias_pool_match_cpu<B: Backend>(be: &B) {
     let n = rows * c;
 
     let mut y = vec![f32::NAN; n];
-    cpu::softmax::softmax_forward(c, &x, &mut y);
+    softmax::cpu::softmax_forward(c, &x, &mut y);
     let mut dx = vec![f32::NAN; n];
-    cpu::softmax::softmax_backward(c, &y, &g, &mut dx);
+    softmax::cpu::softmax_backward(c, &y, &g, &mut dx);
     let (yb, dxb) = (out(be, n), out(be, n));
-    ops::softmax_fwd(be, rows, c, &xb, &yb).unwrap();
-    ops::softmax_bwd(be, rows, c, &yb, &gb, &dxb).unwrap();
+    softmax::cuda::softmax_fwd(be, rows, c, &xb, &yb).unwrap();
+    softmax::cuda::softmax_bwd(be, rows, c, &yb, &gb, &dxb).unwrap();
     close("softmax y", &down(be, &yb, n), &y);
     close("softmax dx", &down(be, &dxb, n), &dx);
 
