@@ -12,6 +12,7 @@ use convformer::autograd::{LossKind, Padding};
 use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims};
 use convformer::cuda::ops::{self, AttentionPath, Conv1d, ConvPadding, Epilogue, Gemm, Loss};
 use convformer::cuda::{Backend, CudaBackend, DeviceBuffer};
+use convformer::ops::pool;
 use convformer::ops::softmax;
 use convformer::ops::unary::{self, Unary};
 
@@ -504,7 +505,7 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
             .unwrap()
         }),
     );
-    let pd = cpu::elementwise::PoolDims {
+    let pd = pool::PoolDims {
         outer: batch,
         n: seq,
         inner: width,
@@ -513,13 +514,11 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
     let mbufs: Vec<_> = [&lx, &pooled].iter().map(|x| b.gpu_buf(x)).collect();
     b.row(
         tag("mean pool over t"),
-        Some(&mut || cpu::elementwise::mean_pool_forward(&pd, &lx, &mut pooled)),
+        Some(&mut || pool::cpu::mean_pool_forward(&pd, &lx, &mut pooled)),
         Some(&mut |be: &CudaBackend| {
-            ops::mean_pool_fwd(
+            pool::cuda::mean_pool_fwd(
                 be,
-                batch,
-                seq,
-                width,
+                &pd,
                 mbufs[0].as_ref().unwrap(),
                 mbufs[1].as_ref().unwrap(),
             )

@@ -5,8 +5,8 @@
 
 use convformer::autograd::{LossKind, Padding};
 use convformer::cpu::dropout::DropoutDims;
-use convformer::cpu::elementwise::PoolDims;
 use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims};
+use convformer::ops::pool::{self, PoolDims};
 use convformer::ops::{softmax, unary};
 use convformer::{ParamStore, Tape, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -204,8 +204,8 @@ fn pointwise(c: &mut Criterion) {
         let (x, g) = (data(BATCH * seq * WIDTH, 1), data(BATCH * WIDTH, 2));
         let (mut y, mut dx) = (vec![0.0; BATCH * WIDTH], vec![0.0; x.len()]);
         Box::new(move || {
-            cpu::elementwise::mean_pool_forward(&d, &x, &mut y);
-            cpu::elementwise::mean_pool_backward(&d, &g, &mut dx);
+            pool::cpu::mean_pool_forward(&d, &x, &mut y);
+            pool::cpu::mean_pool_backward(&d, &g, &mut dx);
         })
     });
     bench(c, "permute_heads", |seq| {

@@ -13,6 +13,7 @@ use convformer::cuda::ops::{
     self, AttentionPath, Binary, Conv1d, ConvPadding, Epilogue, Gemm, Loss,
 };
 use convformer::cuda::{Backend, DeviceBuffer, EmuBackend};
+use convformer::ops::pool::{self, PoolDims};
 use convformer::ops::softmax;
 use convformer::ops::unary::{self, Unary};
 use proptest::prelude::*;
@@ -731,8 +732,9 @@ proptest! {
         let mut rng = TestRng::new(seed);
         let (x, dy) = (rng.vec(outer * a * inner), rng.vec(outer * inner));
         let (y, dx) = (out(outer * inner), out(x.len()));
-        ops::mean_pool_fwd(&EmuBackend, outer, a, inner, &up(&x), &y).unwrap();
-        ops::mean_pool_bwd(&EmuBackend, outer, a, inner, &up(&dy), &dx).unwrap();
+        let d = PoolDims { outer, n: a, inner };
+        pool::cuda::mean_pool_fwd(&EmuBackend, &d, &up(&x), &y).unwrap();
+        pool::cuda::mean_pool_bwd(&EmuBackend, &d, &up(&dy), &dx).unwrap();
         let pool = |xv: &[f64]| -> Vec<f64> {
             (0..outer * inner).map(|e| (0..a).map(|j| xv[(e / inner * a + j) * inner + e % inner]).sum::<f64>() / a as f64).collect()
         };

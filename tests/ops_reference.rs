@@ -7,8 +7,9 @@
 //! overwrite, never accumulate); their values are proven by the gradient checks.
 
 use convformer::autograd::{LossKind, Padding};
+use convformer::cpu::dropout::DropoutDims;
 use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims, MatmulDims};
-use convformer::cpu::{dropout::DropoutDims, elementwise::PoolDims};
+use convformer::ops::pool::{self, PoolDims};
 use convformer::ops::{softmax, unary};
 use convformer::rng;
 use convformer::Float;
@@ -375,8 +376,8 @@ proptest! {
             }
         }
         both_precisions("mean_pool", std::slice::from_ref(&x), &want,
-            |v| { let mut y = poison(want.len()); cpu::elementwise::mean_pool_forward(&pd, &v[0], &mut y); y },
-            |v| { let mut y = poison(want.len()); cpu::elementwise::mean_pool_forward(&pd, &v[0], &mut y); y })?;
+            |v| { let mut y = poison(want.len()); pool::cpu::mean_pool_forward(&pd, &v[0], &mut y); y },
+            |v| { let mut y = poison(want.len()); pool::cpu::mean_pool_forward(&pd, &v[0], &mut y); y })?;
         // A rotation of the axes exercises every rank.
         let perm: Vec<usize> = (0..shape.len()).map(|i| (i + 1) % shape.len()).collect();
         let want = reference::permute(&shape, &perm, &x);
@@ -426,6 +427,6 @@ fn empty_inputs_still_write_every_output() {
         inner: 4,
     };
     let mut y = poison::<f64>(12);
-    cpu::elementwise::mean_pool_forward(&pool, &empty, &mut y);
+    pool::cpu::mean_pool_forward(&pool, &empty, &mut y);
     assert_eq!(y, vec![0.0; 12]);
 }

@@ -13,7 +13,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::on_gpu;
-use crate::ops::{softmax, unary};
+use crate::ops::{pool, softmax, unary};
 use crate::tensor::Tensor;
 
 /// Result of `backward`: parameter gradients plus those of the tape's leaves.
@@ -121,6 +121,7 @@ fn backward_op<T: Float>(
     match op {
         Op::Unary(x, kind) => return Ok(vec![(*x, unary::backward(*kind, val(*x), &g)?)]),
         Op::Softmax(x) => return Ok(vec![(*x, softmax::backward(out, &g)?)]),
+        Op::MeanPool(x, dims) => return Ok(vec![(*x, pool::backward(dims, val(*x), &g)?)]),
         _ => {}
     }
     if let dev @ (Device::Cuda(_) | Device::CudaEmu) = g.device() {

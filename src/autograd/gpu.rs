@@ -7,7 +7,7 @@ use super::node::{Node, Op, Var};
 use super::LossKind;
 use crate::autograd::Padding;
 use crate::cpu::dropout::DropoutDims;
-use crate::cpu::elementwise::{inverse_permutation, permuted_shape, PoolDims};
+use crate::cpu::elementwise::{inverse_permutation, permuted_shape};
 use crate::cpu::{AttentionDims, Conv1dDims, LayerNormDims, LinearDims, MatmulDims};
 use crate::cuda::exec::{wrap_for, GpuExec};
 use crate::cuda::launch::Backend;
@@ -315,17 +315,6 @@ fn column_sum<E: GpuExec, T: Float>(be: &E, g: &Tensor<T>, c: usize) -> Result<T
     })
 }
 
-pub(super) fn mean_pool<E: GpuExec, T: Float>(
-    be: &E,
-    d: &PoolDims,
-    x: &Tensor<T>,
-    shape: &[usize],
-) -> Result<Tensor<T>> {
-    new(be, shape, |y| {
-        ops::mean_pool_fwd(be, d.outer, d.n, d.inner, buf::<E, T>(x)?, y)
-    })
-}
-
 pub(super) fn permute<E: GpuExec, T: Float>(
     be: &E,
     x: &Tensor<T>,
@@ -514,12 +503,6 @@ pub(super) fn backward<E: GpuExec, T: Float>(
             let c = val(*b).numel();
             vec![(*b, column_sum(be, &g, c)?), (*x, g)]
         }
-        Op::MeanPool(x, d) => {
-            let dx = new(be, val(*x).shape(), |dx| {
-                ops::mean_pool_bwd(be, d.outer, d.n, d.inner, gb, dx)
-            })?;
-            vec![(*x, dx)]
-        }
         Op::Permute(x, perm) => {
             vec![(*x, permute(be, &g, &inverse_permutation(perm))?)]
         }
@@ -539,7 +522,9 @@ pub(super) fn backward<E: GpuExec, T: Float>(
             let dt = scale(be, &dp, T::from_f64(-1.0))?.reshape(val(*target).shape())?;
             vec![(*pred, dp), (*target, dt)]
         }
-        Op::Unary(..) | Op::Softmax(_) => unreachable!("handled in backward::backward_op"),
+        Op::Unary(..) | Op::Softmax(_) | Op::MeanPool(..) => {
+            unreachable!("handled in backward::backward_op")
+        }
         Op::LayerNorm { .. }
         | Op::Attention { .. }
         | Op::Conv1d {

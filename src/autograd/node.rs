@@ -6,10 +6,10 @@
 use super::params::ParamId;
 use crate::cpu;
 use crate::cpu::dropout::DropoutDims;
-use crate::cpu::elementwise::PoolDims;
 use crate::cpu::losses::LossKind;
 use crate::cuda::exec::GpuBuffer;
 use crate::float::Float;
+use crate::ops::pool::PoolDims;
 use crate::ops::unary::Unary;
 use crate::tensor::Tensor;
 

@@ -5,7 +5,7 @@ use super::gpu;
 use super::node::{Node, Op, Var};
 use super::tape::{map, Tape};
 use super::{LossKind, Padding};
-use crate::cpu::{self, dropout::DropoutDims, elementwise::PoolDims};
+use crate::cpu::{self, dropout::DropoutDims};
 use crate::cpu::{AttentionDims, Conv1dDims, HeadLayout, LayerNormDims, LinearDims, MatmulDims};
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -593,38 +593,6 @@ impl<'s, T: Float> Tape<'s, T> {
         Ok(self.push(value, Op::AddBias(x, b)))
     }
 
-    /// Mean over `axis`, which is removed (a 1-D input gives shape [1]).
-    pub fn mean_pool(&mut self, x: Var, axis: usize) -> Result<Var> {
-        let sx = self.shape(x).to_vec();
-        if axis >= sx.len() || sx[axis] == 0 {
-            return Err(Error::shape(
-                "mean_pool",
-                &sx,
-                &[axis],
-                "axis out of range or empty",
-            ));
-        }
-        let dims = PoolDims::around(&sx, axis);
-        let mut shape: Vec<usize> = sx
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| i != axis)
-            .map(|(_, &d)| d)
-            .collect();
-        if shape.is_empty() {
-            shape.push(1);
-        }
-        let value = match self.value(x).device() {
-            Device::Cpu => {
-                let mut y = zeros(dims.outer * dims.inner);
-                cpu::elementwise::mean_pool_forward(&dims, self.data(x)?, &mut y);
-                Tensor::from_vec(y, &shape)?
-            }
-            dev => on_gpu!(dev, be => gpu::mean_pool(be, &dims, self.value(x), &shape))?,
-        };
-        Ok(self.push(value, Op::MeanPool(x, dims)))
-    }
-
     /// Reorders axes: output axis i is input axis perm[i].
     pub fn permute(&mut self, x: Var, perm: &[usize]) -> Result<Var> {
         let sx = self.shape(x).to_vec();
@@ -818,11 +786,6 @@ pub(super) fn backward_kernel<T: Float>(
             cpu::elementwise::add_bias_backward(gs, c, &mut db);
             vec![(*b, like(*b, db)?), (*x, g)]
         }
-        Op::MeanPool(x, dims) => {
-            let mut dx = zeros(val(*x).numel());
-            cpu::elementwise::mean_pool_backward(dims, gs, &mut dx);
-            vec![(*x, like(*x, dx)?)]
-        }
         Op::Permute(x, perm) => {
             let inverse = cpu::elementwise::inverse_permutation(perm);
             let mut dx = zeros(out.numel());
@@ -845,7 +808,8 @@ pub(super) fn backward_kernel<T: Float>(
         | Op::Scale(..)
         | Op::Reshape(_)
         | Op::Unary(..)
-        | Op::Softmax(_) => {
+        | Op::Softmax(_)
+        | Op::MeanPool(..) => {
             unreachable!("handled in backward::backward_op")
         }
         Op::LayerNormGpu { .. } | Op::AttentionGpu { .. } => {

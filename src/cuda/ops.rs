@@ -844,45 +844,6 @@ pub fn dropout<B: Backend>(
     be.launch("dropout_apply", grid_stride_cfg(n.div_ceil(4)), &args)
 }
 
-/// Mean over axis `a` of x viewed as [outer, a, inner] -> y [outer, inner].
-pub fn mean_pool_fwd<B: Backend>(
-    be: &B,
-    outer: usize,
-    a: usize,
-    inner: usize,
-    x: &B::Buffer,
-    y: &B::Buffer,
-) -> Result<()> {
-    const OP: &str = "mean_pool_fwd";
-    let args = [
-        f32s(OP, "x", x, outer * a * inner)?,
-        f32s(OP, "y", y, outer * inner)?,
-        Arg::I64(outer as i64),
-        Arg::I32(dim(OP, a)?),
-        Arg::I64(inner as i64),
-    ];
-    be.launch("mean_pool_fwd", grid_stride_cfg(outer * inner), &args)
-}
-
-pub fn mean_pool_bwd<B: Backend>(
-    be: &B,
-    outer: usize,
-    a: usize,
-    inner: usize,
-    dy: &B::Buffer,
-    dx: &B::Buffer,
-) -> Result<()> {
-    const OP: &str = "mean_pool_bwd";
-    let args = [
-        f32s(OP, "dy", dy, outer * inner)?,
-        f32s(OP, "dx", dx, outer * a * inner)?,
-        Arg::I64(outer as i64),
-        Arg::I32(dim(OP, a)?),
-        Arg::I64(inner as i64),
-    ];
-    be.launch("mean_pool_bwd", grid_stride_cfg(outer * a * inner), &args)
-}
-
 /// The losses, as numbered in kernels/loss.cu; the parameter is delta or q.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Loss {

@@ -4,5 +4,6 @@
 //! `kernels/<family>.cu`. (Op families not moved here yet live in `cpu/`,
 //! `cuda/ops.rs` and `autograd/ops.rs`.)
 
+pub mod pool;
 pub mod softmax;
 pub mod unary;

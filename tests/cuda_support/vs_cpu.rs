@@ -12,6 +12,7 @@ use convformer::cuda::ops::{
     self, AttentionPath, Binary, Conv1d, ConvPadding, Epilogue, Gemm, Loss,
 };
 use convformer::cuda::Backend;
+use convformer::ops::pool;
 use convformer::ops::softmax;
 use convformer::ops::unary::{self, Unary};
 
@@ -399,14 +400,14 @@ pub fn softmax_activations_bias_pool_match_cpu<B: Backend>(be: &B) {
     close("residual add", &down(be, &ab, n), &sum);
 
     // Mean over the sequence axis of [batch 3, seq 16, width 48].
-    let pd = cpu::elementwise::PoolDims::around(&[3, 16, 48], 1);
+    let pd = pool::PoolDims::around(&[3, 16, 48], 1);
     let (px, pg) = (rng.vec(3 * 16 * 48), rng.vec(3 * 48));
     let (mut py, mut pdx) = (vec![f32::NAN; 3 * 48], vec![f32::NAN; px.len()]);
-    cpu::elementwise::mean_pool_forward(&pd, &px, &mut py);
-    cpu::elementwise::mean_pool_backward(&pd, &pg, &mut pdx);
+    pool::cpu::mean_pool_forward(&pd, &px, &mut py);
+    pool::cpu::mean_pool_backward(&pd, &pg, &mut pdx);
     let (pyb, pdxb) = (out(be, py.len()), out(be, px.len()));
-    ops::mean_pool_fwd(be, pd.outer, pd.n, pd.inner, &up(be, &px), &pyb).unwrap();
-    ops::mean_pool_bwd(be, pd.outer, pd.n, pd.inner, &up(be, &pg), &pdxb).unwrap();
+    pool::cuda::mean_pool_fwd(be, &pd, &up(be, &px), &pyb).unwrap();
+    pool::cuda::mean_pool_bwd(be, &pd, &up(be, &pg), &pdxb).unwrap();
     close("mean_pool y", &down(be, &pyb, py.len()), &py);
     close("mean_pool dx", &down(be, &pdxb, px.len()), &pdx);
 }
