@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use convformer::autograd::{LossKind, Padding};
 use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims};
-use convformer::cuda::ops::{
-    self, AttentionPath, Conv1d, ConvPadding, Epilogue, Gemm, Loss, Unary,
-};
+use convformer::cuda::ops::{self, AttentionPath, Conv1d, ConvPadding, Epilogue, Gemm, Loss};
 use convformer::cuda::{Backend, CudaBackend, DeviceBuffer};
+use convformer::ops::pool;
+use convformer::ops::softmax;
+use convformer::ops::unary::{self, Unary};
 
 struct Timer {
     budget: Duration,
@@ -174,7 +175,7 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
         tag("linear+gelu fwd 48->243"),
         Some(&mut || {
             cpu::matmul::linear_forward(&ld, &x, &w, Some(&bias), &mut y);
-            cpu::activation::gelu_forward(&y, &mut act);
+            unary::cpu::gelu_forward(&y, &mut act);
         }),
         Some(&mut |be: &CudaBackend| {
             ops::sgemm(
@@ -469,8 +470,10 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
     let p = |i: usize| pbufs[i].as_ref().unwrap();
     b.row(
         tag("gelu bwd 243"),
-        Some(&mut || cpu::activation::gelu_backward(&px, &pdy, &mut pdx)),
-        Some(&mut |be: &CudaBackend| ops::unary_bwd(be, Unary::Gelu, n, p(0), p(1), p(3)).unwrap()),
+        Some(&mut || unary::cpu::gelu_backward(&px, &pdy, &mut pdx)),
+        Some(&mut |be: &CudaBackend| {
+            unary::cuda::unary_bwd(be, Unary::Gelu, n, p(0), p(1), p(3)).unwrap()
+        }),
     );
     let dd = cpu::dropout::DropoutDims {
         p: 0.1,
@@ -490,9 +493,9 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
     let sbufs: Vec<_> = [&sx, &sy].iter().map(|x| b.gpu_buf(x)).collect();
     b.row(
         tag("softmax rows of t"),
-        Some(&mut || cpu::softmax::softmax_forward(seq, &sx, &mut sy)),
+        Some(&mut || softmax::cpu::softmax_forward(seq, &sx, &mut sy)),
         Some(&mut |be: &CudaBackend| {
-            ops::softmax_fwd(
+            softmax::cuda::softmax_fwd(
                 be,
                 sm_rows,
                 seq,
@@ -502,7 +505,7 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
             .unwrap()
         }),
     );
-    let pd = cpu::elementwise::PoolDims {
+    let pd = pool::PoolDims {
         outer: batch,
         n: seq,
         inner: width,
@@ -511,13 +514,11 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
     let mbufs: Vec<_> = [&lx, &pooled].iter().map(|x| b.gpu_buf(x)).collect();
     b.row(
         tag("mean pool over t"),
-        Some(&mut || cpu::elementwise::mean_pool_forward(&pd, &lx, &mut pooled)),
+        Some(&mut || pool::cpu::mean_pool_forward(&pd, &lx, &mut pooled)),
         Some(&mut |be: &CudaBackend| {
-            ops::mean_pool_fwd(
+            pool::cuda::mean_pool_fwd(
                 be,
-                batch,
-                seq,
-                width,
+                &pd,
                 mbufs[0].as_ref().unwrap(),
                 mbufs[1].as_ref().unwrap(),
             )

@@ -5,8 +5,9 @@
 
 use convformer::autograd::{LossKind, Padding};
 use convformer::cpu::dropout::DropoutDims;
-use convformer::cpu::elementwise::PoolDims;
 use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims};
+use convformer::ops::pool::{self, PoolDims};
+use convformer::ops::{softmax, unary};
 use convformer::{ParamStore, Tape, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::time::Duration;
@@ -148,8 +149,8 @@ fn pointwise(c: &mut Criterion) {
         let (x, g) = (data(n, 1), data(n, 2));
         let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
         Box::new(move || {
-            cpu::softmax::softmax_forward(seq, &x, &mut y);
-            cpu::softmax::softmax_backward(seq, &y, &g, &mut dx);
+            softmax::cpu::softmax_forward(seq, &x, &mut y);
+            softmax::cpu::softmax_backward(seq, &y, &g, &mut dx);
         })
     });
     bench(c, "gelu_243", |seq| {
@@ -157,8 +158,8 @@ fn pointwise(c: &mut Criterion) {
         let (x, g) = (data(n, 1), data(n, 2));
         let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
         Box::new(move || {
-            cpu::activation::gelu_forward(&x, &mut y);
-            cpu::activation::gelu_backward(&x, &g, &mut dx);
+            unary::cpu::gelu_forward(&x, &mut y);
+            unary::cpu::gelu_backward(&x, &g, &mut dx);
         })
     });
     bench(c, "relu_243", |seq| {
@@ -166,8 +167,8 @@ fn pointwise(c: &mut Criterion) {
         let (x, g) = (data(n, 1), data(n, 2));
         let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
         Box::new(move || {
-            cpu::activation::relu_forward(&x, &mut y);
-            cpu::activation::relu_backward(&x, &g, &mut dx);
+            unary::cpu::relu_forward(&x, &mut y);
+            unary::cpu::relu_backward(&x, &g, &mut dx);
         })
     });
     bench(c, "dropout_243", |seq| {
@@ -203,8 +204,8 @@ fn pointwise(c: &mut Criterion) {
         let (x, g) = (data(BATCH * seq * WIDTH, 1), data(BATCH * WIDTH, 2));
         let (mut y, mut dx) = (vec![0.0; BATCH * WIDTH], vec![0.0; x.len()]);
         Box::new(move || {
-            cpu::elementwise::mean_pool_forward(&d, &x, &mut y);
-            cpu::elementwise::mean_pool_backward(&d, &g, &mut dx);
+            pool::cpu::mean_pool_forward(&d, &x, &mut y);
+            pool::cpu::mean_pool_backward(&d, &g, &mut dx);
         })
     });
     bench(c, "permute_heads", |seq| {

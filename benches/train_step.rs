@@ -13,7 +13,7 @@ use convformer::autograd::{shard_rows, sharded_backward, LossKind, ParamStore};
 use convformer::data::SERIES_CHANNELS;
 use convformer::nn::{ConvFormerNet, ModelConfig, SeedRng};
 use convformer::optim::{AdamConfig, AdamW};
-use convformer::{Float, Tensor};
+use convformer::Tensor;
 
 const THREADS: usize = 2;
 const ROUNDS: usize = 3;
@@ -145,7 +145,7 @@ fn gemm_peak() -> f64 {
         let started = Instant::now();
         // SAFETY: three n×n row-major buffers, C distinct from A and B.
         unsafe {
-            f32::gemm(
+            convformer::cpu::sgemm::sgemm(
                 n,
                 n,
                 n,

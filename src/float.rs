@@ -1,12 +1,20 @@
 //! The element types the CPU kernels are generic over: f32 for training, f64 for
-//! gradient checks.
+//! gradient checks. Sealed: the kernels pick their GEMM (`cpu::gemm`) and fast
+//! paths by which of the two `T` is.
 
 use std::fmt::Debug;
 use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssign};
 
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
 pub trait Float:
-    Copy
+    sealed::Sealed
+    + Copy
     + Send
     + Sync
     + Debug
@@ -40,34 +48,10 @@ pub trait Float:
     fn max(self, o: Self) -> Self;
     fn min(self, o: Self) -> Self;
     fn is_finite(self) -> bool;
-
-    /// C ← alpha·A·B + beta·C with arbitrary row/column strides (f32: the
-    /// engine's own kernel, `cpu::sgemm`; f64: matrixmultiply).
-    ///
-    /// # Safety
-    /// The pointers and strides must describe valid m×k, k×n and m×n matrices,
-    /// and C must not alias A or B.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
-    );
 }
 
 macro_rules! impl_float {
-    ($t:ty, $gemm:path) => {
+    ($t:ty) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -112,26 +96,8 @@ macro_rules! impl_float {
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
             }
-            unsafe fn gemm(
-                m: usize,
-                k: usize,
-                n: usize,
-                alpha: Self,
-                a: *const Self,
-                rsa: isize,
-                csa: isize,
-                b: *const Self,
-                rsb: isize,
-                csb: isize,
-                beta: Self,
-                c: *mut Self,
-                rsc: isize,
-                csc: isize,
-            ) {
-                $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-            }
         }
     };
 }
-impl_float!(f32, crate::cpu::sgemm::sgemm);
-impl_float!(f64, matrixmultiply::dgemm);
+impl_float!(f32);
+impl_float!(f64);

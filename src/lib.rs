@@ -1,6 +1,7 @@
 //! convformer: a CNN+Transformer engine that predicts the peak memory of cloud
-//! workloads, with hand-written CPU kernels (rayon + matrixmultiply), CUDA
-//! kernels loaded through cudarc, a define-by-run autograd tape, and a BOHB tuner.
+//! workloads, with hand-written CPU kernels (rayon; f32 GEMM by the engine's own
+//! AVX2/FMA kernel, matrixmultiply for f64 and CPUs without AVX2), CUDA kernels
+//! loaded through cudarc, a define-by-run autograd tape, and a BOHB tuner.
 
 pub mod autograd;
 pub mod bohb;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod float;
 pub mod font;
 pub mod nn;
+pub mod ops;
 pub mod optim;
 pub mod rng;
 pub mod tensor;

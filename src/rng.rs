@@ -5,6 +5,9 @@
 //! CUDA kernels draw the same mask bit-for-bit, in any order, on any thread count:
 //! counter = [lo32(i/4), hi32(i/4), lo32(call), hi32(call)], key = [lo32(seed),
 //! hi32(seed)], r = philox4x32_10(counter, key)[i % 4], keep iff r >= threshold.
+//!
+//! Also [`splitmix64`], the one sequential generator behind the seeded
+//! streams elsewhere (initialisation, the tuner's seeding, test inputs).
 
 const MUL0: u32 = 0xD251_1F53;
 const MUL1: u32 = 0xCD9E_8D57;
@@ -186,6 +189,18 @@ pub fn dropout_block(seed: u64, call: u64, block: u64) -> [u32; 4] {
 #[inline]
 pub fn dropout_keep(seed: u64, call: u64, i: u64, threshold: u32) -> bool {
     dropout_block(seed, call, i / 4)[(i % 4) as usize] >= threshold
+}
+
+/// SplitMix64 (Steele, Lea & Flood): advances `state` by the golden-ratio
+/// Weyl step and returns its mix. The whole state is one `u64`, so a
+/// checkpoint can store it and a resumed stream continues exactly.
+#[inline]
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 use convformer::bohb::journal::{Journal, Record, Status, JOURNAL_VERSION};
 use convformer::bohb::objectives::CountingOnes;
 use convformer::bohb::{
-    self, Config, EvalContext, EvalResult, Event, ModelSettings, Objective, RunOptions, Schedule,
-    TuneOutcome, TuneSettings,
+    self, Config, EvalContext, EvalError, EvalResult, Event, ModelSettings, Objective, RunOptions,
+    Schedule, TuneOutcome, TuneSettings,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -51,7 +51,7 @@ impl Objective for Counted {
         config: &Config,
         budget: f64,
         ctx: &EvalContext,
-    ) -> Result<EvalResult, String> {
+    ) -> Result<EvalResult, EvalError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.jitter {
             std::thread::sleep(Duration::from_micros(100 + (ctx.seed % 4) * 1000));

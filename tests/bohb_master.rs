@@ -4,8 +4,8 @@
 use convformer::bohb::hyperband::{bracket_plan, budget_ladder};
 use convformer::bohb::objectives::Branin;
 use convformer::bohb::{
-    self, Config, EvalContext, EvalResult, Event, ModelSettings, Objective, Origin, RunOptions,
-    Schedule, TuneOutcome, TuneSettings,
+    self, Config, EvalContext, EvalError, EvalResult, Event, ModelSettings, Objective, Origin,
+    RunOptions, Schedule, TuneOutcome, TuneSettings,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -62,7 +62,7 @@ impl Objective for Jittery {
         config: &Config,
         budget: f64,
         ctx: &EvalContext,
-    ) -> Result<EvalResult, String> {
+    ) -> Result<EvalResult, EvalError> {
         let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_active.fetch_max(now, Ordering::SeqCst);
         self.calls.fetch_add(1, Ordering::SeqCst);
@@ -332,10 +332,10 @@ impl Objective for Flaky {
         config: &Config,
         budget: f64,
         _ctx: &EvalContext,
-    ) -> Result<EvalResult, String> {
+    ) -> Result<EvalResult, EvalError> {
         let (x1, x2) = (x(config, "x1"), x(config, "x2"));
         if x1 < -2.0 {
-            return Err(format!("diverged at x1 = {x1:.3}"));
+            return Err(format!("diverged at x1 = {x1:.3}").into());
         }
         if x2 > 12.0 {
             return Ok(EvalResult { loss: f64::NAN });
@@ -378,8 +378,8 @@ fn failures_are_recorded_with_their_message_and_never_promoted() {
 struct AlwaysFails;
 
 impl Objective for AlwaysFails {
-    fn evaluate(&self, _: &Config, _: f64, ctx: &EvalContext) -> Result<EvalResult, String> {
-        Err(format!("job {} crashed", ctx.job))
+    fn evaluate(&self, _: &Config, _: f64, ctx: &EvalContext) -> Result<EvalResult, EvalError> {
+        Err(format!("job {} crashed", ctx.job).into())
     }
 }
 
@@ -434,12 +434,12 @@ fn bad_settings_are_errors_not_panics() {
 struct Conditional;
 
 impl Objective for Conditional {
-    fn evaluate(&self, config: &Config, _: f64, _: &EvalContext) -> Result<EvalResult, String> {
+    fn evaluate(&self, config: &Config, _: f64, _: &EvalContext) -> Result<EvalResult, EvalError> {
         let lr = x(config, "lr").log10();
         let loss = match config["optimizer"].as_str() {
             Some("sgd") => (x(config, "momentum") - 0.9).abs() + (lr + 2.0).abs() * 0.1,
             Some("adam") if !config.contains_key("momentum") => 0.5,
-            other => return Err(format!("bad configuration {other:?}: {config:?}")),
+            other => return Err(format!("bad configuration {other:?}: {config:?}").into()),
         };
         Ok(EvalResult { loss })
     }

@@ -7,14 +7,18 @@
 //! Tolerance: |got - want| <= ATOL + RTOL |want|, with ATOL = 1e-4, RTOL = 1e-3
 //! (f32 accumulation over at most a few hundred terms of magnitude <= 1).
 
-mod cuda_support;
+mod support;
 
 use convformer::cuda::ops::{
-    self, AttentionPath, Binary, Conv1d, ConvPadding, Epilogue, Gemm, Loss, Unary,
+    self, AttentionPath, Binary, Conv1d, ConvPadding, Epilogue, Gemm, Loss,
 };
 use convformer::cuda::{Backend, DeviceBuffer, EmuBackend};
-use cuda_support::*;
+use convformer::ops::pool::{self, PoolDims};
+use convformer::ops::softmax;
+use convformer::ops::unary::{self, Unary};
 use proptest::prelude::*;
+use support::reference::*;
+use support::*;
 
 type ScalarFn = fn(f64) -> f64;
 
@@ -466,7 +470,7 @@ fn check_softmax(rows: usize, c: usize, seed: u64) {
     let x: Vec<f32> = rng.vec(rows * c).iter().map(|v| v * 4.0).collect();
     let dy = rng.vec(rows * c);
     let y = out(rows * c);
-    ops::softmax_fwd(&EmuBackend, rows, c, &up(&x), &y).unwrap();
+    softmax::cuda::softmax_fwd(&EmuBackend, rows, c, &up(&x), &y).unwrap();
     let (x64, dy64) = (to64(&x), to64(&dy));
     assert_close(
         "softmax y",
@@ -476,7 +480,7 @@ fn check_softmax(rows: usize, c: usize, seed: u64) {
         RTOL,
     );
     let dx = out(rows * c);
-    ops::softmax_bwd(&EmuBackend, rows, c, &y, &up(&dy), &dx).unwrap();
+    softmax::cuda::softmax_bwd(&EmuBackend, rows, c, &y, &up(&dy), &dx).unwrap();
     let want = numeric_grad(&x64, |xv| dot(&softmax(xv, c), &dy64));
     assert_close("softmax dx", &down(&dx, rows * c), &want, ATOL, RTOL);
 }
@@ -500,8 +504,8 @@ proptest! {
         let (ab, bb, dyb) = (up(&a), up(&b), up(&dy));
         for op in [Unary::Relu, Unary::Gelu] {
             let (y, dx) = (out(n), out(n));
-            ops::unary_fwd(&EmuBackend, op, n, &ab, &y).unwrap();
-            ops::unary_bwd(&EmuBackend, op, n, &ab, &dyb, &dx).unwrap();
+            unary::cuda::unary_fwd(&EmuBackend, op, n, &ab, &y).unwrap();
+            unary::cuda::unary_bwd(&EmuBackend, op, n, &ab, &dyb, &dx).unwrap();
             let (f, g): (ScalarFn, ScalarFn) = match op {
                 Unary::Relu => (|x| x.max(0.0), |x| if x > 0.0 { 1.0 } else { 0.0 }),
                 Unary::Gelu => (gelu, gelu_grad),
@@ -728,8 +732,9 @@ proptest! {
         let mut rng = TestRng::new(seed);
         let (x, dy) = (rng.vec(outer * a * inner), rng.vec(outer * inner));
         let (y, dx) = (out(outer * inner), out(x.len()));
-        ops::mean_pool_fwd(&EmuBackend, outer, a, inner, &up(&x), &y).unwrap();
-        ops::mean_pool_bwd(&EmuBackend, outer, a, inner, &up(&dy), &dx).unwrap();
+        let d = PoolDims { outer, n: a, inner };
+        pool::cuda::mean_pool_fwd(&EmuBackend, &d, &up(&x), &y).unwrap();
+        pool::cuda::mean_pool_bwd(&EmuBackend, &d, &up(&dy), &dx).unwrap();
         let pool = |xv: &[f64]| -> Vec<f64> {
             (0..outer * inner).map(|e| (0..a).map(|j| xv[(e / inner * a + j) * inner + e % inner]).sum::<f64>() / a as f64).collect()
         };

@@ -5,6 +5,7 @@
 //! `CudaBackend::new` must return a clear error, never panic.
 
 mod cuda_support;
+mod support;
 
 use convformer::cuda::driver::{cuda_device, probe_driver};
 use convformer::cuda::{Backend, CudaBackend};

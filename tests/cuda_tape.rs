@@ -4,11 +4,11 @@
 //! 1e-3·|cpu| (f32 on both, sums in a different order; the emulator poisons
 //! fresh buffers with NaN, so an unwritten element fails).
 
-mod cuda_support;
+mod support;
 
 use convformer::autograd::{LossKind, Padding, ParamStore, Tape, Var};
 use convformer::{Device, Error, Tensor};
-use cuda_support::TestRng;
+use support::TestRng;
 
 const EMU: Device = Device::CudaEmu;
 const ATOL: f32 = 2e-5;

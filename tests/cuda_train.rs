@@ -3,6 +3,7 @@
 //! `fit` on both over a few samples of a real slice.
 
 mod cuda_support;
+mod support;
 
 use convformer::nn::ModelConfig;
 use convformer::Device;

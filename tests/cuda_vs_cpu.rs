@@ -2,6 +2,7 @@
 //! themselves live in tests/cuda_support/vs_cpu.rs (shared with the GPU run).
 
 mod cuda_support;
+mod support;
 
 use convformer::cuda::EmuBackend;
 use cuda_support::vs_cpu;

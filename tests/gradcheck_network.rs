@@ -12,20 +12,16 @@ use convformer::{ParamId, ParamStore, Tape, Tensor, Var};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
+mod support;
+use support::unit_stream;
+
 const H: f64 = 1e-5;
 const TOL: f64 = 1e-6;
 
 fn uniform(seed: u64, n: usize, scale: f64) -> Vec<f64> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            scale * (2.0 * (z >> 11) as f64 / (1u64 << 53) as f64 - 1.0)
-        })
+    unit_stream(seed)
+        .take(n)
+        .map(|u| scale * (2.0 * u - 1.0))
         .collect()
 }
 

@@ -3,47 +3,24 @@
 //! (the GPU, or the emulator in the tests). Every function here is generic
 //! over the executor; `on_gpu!` picks it once per op.
 
-use super::tape::{Node, Op, Var};
+use super::node::{Node, Op, Var};
 use super::LossKind;
 use crate::autograd::Padding;
 use crate::cpu::dropout::DropoutDims;
-use crate::cpu::elementwise::{inverse_permutation, permuted_shape, PoolDims};
+use crate::cpu::elementwise::{inverse_permutation, permuted_shape};
 use crate::cpu::{AttentionDims, Conv1dDims, LayerNormDims, LinearDims, MatmulDims};
 use crate::cuda::exec::{wrap_for, GpuExec};
 use crate::cuda::launch::Backend;
-use crate::cuda::ops::{self, Binary, ConvPadding, Gemm, Unary};
+use crate::cuda::ops::{self, Binary, ConvPadding, Epilogue, Gemm};
+use crate::cuda::tensors::{alloc, buf, new, opt_buf};
 use crate::cuda::GpuBuffer;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::on_gpu;
+use crate::ops::unary::cuda::unary_bwd;
+use crate::ops::unary::Unary;
 use crate::tensor::Tensor;
-
-/// The executor's buffer behind a tensor.
-fn buf<E: GpuExec, T: Float>(t: &Tensor<T>) -> Result<&E::Buffer> {
-    E::unwrap(t.gpu_buffer()?)
-}
-
-fn opt_buf<E: GpuExec, T: Float>(t: Option<&Tensor<T>>) -> Result<Option<&E::Buffer>> {
-    t.map(buf::<E, T>).transpose()
-}
-
-/// Uninitialised device memory for `n` floats (at least one: the emulator and
-/// the allocator refuse empty buffers).
-fn alloc<E: GpuExec>(be: &E, n: usize) -> Result<E::Buffer> {
-    be.alloc(n.max(1) * 4)
-}
-
-/// A new tensor of `shape` whose buffer `fill` writes completely.
-fn new<E: GpuExec, T: Float>(
-    be: &E,
-    shape: &[usize],
-    fill: impl FnOnce(&E::Buffer) -> Result<()>,
-) -> Result<Tensor<T>> {
-    let y = alloc(be, shape.iter().product())?;
-    fill(&y)?;
-    Tensor::from_gpu(E::wrap(y), shape)
-}
 
 fn conv_padding(p: Padding) -> ConvPadding {
     match p {
@@ -201,15 +178,20 @@ fn matmul_backward<E: GpuExec, T: Float>(
     Ok((da, db))
 }
 
+/// x · wᵀ + b, with relu applied in the GEMM's epilogue when asked (one launch).
 pub(super) fn linear<E: GpuExec, T: Float>(
     be: &E,
     d: &LinearDims,
     x: &Tensor<T>,
     w: &Tensor<T>,
     b: Option<&Tensor<T>>,
+    relu: bool,
     shape: &[usize],
 ) -> Result<Tensor<T>> {
-    let g = plain_gemm(1, d.rows, d.d_out, d.d_in, false, true);
+    let g = Gemm {
+        epilogue: if relu { Epilogue::Relu } else { Epilogue::None },
+        ..plain_gemm(1, d.rows, d.d_out, d.d_in, false, true)
+    };
     gemm(be, &g, x, w, b, shape)
 }
 
@@ -263,19 +245,6 @@ pub(super) fn layer_norm<E: GpuExec, T: Float>(
         Tensor::from_gpu(E::wrap(mean), &[d.rows.max(1)])?,
         Tensor::from_gpu(E::wrap(rstd), &[d.rows.max(1)])?,
     ))
-}
-
-pub(super) fn softmax<E: GpuExec, T: Float>(be: &E, x: &Tensor<T>) -> Result<Tensor<T>> {
-    let c = *x.shape().last().expect("rank >= 1");
-    new(be, x.shape(), |y| {
-        ops::softmax_fwd(be, x.numel() / c.max(1), c, buf::<E, T>(x)?, y)
-    })
-}
-
-pub(super) fn unary<E: GpuExec, T: Float>(be: &E, op: Unary, x: &Tensor<T>) -> Result<Tensor<T>> {
-    new(be, x.shape(), |y| {
-        ops::unary_fwd(be, op, x.numel(), buf::<E, T>(x)?, y)
-    })
 }
 
 /// The key mask as one byte per entry on the executor of `device`.
@@ -346,17 +315,6 @@ fn column_sum<E: GpuExec, T: Float>(be: &E, g: &Tensor<T>, c: usize) -> Result<T
     })
 }
 
-pub(super) fn mean_pool<E: GpuExec, T: Float>(
-    be: &E,
-    d: &PoolDims,
-    x: &Tensor<T>,
-    shape: &[usize],
-) -> Result<Tensor<T>> {
-    new(be, shape, |y| {
-        ops::mean_pool_fwd(be, d.outer, d.n, d.inner, buf::<E, T>(x)?, y)
-    })
-}
-
 pub(super) fn permute<E: GpuExec, T: Float>(
     be: &E,
     x: &Tensor<T>,
@@ -399,7 +357,7 @@ pub(super) fn backward<E: GpuExec, T: Float>(
         Op::Linear { relu: true, .. } | Op::Conv1d { relu: true, .. } => {
             // relu's backward from the node's output (> 0 exactly where its input is).
             new(be, out.shape(), |dx| {
-                ops::unary_bwd(be, Unary::Relu, n, buf::<E, T>(out)?, buf::<E, T>(&g)?, dx)
+                unary_bwd(be, Unary::Relu, n, buf::<E, T>(out)?, buf::<E, T>(&g)?, dx)
             })?
         }
         _ => g,
@@ -504,24 +462,6 @@ pub(super) fn backward<E: GpuExec, T: Float>(
                 (*b, Tensor::from_gpu(E::wrap(db), &[dims.dim])?),
             ]
         }
-        Op::Softmax(x) => {
-            let c = *out.shape().last().expect("rank >= 1");
-            let dx = new(be, out.shape(), |dx| {
-                ops::softmax_bwd(be, n / c.max(1), c, buf::<E, T>(out)?, gb, dx)
-            })?;
-            vec![(*x, dx)]
-        }
-        Op::Relu(x) | Op::Gelu(x) => {
-            let kind = if matches!(op, Op::Relu(_)) {
-                Unary::Relu
-            } else {
-                Unary::Gelu
-            };
-            let dx = new(be, out.shape(), |dx| {
-                ops::unary_bwd(be, kind, n, buf::<E, T>(val(*x))?, gb, dx)
-            })?;
-            vec![(*x, dx)]
-        }
         Op::AttentionGpu {
             q,
             k,
@@ -563,12 +503,6 @@ pub(super) fn backward<E: GpuExec, T: Float>(
             let c = val(*b).numel();
             vec![(*b, column_sum(be, &g, c)?), (*x, g)]
         }
-        Op::MeanPool(x, d) => {
-            let dx = new(be, val(*x).shape(), |dx| {
-                ops::mean_pool_bwd(be, d.outer, d.n, d.inner, gb, dx)
-            })?;
-            vec![(*x, dx)]
-        }
         Op::Permute(x, perm) => {
             vec![(*x, permute(be, &g, &inverse_permutation(perm))?)]
         }
@@ -587,6 +521,9 @@ pub(super) fn backward<E: GpuExec, T: Float>(
             })?;
             let dt = scale(be, &dp, T::from_f64(-1.0))?.reshape(val(*target).shape())?;
             vec![(*pred, dp), (*target, dt)]
+        }
+        Op::Unary(..) | Op::Softmax(_) | Op::MeanPool(..) => {
+            unreachable!("handled in backward::backward_op")
         }
         Op::LayerNorm { .. }
         | Op::Attention { .. }

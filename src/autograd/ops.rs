@@ -2,15 +2,16 @@
 //! the backward pass needs. Shape errors name the op and both shapes.
 
 use super::gpu;
-use super::tape::{map, Node, Op, Tape, Var};
+use super::node::{Node, Op, Var};
+use super::tape::{map, Tape};
 use super::{LossKind, Padding};
-use crate::cpu::{self, dropout::DropoutDims, elementwise::PoolDims};
+use crate::cpu::{self, dropout::DropoutDims};
 use crate::cpu::{AttentionDims, Conv1dDims, HeadLayout, LayerNormDims, LinearDims, MatmulDims};
-use crate::cuda::ops::Unary;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::on_gpu;
+use crate::ops::unary::{self, Unary};
 use crate::tensor::Tensor;
 
 /// How a convolution node runs: relu applied in place, channels-last layout.
@@ -42,13 +43,13 @@ fn check_key_mask(
     }
 }
 
-/// relu of a fused op's GPU output (a second kernel; the CPU applies it in place).
+/// relu of `conv1d_relu`'s GPU output: a second kernel, as the conv kernel has
+/// no epilogue (`linear_relu` fuses it into the GEMM; the CPU applies it in place).
 fn gpu_relu_if<T: Float>(relu: bool, y: Tensor<T>) -> Result<Tensor<T>> {
     if !relu {
         return Ok(y);
     }
-    let dev = y.device();
-    on_gpu!(dev, be => gpu::unary(be, Unary::Relu, &y))
+    unary::forward(Unary::Relu, &y)
 }
 
 impl<'s, T: Float> Tape<'s, T> {
@@ -159,14 +160,13 @@ impl<'s, T: Float> Tape<'s, T> {
                 let bias = b.map(|b| self.data(b)).transpose()?;
                 cpu::matmul::linear_forward(&dims, self.data(x)?, self.data(w)?, bias, &mut y);
                 if relu {
-                    cpu::activation::relu_inplace(&mut y);
+                    unary::cpu::relu_inplace(&mut y);
                 }
                 Tensor::from_vec(y, &shape)?
             }
             dev => {
                 let bias = b.map(|b| self.value(b));
-                let y = on_gpu!(dev, be => gpu::linear(be, &dims, self.value(x), self.value(w), bias, &shape))?;
-                gpu_relu_if(relu, y)?
+                on_gpu!(dev, be => gpu::linear(be, &dims, self.value(x), self.value(w), bias, relu, &shape))?
             }
         };
         Ok(self.push(
@@ -287,7 +287,7 @@ impl<'s, T: Float> Tape<'s, T> {
                     [dims.batch, dims.c_out, dims.out_len()]
                 };
                 if relu {
-                    cpu::activation::relu_inplace(&mut y);
+                    unary::cpu::relu_inplace(&mut y);
                 }
                 Tensor::from_vec(y, &shape)?
             }
@@ -372,44 +372,6 @@ impl<'s, T: Float> Tape<'s, T> {
                 rstd,
             },
         ))
-    }
-
-    /// Softmax over the last dimension.
-    pub fn softmax(&mut self, x: Var) -> Result<Var> {
-        if let dev @ (Device::Cuda(_) | Device::CudaEmu) = self.value(x).device() {
-            let value = on_gpu!(dev, be => gpu::softmax(be, self.value(x)))?;
-            return Ok(self.push(value, Op::Softmax(x)));
-        }
-        let dim = *self.shape(x).last().expect("rank >= 1");
-        let mut y = zeros(self.value(x).numel());
-        if dim > 0 {
-            cpu::softmax::softmax_forward(dim, self.data(x)?, &mut y);
-        }
-        let value = Tensor::from_vec(y, self.shape(x))?;
-        Ok(self.push(value, Op::Softmax(x)))
-    }
-
-    pub fn relu(&mut self, x: Var) -> Result<Var> {
-        if let dev @ (Device::Cuda(_) | Device::CudaEmu) = self.value(x).device() {
-            let value = on_gpu!(dev, be => gpu::unary(be, Unary::Relu, self.value(x)))?;
-            return Ok(self.push(value, Op::Relu(x)));
-        }
-        let mut y = zeros(self.value(x).numel());
-        cpu::activation::relu_forward(self.data(x)?, &mut y);
-        let value = Tensor::from_vec(y, self.shape(x))?;
-        Ok(self.push(value, Op::Relu(x)))
-    }
-
-    /// GELU, tanh approximation.
-    pub fn gelu(&mut self, x: Var) -> Result<Var> {
-        if let dev @ (Device::Cuda(_) | Device::CudaEmu) = self.value(x).device() {
-            let value = on_gpu!(dev, be => gpu::unary(be, Unary::Gelu, self.value(x)))?;
-            return Ok(self.push(value, Op::Gelu(x)));
-        }
-        let mut y = zeros(self.value(x).numel());
-        cpu::activation::gelu_forward(self.data(x)?, &mut y);
-        let value = Tensor::from_vec(y, self.shape(x))?;
-        Ok(self.push(value, Op::Gelu(x)))
     }
 
     /// softmax(Q·Kᵀ/√D)·V per (batch, head): q [B, H, Tq, D], k [B, H, Tk, D],
@@ -631,38 +593,6 @@ impl<'s, T: Float> Tape<'s, T> {
         Ok(self.push(value, Op::AddBias(x, b)))
     }
 
-    /// Mean over `axis`, which is removed (a 1-D input gives shape [1]).
-    pub fn mean_pool(&mut self, x: Var, axis: usize) -> Result<Var> {
-        let sx = self.shape(x).to_vec();
-        if axis >= sx.len() || sx[axis] == 0 {
-            return Err(Error::shape(
-                "mean_pool",
-                &sx,
-                &[axis],
-                "axis out of range or empty",
-            ));
-        }
-        let dims = PoolDims::around(&sx, axis);
-        let mut shape: Vec<usize> = sx
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| i != axis)
-            .map(|(_, &d)| d)
-            .collect();
-        if shape.is_empty() {
-            shape.push(1);
-        }
-        let value = match self.value(x).device() {
-            Device::Cpu => {
-                let mut y = zeros(dims.outer * dims.inner);
-                cpu::elementwise::mean_pool_forward(&dims, self.data(x)?, &mut y);
-                Tensor::from_vec(y, &shape)?
-            }
-            dev => on_gpu!(dev, be => gpu::mean_pool(be, &dims, self.value(x), &shape))?,
-        };
-        Ok(self.push(value, Op::MeanPool(x, dims)))
-    }
-
     /// Reorders axes: output axis i is input axis perm[i].
     pub fn permute(&mut self, x: Var, perm: &[usize]) -> Result<Var> {
         let sx = self.shape(x).to_vec();
@@ -728,7 +658,7 @@ pub(super) fn backward_kernel<T: Float>(
     let like = |v: Var, data: Vec<T>| Tensor::from_vec(data, val(v).shape());
     let mut g = g;
     if let Op::Linear { relu: true, .. } | Op::Conv1d { relu: true, .. } = op {
-        cpu::activation::relu_backward_inplace(out.as_slice()?, g.as_mut_slice()?);
+        unary::cpu::relu_backward_inplace(out.as_slice()?, g.as_mut_slice()?);
     }
     let gs = g.as_slice()?;
     Ok(match op {
@@ -816,24 +746,6 @@ pub(super) fn backward_kernel<T: Float>(
                 (*b, like(*b, db)?),
             ]
         }
-        Op::Softmax(x) => {
-            let dim = *out.shape().last().expect("rank >= 1");
-            let mut dx = zeros(out.numel());
-            if dim > 0 {
-                cpu::softmax::softmax_backward(dim, out.as_slice()?, gs, &mut dx);
-            }
-            vec![(*x, like(*x, dx)?)]
-        }
-        Op::Relu(x) => {
-            let mut dx = zeros(out.numel());
-            cpu::activation::relu_backward(data(*x)?, gs, &mut dx);
-            vec![(*x, like(*x, dx)?)]
-        }
-        Op::Gelu(x) => {
-            let mut dx = zeros(out.numel());
-            cpu::activation::gelu_backward(data(*x)?, gs, &mut dx);
-            vec![(*x, like(*x, dx)?)]
-        }
         Op::Attention {
             q,
             k,
@@ -874,11 +786,6 @@ pub(super) fn backward_kernel<T: Float>(
             cpu::elementwise::add_bias_backward(gs, c, &mut db);
             vec![(*b, like(*b, db)?), (*x, g)]
         }
-        Op::MeanPool(x, dims) => {
-            let mut dx = zeros(val(*x).numel());
-            cpu::elementwise::mean_pool_backward(dims, gs, &mut dx);
-            vec![(*x, like(*x, dx)?)]
-        }
         Op::Permute(x, perm) => {
             let inverse = cpu::elementwise::inverse_permutation(perm);
             let mut dx = zeros(out.numel());
@@ -894,8 +801,16 @@ pub(super) fn backward_kernel<T: Float>(
                 (*target, dt.reshape(val(*target).shape())?),
             ]
         }
-        Op::Leaf | Op::Param(_) | Op::Add(..) | Op::Mul(..) | Op::Scale(..) | Op::Reshape(_) => {
-            unreachable!("handled in tape::backward_op")
+        Op::Leaf
+        | Op::Param(_)
+        | Op::Add(..)
+        | Op::Mul(..)
+        | Op::Scale(..)
+        | Op::Reshape(_)
+        | Op::Unary(..)
+        | Op::Softmax(_)
+        | Op::MeanPool(..) => {
+            unreachable!("handled in backward::backward_op")
         }
         Op::LayerNormGpu { .. } | Op::AttentionGpu { .. } => {
             return Err(Error::Device(

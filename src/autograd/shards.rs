@@ -11,8 +11,9 @@
 //! count, and the partial results are added in shard order, so a step gives the
 //! same bits on any number of threads.
 
+use super::node::Var;
 use super::params::{Grads, ParamStore};
-use super::tape::{Tape, Var};
+use super::tape::Tape;
 use crate::cpu;
 use crate::device::Device;
 use crate::error::{Error, Result};

@@ -3,7 +3,7 @@
 
 use super::model::Origin;
 use super::space::Config;
-use super::TuneSettings;
+use super::types::TuneSettings;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};

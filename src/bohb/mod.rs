@@ -17,6 +17,7 @@
 //! price of workers idling behind an older, slow job. With one worker the two
 //! schedules are the same run.
 mod bracket;
+mod error;
 pub mod hyperband;
 pub mod journal;
 pub mod kde;
@@ -26,13 +27,15 @@ pub mod objectives;
 pub mod plot;
 pub mod rng;
 pub mod space;
+mod types;
 
-pub use master::{
-    run, Evaluation, Event, Incumbent, RunOptions, Schedule, TrajectoryPoint, TuneOutcome,
-    TuneSettings,
-};
+pub use error::EvalError;
+pub use master::run;
 pub use model::{ModelSettings, Origin};
 pub use space::{Condition, Config, Domain, Param, Space, Value};
+pub use types::{
+    Evaluation, Event, Incumbent, RunOptions, Schedule, TrajectoryPoint, TuneOutcome, TuneSettings,
+};
 
 use std::path::Path;
 
@@ -64,7 +67,7 @@ pub trait Objective: Send + Sync {
         config: &Config,
         budget: f64,
         ctx: &EvalContext,
-    ) -> Result<EvalResult, String>;
+    ) -> Result<EvalResult, EvalError>;
 
     /// Hook for the end of a run: trains the final model on the best
     /// configuration into `dir` and returns a one-line description. `Ok(None)`
@@ -74,7 +77,7 @@ pub trait Objective: Send + Sync {
         config: &Config,
         budget: f64,
         dir: &Path,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, EvalError> {
         let _ = (config, budget, dir);
         Ok(None)
     }

@@ -3,7 +3,7 @@
 
 use super::rng::Rng;
 use super::space::{Config, Domain, Param, Space, Value};
-use super::{EvalContext, EvalResult, Objective};
+use super::{EvalContext, EvalError, EvalResult, Objective};
 use std::time::Duration;
 
 /// Counting ones (Falkner et al. 2018, §5.1): `n_cat` binary categorical and
@@ -75,7 +75,7 @@ impl Objective for CountingOnes {
         config: &Config,
         budget: f64,
         ctx: &EvalContext,
-    ) -> Result<EvalResult, String> {
+    ) -> Result<EvalResult, EvalError> {
         pause(self.delay);
         let draws = budget.round().max(1.0) as usize;
         let mut rng = Rng::new(ctx.seed);
@@ -136,7 +136,7 @@ impl Objective for Branin {
         config: &Config,
         _budget: f64,
         _ctx: &EvalContext,
-    ) -> Result<EvalResult, String> {
+    ) -> Result<EvalResult, EvalError> {
         pause(self.delay);
         let get = |k: &str| {
             config

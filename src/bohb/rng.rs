@@ -4,18 +4,12 @@
 //! gets its own stream (`Rng::stream(seed, id)`), so the random numbers a job
 //! sees never depend on how many numbers other jobs drew.
 
+use crate::rng::splitmix64;
+
 /// xoshiro256** (Blackman & Vigna), 256 bits of state.
 #[derive(Clone, Debug)]
 pub struct Rng {
     s: [u64; 4],
-}
-
-fn splitmix64(x: &mut u64) -> u64 {
-    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 impl Rng {

@@ -11,9 +11,9 @@
 //! 256·6·64·64 floats = 25 MB at sequence 64). Masked keys get probability 0;
 //! a query whose keys are all masked gets an all-zero row (output 0, no NaN).
 
-use super::softmax::{softmax_backward_rows, softmax_rows};
-use super::{gemm_views, MatView};
+use super::gemm::{gemm_views, MatView};
 use crate::float::Float;
+use crate::ops::softmax::cpu::{softmax_backward_rows, softmax_rows};
 use rayon::prelude::*;
 
 /// q [batch, heads, tq, d], k [batch, heads, tk, d], v [batch, heads, tk, dv],

@@ -3,10 +3,18 @@
 //! out [c_out, chunk·l_out] = W [c_out, c_in·k] · cols [c_in·k, chunk·l_out],
 //! with cols[(ci·k + j), (b·l_out + t)] = x[b, ci, t + j − pad_left] (0 outside).
 
-use super::{gemm, reduce_in_order};
-use crate::autograd::Padding;
+use super::gemm::gemm;
+use super::reduce_in_order;
 use crate::float::Float;
 use rayon::prelude::*;
+
+/// conv1d padding: `Same` keeps the length (odd kernels pad (k-1)/2 each side,
+/// even kernels pad one more on the right, as Keras), `Valid` pads nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Padding {
+    Same,
+    Valid,
+}
 
 /// Samples per GEMM. Fixed (not derived from the thread count) because the
 /// weight gradient is summed per chunk, then over chunks in order.

@@ -13,7 +13,8 @@
 //! all rows in order, so it does not depend on the thread count.
 
 use super::conv1d::Conv1dDims;
-use super::{gemm, sum_rows};
+use super::gemm::gemm;
+use super::sum_rows;
 use crate::float::Float;
 use rayon::prelude::*;
 

@@ -1,6 +1,7 @@
 //! Batched matrix products and the linear layer.
 
-use super::{gemm, sum_rows};
+use super::gemm::gemm;
+use super::sum_rows;
 use crate::float::Float;
 use rayon::prelude::*;
 

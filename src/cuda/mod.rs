@@ -12,6 +12,7 @@ pub mod exec;
 pub mod launch;
 pub mod modules;
 pub mod ops;
+pub(crate) mod tensors;
 
 pub use driver::CudaBackend;
 pub use emu::EmuBackend;

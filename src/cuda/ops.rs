@@ -4,6 +4,8 @@
 
 use super::launch::{Arg, Backend, DeviceBuffer, LaunchCfg};
 use crate::error::{Error, Result};
+/// The one keep threshold, shared with the CPU kernel (the launch below passes it).
+pub use crate::rng::dropout_threshold;
 
 const THREADS: u32 = 256;
 /// Grid-stride kernels never need more blocks than this to fill a GPU.
@@ -27,7 +29,12 @@ fn check_len<Buf: DeviceBuffer>(
     Ok(())
 }
 
-fn f32s<Buf: DeviceBuffer>(op: &'static str, what: &str, buf: &Buf, elems: usize) -> Result<Arg> {
+pub(crate) fn f32s<Buf: DeviceBuffer>(
+    op: &'static str,
+    what: &str,
+    buf: &Buf,
+    elems: usize,
+) -> Result<Arg> {
     check_len(op, what, buf, elems, 4)?;
     Ok(Arg::Ptr(buf.addr()))
 }
@@ -44,12 +51,12 @@ fn opt_f32s<Buf: DeviceBuffer>(
     }
 }
 
-fn grid_stride_cfg(n: usize) -> LaunchCfg {
+pub(crate) fn grid_stride_cfg(n: usize) -> LaunchCfg {
     let blocks = (n as u64).div_ceil(THREADS as u64).clamp(1, MAX_BLOCKS);
     LaunchCfg::linear(blocks as u32, THREADS)
 }
 
-fn dim(op: &'static str, v: usize) -> Result<i32> {
+pub(crate) fn dim(op: &'static str, v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| Error::Invalid(format!("{op}: dimension {v} exceeds i32")))
 }
 
@@ -358,7 +365,7 @@ pub fn conv1d_bwd<B: Backend>(
     Ok(())
 }
 
-fn row_cfg(rows: usize, rows_per_block: usize, threads: u32) -> LaunchCfg {
+pub(crate) fn row_cfg(rows: usize, rows_per_block: usize, threads: u32) -> LaunchCfg {
     LaunchCfg::linear(rows.div_ceil(rows_per_block).max(1) as u32, threads)
 }
 
@@ -452,97 +459,6 @@ pub fn layernorm_bwd<B: Backend>(
     be.launch("layernorm_bwd_params", column_cfg(c, chunks)?, &args)?;
     column_sum(be, chunks, c, &part_w, dw)?;
     column_sum(be, chunks, c, &part_b, db)
-}
-
-/// Softmax over the last dim of [rows, c].
-pub fn softmax_fwd<B: Backend>(
-    be: &B,
-    rows: usize,
-    c: usize,
-    x: &B::Buffer,
-    y: &B::Buffer,
-) -> Result<()> {
-    const OP: &str = "softmax_fwd";
-    let args = [
-        f32s(OP, "x", x, rows * c)?,
-        f32s(OP, "y", y, rows * c)?,
-        Arg::I32(dim(OP, rows)?),
-        Arg::I32(dim(OP, c)?),
-    ];
-    be.launch("softmax_fwd", row_cfg(rows, 8, 256), &args)
-}
-
-pub fn softmax_bwd<B: Backend>(
-    be: &B,
-    rows: usize,
-    c: usize,
-    y: &B::Buffer,
-    dy: &B::Buffer,
-    dx: &B::Buffer,
-) -> Result<()> {
-    const OP: &str = "softmax_bwd";
-    let n = rows * c;
-    let args = [
-        f32s(OP, "y", y, n)?,
-        f32s(OP, "dy", dy, n)?,
-        f32s(OP, "dx", dx, n)?,
-        Arg::I32(dim(OP, rows)?),
-        Arg::I32(dim(OP, c)?),
-    ];
-    be.launch("softmax_bwd", row_cfg(rows, 8, 256), &args)
-}
-
-/// Pointwise ops of one input: `relu_fwd`, `gelu_fwd`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unary {
-    Relu,
-    Gelu,
-}
-
-pub fn unary_fwd<B: Backend>(
-    be: &B,
-    op: Unary,
-    n: usize,
-    x: &B::Buffer,
-    y: &B::Buffer,
-) -> Result<()> {
-    const OP: &str = "unary_fwd";
-    let kernel = match op {
-        Unary::Relu => "relu_fwd",
-        Unary::Gelu => "gelu_fwd",
-    };
-    be.launch(
-        kernel,
-        grid_stride_cfg(n),
-        &[
-            f32s(OP, "x", x, n)?,
-            f32s(OP, "y", y, n)?,
-            Arg::I64(n as i64),
-        ],
-    )
-}
-
-/// dx = dy * op'(x).
-pub fn unary_bwd<B: Backend>(
-    be: &B,
-    op: Unary,
-    n: usize,
-    x: &B::Buffer,
-    dy: &B::Buffer,
-    dx: &B::Buffer,
-) -> Result<()> {
-    const OP: &str = "unary_bwd";
-    let kernel = match op {
-        Unary::Relu => "relu_bwd",
-        Unary::Gelu => "gelu_bwd",
-    };
-    let args = [
-        f32s(OP, "x", x, n)?,
-        f32s(OP, "dy", dy, n)?,
-        f32s(OP, "dx", dx, n)?,
-        Arg::I64(n as i64),
-    ];
-    be.launch(kernel, grid_stride_cfg(n), &args)
 }
 
 /// Pointwise ops of two inputs.
@@ -892,11 +808,6 @@ pub fn attention_bwd<B: Backend>(
     be.launch("attention_bwd_key", s.cfg(s.tk, OP)?, &args)
 }
 
-/// The dropout keep threshold for probability p: min(floor(p 2^32), 2^32 - 1).
-pub fn dropout_threshold(p: f64) -> u32 {
-    (p * 4294967296.0).floor().min(u32::MAX as f64) as u32
-}
-
 /// y = x * mask / (1 - p) with the Philox mask of (seed, call); the same call on
 /// dy gives the backward pass. p = 1 drops everything.
 pub fn dropout<B: Backend>(
@@ -931,45 +842,6 @@ pub fn dropout<B: Backend>(
         Arg::F32(keep_scale),
     ];
     be.launch("dropout_apply", grid_stride_cfg(n.div_ceil(4)), &args)
-}
-
-/// Mean over axis `a` of x viewed as [outer, a, inner] -> y [outer, inner].
-pub fn mean_pool_fwd<B: Backend>(
-    be: &B,
-    outer: usize,
-    a: usize,
-    inner: usize,
-    x: &B::Buffer,
-    y: &B::Buffer,
-) -> Result<()> {
-    const OP: &str = "mean_pool_fwd";
-    let args = [
-        f32s(OP, "x", x, outer * a * inner)?,
-        f32s(OP, "y", y, outer * inner)?,
-        Arg::I64(outer as i64),
-        Arg::I32(dim(OP, a)?),
-        Arg::I64(inner as i64),
-    ];
-    be.launch("mean_pool_fwd", grid_stride_cfg(outer * inner), &args)
-}
-
-pub fn mean_pool_bwd<B: Backend>(
-    be: &B,
-    outer: usize,
-    a: usize,
-    inner: usize,
-    dy: &B::Buffer,
-    dx: &B::Buffer,
-) -> Result<()> {
-    const OP: &str = "mean_pool_bwd";
-    let args = [
-        f32s(OP, "dy", dy, outer * inner)?,
-        f32s(OP, "dx", dx, outer * a * inner)?,
-        Arg::I64(outer as i64),
-        Arg::I32(dim(OP, a)?),
-        Arg::I64(inner as i64),
-    ];
-    be.launch("mean_pool_bwd", grid_stride_cfg(outer * a * inner), &args)
 }
 
 /// The losses, as numbered in kernels/loss.cu; the parameter is delta or q.

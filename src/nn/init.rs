@@ -2,9 +2,10 @@
 
 use crate::error::Result;
 use crate::float::Float;
+use crate::rng::splitmix64;
 use crate::tensor::Tensor;
 
-/// SplitMix64: tiny, fast, and its whole state is one `u64`, so a checkpoint
+/// A [`splitmix64`] stream: its whole state is one `u64`, so a checkpoint
 /// can store it and a resumed run continues the exact same stream.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SeedRng {
@@ -26,11 +27,7 @@ impl SeedRng {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        splitmix64(&mut self.state)
     }
 
     /// Uniform in [0, 1) with 53 random bits.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::config::TrainConfig;
-use super::trainer::EpochLog;
+use super::history::EpochLog;
 use super::weights::{
     fill_store, from_safetensors, serialize_raw, store_tensors, write_atomic, NamedTensor,
     RawTensor,

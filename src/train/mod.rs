@@ -11,6 +11,7 @@ pub mod alloc;
 pub mod baselines;
 pub mod checkpoint;
 pub mod config;
+pub mod history;
 pub mod json;
 pub mod plots;
 pub mod prepared;
@@ -21,6 +22,7 @@ pub mod trainer;
 pub mod tuning;
 
 pub use config::{LossSpec, RunConfig, TrainConfig};
+pub use history::EpochLog;
 pub use prepared::{PreparedData, SplitData};
 pub use run::{DataSource, EvalReport, LoadedRun};
-pub use trainer::{fit, predict, train_and_validate, EpochLog, FitOptions, FitOutcome, Progress};
+pub use trainer::{fit, predict, train_and_validate, FitOptions, FitOutcome, Progress};

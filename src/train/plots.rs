@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::trainer::EpochLog;
+use super::history::EpochLog;
 use crate::error::{Error, Result};
 
 fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {

@@ -2,7 +2,6 @@
 //! unpenalised intercept, solved by Cholesky in f64 on the engine's GEMM.
 
 use crate::error::{Error, Result};
-use crate::float::Float;
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Ridge {
@@ -155,7 +154,7 @@ impl Gram {
         // SAFETY: the strides describe xc as n×d row-major (read transposed as
         // d×n), yc as n×1 and the outputs as d×d and d×1, all fully in bounds.
         unsafe {
-            f64::gemm(
+            matrixmultiply::dgemm(
                 d,
                 n,
                 d,
@@ -171,7 +170,7 @@ impl Gram {
                 d as isize,
                 1,
             );
-            f64::gemm(
+            matrixmultiply::dgemm(
                 d,
                 n,
                 1,

@@ -143,7 +143,7 @@ pub struct MetricsFile {
     pub eval: EvalReport,
     pub best_epoch: usize,
     pub epochs_run: usize,
-    pub history: Vec<super::trainer::EpochLog>,
+    pub history: Vec<super::history::EpochLog>,
 }
 
 /// Point metrics of the forecasts of one split, scaled and in trace units.

@@ -10,7 +10,7 @@ use std::path::Path;
 use super::run::{prepare, train_run, DataSource};
 use super::trainer::model_config_for;
 use super::{train_and_validate, FitOptions, PreparedData, Progress, RunConfig};
-use crate::bohb::{Config, EvalContext, EvalResult, Objective, Value};
+use crate::bohb::{Config, EvalContext, EvalError, EvalResult, Objective, Value};
 use crate::device::Device;
 use crate::error::Result;
 
@@ -47,14 +47,14 @@ impl ConvFormerObjective {
         config: &Config,
         epochs: usize,
         seed: u64,
-    ) -> Result<RunConfig, String> {
+    ) -> Result<RunConfig, EvalError> {
         let mut cfg = self.base.clone();
         for (name, value) in config {
             let int = || value_usize(name, value);
             let float = || {
-                value
-                    .as_f64()
-                    .ok_or_else(|| format!("{name}: expected a number, got {value:?}"))
+                value.as_f64().ok_or_else(|| {
+                    EvalError::Config(format!("{name}: expected a number, got {value:?}"))
+                })
             };
             match name.as_str() {
                 "conv_filters" => cfg.model.conv_filters = int()?,
@@ -67,26 +67,30 @@ impl ConvFormerObjective {
                 "weight_decay" => cfg.train.weight_decay = float()?,
                 "batch_size" => cfg.train.batch_size = int()?,
                 other => {
-                    return Err(format!(
+                    return Err(EvalError::Config(format!(
                         "the ConvFormerNet objective has no hyperparameter '{other}'"
-                    ))
+                    )))
                 }
             }
         }
         cfg.train.epochs = epochs;
         cfg.train.seed = seed;
         cfg.model = model_config_for(&cfg.model, &self.data);
-        cfg.model.validate().map_err(|e| e.to_string())?;
-        cfg.train.validate().map_err(|e| e.to_string())?;
+        cfg.model.validate()?;
+        cfg.train.validate()?;
         Ok(cfg)
     }
 }
 
-fn value_usize(name: &str, value: &Value) -> Result<usize, String> {
+fn value_usize(name: &str, value: &Value) -> Result<usize, EvalError> {
     value
         .as_i64()
         .and_then(|v| usize::try_from(v).ok())
-        .ok_or_else(|| format!("{name}: expected a non-negative integer, got {value:?}"))
+        .ok_or_else(|| {
+            EvalError::Config(format!(
+                "{name}: expected a non-negative integer, got {value:?}"
+            ))
+        })
 }
 
 /// Budgets are epochs; fractional budgets round, and at least one epoch runs.
@@ -100,7 +104,7 @@ impl Objective for ConvFormerObjective {
         config: &Config,
         budget: f64,
         ctx: &EvalContext,
-    ) -> Result<EvalResult, String> {
+    ) -> Result<EvalResult, EvalError> {
         let cfg = self.run_config(config, epochs(budget), ctx.seed)?;
         let loss = train_and_validate(
             &cfg.model,
@@ -108,8 +112,7 @@ impl Objective for ConvFormerObjective {
             &self.data,
             cfg.train.epochs,
             self.device,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         Ok(EvalResult { loss })
     }
 
@@ -123,16 +126,15 @@ impl Objective for ConvFormerObjective {
         config: &Config,
         budget: f64,
         dir: &Path,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, EvalError> {
         let opts = FitOptions {
             progress: Progress::Log,
             device: self.device,
             ..FitOptions::default()
         };
-        let train = |config: &Config, dir: &Path| -> Result<(usize, f64, f64), String> {
+        let train = |config: &Config, dir: &Path| -> Result<(usize, f64, f64), EvalError> {
             let cfg = self.run_config(config, epochs(budget), self.base.train.seed)?;
-            let (outcome, metrics) =
-                train_run(dir, &cfg, &self.source, &opts).map_err(|e| e.to_string())?;
+            let (outcome, metrics) = train_run(dir, &cfg, &self.source, &opts)?;
             let test_mae = metrics
                 .eval
                 .test

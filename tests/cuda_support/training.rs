@@ -9,7 +9,7 @@ use convformer::nn::{ConvFormerNet, ModelConfig};
 use convformer::optim::{clip_grad_norm, AdamConfig, AdamW};
 use convformer::{Device, Tensor};
 
-use super::TestRng;
+use crate::support::TestRng;
 
 pub fn config() -> ModelConfig {
     ModelConfig {

@@ -9,11 +9,14 @@
 use convformer::autograd::{LossKind, Padding};
 use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims, MatmulDims};
 use convformer::cuda::ops::{
-    self, AttentionPath, Binary, Conv1d, ConvPadding, Epilogue, Gemm, Loss, Unary,
+    self, AttentionPath, Binary, Conv1d, ConvPadding, Epilogue, Gemm, Loss,
 };
 use convformer::cuda::Backend;
+use convformer::ops::pool;
+use convformer::ops::softmax;
+use convformer::ops::unary::{self, Unary};
 
-use super::{to64, TestRng};
+use crate::support::{to64, TestRng};
 
 const ATOL: f64 = 1e-4;
 const RTOL: f64 = 1e-3;
@@ -29,7 +32,7 @@ fn down<B: Backend>(be: &B, b: &B::Buffer, n: usize) -> Vec<f32> {
     be.download_f32(b, n).unwrap()
 }
 fn close(what: &str, cuda: &[f32], cpu: &[f32]) {
-    super::assert_close(what, cuda, &to64(cpu), ATOL, RTOL);
+    crate::support::assert_close(what, cuda, &to64(cpu), ATOL, RTOL);
 }
 
 pub fn matmul_matches_cpu<B: Backend>(be: &B) {
@@ -94,7 +97,7 @@ pub fn linear_forward_and_backward_match_cpu<B: Backend>(be: &B) {
 
     // Fused GELU epilogue against the CPU GELU of the CPU linear output.
     let mut act = vec![f32::NAN; want.len()];
-    cpu::activation::gelu_forward(&want, &mut act);
+    unary::cpu::gelu_forward(&want, &mut act);
     ops::sgemm(
         be,
         &Gemm {
@@ -346,12 +349,12 @@ pub fn softmax_activations_bias_pool_match_cpu<B: Backend>(be: &B) {
     let n = rows * c;
 
     let mut y = vec![f32::NAN; n];
-    cpu::softmax::softmax_forward(c, &x, &mut y);
+    softmax::cpu::softmax_forward(c, &x, &mut y);
     let mut dx = vec![f32::NAN; n];
-    cpu::softmax::softmax_backward(c, &y, &g, &mut dx);
+    softmax::cpu::softmax_backward(c, &y, &g, &mut dx);
     let (yb, dxb) = (out(be, n), out(be, n));
-    ops::softmax_fwd(be, rows, c, &xb, &yb).unwrap();
-    ops::softmax_bwd(be, rows, c, &yb, &gb, &dxb).unwrap();
+    softmax::cuda::softmax_fwd(be, rows, c, &xb, &yb).unwrap();
+    softmax::cuda::softmax_bwd(be, rows, c, &yb, &gb, &dxb).unwrap();
     close("softmax y", &down(be, &yb, n), &y);
     close("softmax dx", &down(be, &dxb, n), &dx);
 
@@ -360,13 +363,13 @@ pub fn softmax_activations_bias_pool_match_cpu<B: Backend>(be: &B) {
     let cases: [(Unary, CpuFwd, CpuBwd); 2] = [
         (
             Unary::Relu,
-            cpu::activation::relu_forward,
-            cpu::activation::relu_backward,
+            unary::cpu::relu_forward,
+            unary::cpu::relu_backward,
         ),
         (
             Unary::Gelu,
-            cpu::activation::gelu_forward,
-            cpu::activation::gelu_backward,
+            unary::cpu::gelu_forward,
+            unary::cpu::gelu_backward,
         ),
     ];
     for (op, fwd, bwd) in cases {
@@ -374,8 +377,8 @@ pub fn softmax_activations_bias_pool_match_cpu<B: Backend>(be: &B) {
         fwd(&x, &mut y);
         bwd(&x, &g, &mut dx);
         let (yb, dxb) = (out(be, n), out(be, n));
-        ops::unary_fwd(be, op, n, &xb, &yb).unwrap();
-        ops::unary_bwd(be, op, n, &xb, &gb, &dxb).unwrap();
+        unary::cuda::unary_fwd(be, op, n, &xb, &yb).unwrap();
+        unary::cuda::unary_bwd(be, op, n, &xb, &gb, &dxb).unwrap();
         close(&format!("{op:?} y"), &down(be, &yb, n), &y);
         close(&format!("{op:?} dx"), &down(be, &dxb, n), &dx);
     }
@@ -397,14 +400,14 @@ pub fn softmax_activations_bias_pool_match_cpu<B: Backend>(be: &B) {
     close("residual add", &down(be, &ab, n), &sum);
 
     // Mean over the sequence axis of [batch 3, seq 16, width 48].
-    let pd = cpu::elementwise::PoolDims::around(&[3, 16, 48], 1);
+    let pd = pool::PoolDims::around(&[3, 16, 48], 1);
     let (px, pg) = (rng.vec(3 * 16 * 48), rng.vec(3 * 48));
     let (mut py, mut pdx) = (vec![f32::NAN; 3 * 48], vec![f32::NAN; px.len()]);
-    cpu::elementwise::mean_pool_forward(&pd, &px, &mut py);
-    cpu::elementwise::mean_pool_backward(&pd, &pg, &mut pdx);
+    pool::cpu::mean_pool_forward(&pd, &px, &mut py);
+    pool::cpu::mean_pool_backward(&pd, &pg, &mut pdx);
     let (pyb, pdxb) = (out(be, py.len()), out(be, px.len()));
-    ops::mean_pool_fwd(be, pd.outer, pd.n, pd.inner, &up(be, &px), &pyb).unwrap();
-    ops::mean_pool_bwd(be, pd.outer, pd.n, pd.inner, &up(be, &pg), &pdxb).unwrap();
+    pool::cuda::mean_pool_fwd(be, &pd, &up(be, &px), &pyb).unwrap();
+    pool::cuda::mean_pool_bwd(be, &pd, &up(be, &pg), &pdxb).unwrap();
     close("mean_pool y", &down(be, &pyb, py.len()), &py);
     close("mean_pool dx", &down(be, &pdxb, px.len()), &pdx);
 }

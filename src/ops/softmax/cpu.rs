@@ -1,7 +1,8 @@
-//! Softmax over the last axis of a [rows, dim] matrix.
+//! CPU kernels of softmax over the last axis of a [rows, dim] matrix, and the
+//! row kernels attention runs on its scores.
 
-use super::fastmath::{as_f32_mut, avx2_kernel, exp_f32};
-use super::lanes::{fold_lanes, sum_lanes};
+use crate::cpu::fastmath::{as_f32_mut, avx2_kernel, exp_f32};
+use crate::cpu::lanes::{fold_lanes, sum_lanes};
 use crate::float::Float;
 use rayon::prelude::*;
 

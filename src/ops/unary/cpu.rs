@@ -1,12 +1,29 @@
-//! ReLU and GELU (tanh approximation, as GPT-2 / llm.c).
+//! CPU kernels of ReLU and GELU (tanh approximation, as GPT-2 / llm.c).
 
-use super::elementwise::{map, zip_map};
+use super::Unary;
+use crate::cpu::elementwise::{map, zip_map};
 #[cfg(target_arch = "x86_64")]
-use super::fastmath::has_avx2_fma;
-use super::fastmath::{as_f32, as_f32_mut, exp_f32};
-use super::ELEMS_PER_TASK;
+use crate::cpu::fastmath::has_avx2_fma;
+use crate::cpu::fastmath::{as_f32, as_f32_mut, exp_f32};
+use crate::cpu::ELEMS_PER_TASK;
 use crate::float::Float;
 use rayon::prelude::*;
+
+/// y ← op(x).
+pub fn forward<T: Float>(op: Unary, x: &[T], y: &mut [T]) {
+    match op {
+        Unary::Relu => relu_forward(x, y),
+        Unary::Gelu => gelu_forward(x, y),
+    }
+}
+
+/// dx ← g · op'(x).
+pub fn backward<T: Float>(op: Unary, x: &[T], g: &[T], dx: &mut [T]) {
+    match op {
+        Unary::Relu => relu_backward(x, g, dx),
+        Unary::Gelu => gelu_backward(x, g, dx),
+    }
+}
 
 pub fn relu_forward<T: Float>(x: &[T], y: &mut [T]) {
     map(x, y, |v| if v > T::ZERO { v } else { T::ZERO });

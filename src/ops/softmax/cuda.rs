@@ -1,0 +1,43 @@
+//! CUDA launches of the softmax kernels (`kernels/softmax.cu`).
+
+use crate::cuda::launch::{Arg, Backend};
+use crate::cuda::ops::{dim, f32s, row_cfg};
+use crate::error::Result;
+
+/// Softmax over the last dim of [rows, c].
+pub fn softmax_fwd<B: Backend>(
+    be: &B,
+    rows: usize,
+    c: usize,
+    x: &B::Buffer,
+    y: &B::Buffer,
+) -> Result<()> {
+    const OP: &str = "softmax_fwd";
+    let args = [
+        f32s(OP, "x", x, rows * c)?,
+        f32s(OP, "y", y, rows * c)?,
+        Arg::I32(dim(OP, rows)?),
+        Arg::I32(dim(OP, c)?),
+    ];
+    be.launch("softmax_fwd", row_cfg(rows, 8, 256), &args)
+}
+
+pub fn softmax_bwd<B: Backend>(
+    be: &B,
+    rows: usize,
+    c: usize,
+    y: &B::Buffer,
+    dy: &B::Buffer,
+    dx: &B::Buffer,
+) -> Result<()> {
+    const OP: &str = "softmax_bwd";
+    let n = rows * c;
+    let args = [
+        f32s(OP, "y", y, n)?,
+        f32s(OP, "dy", dy, n)?,
+        f32s(OP, "dx", dx, n)?,
+        Arg::I32(dim(OP, rows)?),
+        Arg::I32(dim(OP, c)?),
+    ];
+    be.launch("softmax_bwd", row_cfg(rows, 8, 256), &args)
+}

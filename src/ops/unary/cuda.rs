@@ -1,0 +1,53 @@
+//! CUDA launches of the unary kernels (`kernels/elementwise.cu`).
+
+use super::Unary;
+use crate::cuda::launch::{Arg, Backend};
+use crate::cuda::ops::{f32s, grid_stride_cfg};
+use crate::error::Result;
+
+/// y = op(x).
+pub fn unary_fwd<B: Backend>(
+    be: &B,
+    op: Unary,
+    n: usize,
+    x: &B::Buffer,
+    y: &B::Buffer,
+) -> Result<()> {
+    const OP: &str = "unary_fwd";
+    let kernel = match op {
+        Unary::Relu => "relu_fwd",
+        Unary::Gelu => "gelu_fwd",
+    };
+    be.launch(
+        kernel,
+        grid_stride_cfg(n),
+        &[
+            f32s(OP, "x", x, n)?,
+            f32s(OP, "y", y, n)?,
+            Arg::I64(n as i64),
+        ],
+    )
+}
+
+/// dx = dy * op'(x).
+pub fn unary_bwd<B: Backend>(
+    be: &B,
+    op: Unary,
+    n: usize,
+    x: &B::Buffer,
+    dy: &B::Buffer,
+    dx: &B::Buffer,
+) -> Result<()> {
+    const OP: &str = "unary_bwd";
+    let kernel = match op {
+        Unary::Relu => "relu_bwd",
+        Unary::Gelu => "gelu_bwd",
+    };
+    let args = [
+        f32s(OP, "x", x, n)?,
+        f32s(OP, "dy", dy, n)?,
+        f32s(OP, "dx", dx, n)?,
+        Arg::I64(n as i64),
+    ];
+    be.launch(kernel, grid_stride_cfg(n), &args)
+}
