@@ -21,9 +21,9 @@ pub fn resave(csv_text: &[u8], label: &Path) -> Result<Vec<u8>, DataError> {
             Ok(false) => break,
             Err(e) => return Err(super::record_error(label, e)),
         }
-        let cells = record.iter().map(|cell| match first {
-            true => cell.to_string(),
-            false => spreadsheet_number(cell).unwrap_or_else(|| cell.to_string()),
+        let cells = record.iter().map(|cell| match spreadsheet_number(cell) {
+            Some(number) if !first => number,
+            _ => cell.to_string(),
         });
         writer
             .write_record(cells)
@@ -41,7 +41,8 @@ fn spreadsheet_number(cell: &str) -> Option<String> {
         return Some(scientific(v as f64, 4));
     }
     let v: f64 = cell.parse().ok()?;
-    if !v.is_finite() || cell.trim() != cell || cell.is_empty() {
+    // A spreadsheet keeps text it does not read as a number: `inf`, ` 0.5`.
+    if !v.is_finite() || cell.trim() != cell {
         return None;
     }
     let exponent = if v == 0.0 {
