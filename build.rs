@@ -1,48 +1,163 @@
-//! Build script: (1) compiles the CUDA-execution emulator with every kernel as
-//! C++ (kernels/emu), for the tests that run the kernels without a GPU; (2) when
-//! an `nvcc` is found, compiles each kernels/*.cu to PTX for CUDA_COMPUTE_CAP
-//! (default 80). Without nvcc the runtime compiles the embedded sources with
-//! NVRTC on first use, so nothing CUDA is needed to build.
+//! Build script. Every registry of the kernels is derived here from the files
+//! themselves, so a new `kernels/<name>.cu` is picked up with no list to edit:
+//! (1) `shared_constants.cuh`, the `#define`s of src/cuda/shared_constants.rs;
+//! (2) the module table (`kernel_modules.rs`): each kernels/*.cu file, its
+//!     embedded source for NVRTC and its `__global__` functions;
+//! (3) the emulator (kernels/emu): every kernel file, and the emulator's own test
+//!     kernels (kernels/emu/*.cu), compiled as C++ with a generated launch table;
+//! (4) when an `nvcc` is found, PTX of each module for CUDA_COMPUTE_CAP (default
+//!     80). Without nvcc the runtime compiles the embedded sources with NVRTC on
+//!     first use, so nothing CUDA is needed to build.
 
 use std::env;
+use std::fmt::Write as _;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const MODULES: &[&str] = &[
-    "adamw",
-    "attention",
-    "conv1d",
-    "dropout",
-    "elementwise",
-    "gemm",
-    "layernorm",
-    "loss",
-    "pool",
-    "softmax",
-];
+const CONSTANTS: &str = "src/cuda/shared_constants.rs";
+
+/// One `.cu` file: its stem, its path, the kernels it defines.
+struct KernelFile {
+    stem: String,
+    path: PathBuf,
+    kernels: Vec<String>,
+}
 
 fn main() {
     println!("cargo:rerun-if-changed=kernels");
+    println!("cargo:rerun-if-changed={CONSTANTS}");
     println!("cargo:rerun-if-env-changed=NVCC");
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
+
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let modules = kernel_files(&root.join("kernels"));
+    let emu_tests = kernel_files(&root.join("kernels/emu"));
+
+    let constants = constants_header(&root.join(CONSTANTS));
+    write(&out.join("shared_constants.cuh"), &constants);
+    write(&out.join("emu_kernels.inc"), &emu_includes(&modules, &emu_tests));
 
     cc::Build::new()
         .cpp(true)
         .std("c++17")
         .file("kernels/emu/emu_api.cpp")
+        .include(&out)
         .opt_level(2)
         .warnings(true)
         .extra_warnings(true)
         .compile("convformer_cuda_emu");
 
-    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let ptx_dir = out.join("ptx");
-    std::fs::create_dir_all(&ptx_dir).expect("create OUT_DIR/ptx");
+    fs::create_dir_all(&ptx_dir).expect("create OUT_DIR/ptx");
     let compiled = match find_nvcc() {
-        Some(nvcc) => compile_ptx(&nvcc, &ptx_dir),
+        Some(nvcc) => compile_ptx(&nvcc, &modules, &out, &ptx_dir),
         None => Vec::new(),
     };
-    write_ptx_table(&out.join("prebuilt_ptx.rs"), &ptx_dir, &compiled);
+    write(
+        &out.join("kernel_modules.rs"),
+        &module_table(&modules, &out, &ptx_dir, &compiled),
+    );
+}
+
+fn write(path: &Path, text: &str) {
+    fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// The `.cu` files directly in `dir`, sorted by name.
+fn kernel_files(dir: &Path) -> Vec<KernelFile> {
+    let mut files: Vec<KernelFile> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|entry| entry.expect("list kernels").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cu"))
+        .map(|path| {
+            let source = fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+            KernelFile {
+                stem: path.file_stem().unwrap().to_string_lossy().into_owned(),
+                kernels: global_functions(&source),
+                path,
+            }
+        })
+        .collect();
+    files.sort_by(|a, b| a.stem.cmp(&b.stem));
+    files
+}
+
+/// The `__global__` functions of a source: the name before the first
+/// parameter list that is not `__launch_bounds__(...)`.
+fn global_functions(src: &str) -> Vec<String> {
+    src.match_indices("__global__ void")
+        .filter_map(|(at, _)| {
+            let rest = &src[at..];
+            rest.match_indices('(')
+                .filter_map(|(open, _)| rest[..open].split_whitespace().last())
+                .find(|name| *name != "__launch_bounds__")
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// `#define NAME VALUE` for each `pub const NAME: TYPE = INTEGER;` of the
+/// constants file, with its `///` lines as comments. Any other line that is
+/// not blank, a comment or an attribute stops the build with its line number.
+fn constants_header(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut header = String::from(
+        "// Generated by build.rs from src/cuda/shared_constants.rs: edit that file.\n#pragma once\n",
+    );
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(doc) = line.strip_prefix("///") {
+            let _ = writeln!(header, "//{doc}");
+        } else if let Some(decl) = line.strip_prefix("pub const ") {
+            let (name, value) = parse_constant(decl).unwrap_or_else(|| {
+                panic!(
+                    "{}:{}: expected `pub const NAME: TYPE = INTEGER;`, found `{line}`",
+                    path.display(),
+                    number + 1
+                )
+            });
+            let _ = writeln!(header, "#define {name} {value}");
+        } else if !(line.is_empty() || line.starts_with("//")) {
+            panic!(
+                "{}:{}: only `pub const NAME: TYPE = INTEGER;` items belong here, found `{line}`",
+                path.display(),
+                number + 1
+            );
+        }
+    }
+    header
+}
+
+/// `NAME: TYPE = INTEGER;` into (NAME, INTEGER) for the integer types a kernel
+/// argument can have.
+fn parse_constant(decl: &str) -> Option<(&str, i64)> {
+    let (name, rest) = decl.split_once(':')?;
+    let (ty, value) = rest.split_once('=')?;
+    let value = value.trim().strip_suffix(';')?.replace('_', "");
+    let ok_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    let ok_type = matches!(ty.trim(), "usize" | "u32" | "i32" | "i64");
+    if !(ok_name && ok_type) {
+        return None;
+    }
+    Some((name, value.parse().ok()?))
+}
+
+/// The emulator's translation unit: every kernel file and its own test
+/// kernels, then a `KERNEL(name)` launch-table entry for each kernel.
+fn emu_includes(modules: &[KernelFile], emu_tests: &[KernelFile]) -> String {
+    let mut inc = String::from("// Generated by build.rs from kernels/*.cu and kernels/emu/*.cu.\n");
+    for f in modules.iter().chain(emu_tests) {
+        let _ = writeln!(inc, "#include {:?}", f.path.display().to_string());
+    }
+    inc.push_str("#define CF_EMU_KERNELS(KERNEL)");
+    for name in modules.iter().chain(emu_tests).flat_map(|f| &f.kernels) {
+        let _ = write!(inc, " \\\n    KERNEL({name}),");
+    }
+    inc.push('\n');
+    inc
 }
 
 fn find_nvcc() -> Option<PathBuf> {
@@ -57,34 +172,53 @@ fn find_nvcc() -> Option<PathBuf> {
 
 /// Compiles every module; a module nvcc rejects is left to NVRTC at run time,
 /// with a cargo warning saying so.
-fn compile_ptx(nvcc: &Path, dir: &Path) -> Vec<&'static str> {
+fn compile_ptx<'a>(nvcc: &Path, modules: &'a [KernelFile], out: &Path, dir: &Path) -> Vec<&'a str> {
     let cap = env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "80".into());
     let mut done = Vec::new();
-    for m in MODULES {
+    for m in modules {
         let status = Command::new(nvcc)
             .args(["--ptx", "-O3", "-std=c++17", "-Ikernels"])
+            .arg(format!("-I{}", out.display()))
             .arg(format!("-arch=compute_{cap}"))
-            .arg(format!("kernels/{m}.cu"))
+            .arg(&m.path)
             .arg("-o")
-            .arg(dir.join(format!("{m}.ptx")))
+            .arg(dir.join(format!("{}.ptx", m.stem)))
             .status();
         match status {
-            Ok(s) if s.success() => done.push(*m),
-            other => println!("cargo:warning=nvcc failed on kernels/{m}.cu ({other:?}); NVRTC will compile it at run time"),
+            Ok(s) if s.success() => done.push(m.stem.as_str()),
+            other => println!(
+                "cargo:warning=nvcc failed on {} ({other:?}); NVRTC will compile it at run time",
+                m.path.display()
+            ),
         }
     }
     done
 }
 
-fn write_ptx_table(file: &Path, dir: &Path, compiled: &[&str]) {
-    let mut src = String::from("/// PTX compiled by nvcc at build time, per module file stem.\npub const PREBUILT_PTX: &[(&str, &str)] = &[\n");
-    for m in compiled {
-        let path = dir.join(format!("{m}.ptx"));
-        src.push_str(&format!(
-            "    ({m:?}, include_str!({:?})),\n",
-            path.display().to_string()
-        ));
+/// `MODULE_FILES`: per kernel file its stem, source, kernels and nvcc's PTX.
+fn module_table(modules: &[KernelFile], out: &Path, ptx_dir: &Path, compiled: &[&str]) -> String {
+    let path_str = |p: &Path| format!("{:?}", p.display().to_string());
+    let mut src = String::from("// Generated by build.rs from kernels/*.cu.\n");
+    let _ = writeln!(
+        src,
+        "const SHARED_CONSTANTS: &str = include_str!({});",
+        path_str(&out.join("shared_constants.cuh"))
+    );
+    src.push_str("const MODULE_FILES: &[ModuleFile] = &[\n");
+    for m in modules {
+        let ptx = if compiled.contains(&m.stem.as_str()) {
+            format!("Some(include_str!({}))", path_str(&ptx_dir.join(format!("{}.ptx", m.stem))))
+        } else {
+            "None".into()
+        };
+        let _ = writeln!(
+            src,
+            "    ModuleFile {{ stem: {:?}, source: include_str!({}), kernels: &{:?}, prebuilt_ptx: {ptx} }},",
+            m.stem,
+            path_str(&m.path),
+            m.kernels,
+        );
     }
     src.push_str("];\n");
-    std::fs::write(file, src).expect("write prebuilt_ptx.rs");
+    src
 }

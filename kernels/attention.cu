@@ -5,10 +5,7 @@
 // gets out = 0 and lse = +inf (so every P_ij of the backward pass is 0).
 // lse [B, H, Tq] = log-sum-exp of the row's scores, saved for the backward.
 #include "common.cuh"
-
-#define ATT_WARPS 4          // query rows per block, one warp each
-#define ATT_MAX_SMEM_TK 2048 // the shared-memory kernel keeps 4 rows of Tk floats
-#define ATT_MAX_DIM 64       // lanes own output dims d and d + 32
+// ATT_WARPS, ATT_MAX_SMEM_TK, ATT_MAX_DIM: src/cuda/shared_constants.rs
 
 // Computes q_i . k_j * scale, or -inf for a masked key.
 __device__ __forceinline__ float attention_score(const float* qi, const float* kj, int D, float scale,

@@ -2,10 +2,7 @@
 //   y[b, co, t] = bias[co] + sum_{ci, k} w[co, ci, k] * x[b, ci, t + k - pad]
 // x [B, Cin, L], w [Cout, Cin, K], y [B, Cout, Lout]; out-of-range x reads as 0.
 #include "common.cuh"
-
-#define CONV_TILE 128     // output positions per block
-#define CONV_CI_CHUNK 16  // input channels staged in shared memory at once
-#define CONV_REDUCE 256   // threads of the reduction kernels
+// CONV_TILE, CONV_CI_CHUNK: src/cuda/shared_constants.rs
 
 // grid: (ceil(Lout/128), Cout, B); block: 128; dynamic shared memory:
 // CONV_CI_CHUNK * (128 + K - 1 + K) floats.

@@ -1,29 +1,8 @@
-// elementwise.cu: one thread per element (grid-stride), for the pointwise ops
-// and their gradients; plus the bias add over the last dimension and its
-// column-sum gradient.
+// elementwise.cu: one thread per element (grid-stride), for the tensor
+// arithmetic (add, mul, scale); plus the bias add over the last dimension and
+// its column-sum gradient.
 #include "common.cuh"
 
-#define GRID_STRIDE(i, n) \
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
-
-// y = max(x, 0)
-extern "C" __global__ void relu_fwd(const float* __restrict__ x, float* __restrict__ y, long long n) {
-    GRID_STRIDE(i, n) y[i] = fmaxf(x[i], 0.0f);
-}
-// dx = dy where x > 0, else 0
-extern "C" __global__ void relu_bwd(const float* __restrict__ x, const float* __restrict__ dy,
-                                    float* __restrict__ dx, long long n) {
-    GRID_STRIDE(i, n) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
-}
-// y = gelu(x), tanh form
-extern "C" __global__ void gelu_fwd(const float* __restrict__ x, float* __restrict__ y, long long n) {
-    GRID_STRIDE(i, n) y[i] = gelu_forward(x[i]);
-}
-// dx = dy * gelu'(x)
-extern "C" __global__ void gelu_bwd(const float* __restrict__ x, const float* __restrict__ dy,
-                                    float* __restrict__ dx, long long n) {
-    GRID_STRIDE(i, n) dx[i] = dy[i] * gelu_derivative(x[i]);
-}
 // y = a + b (the residual add; also accumulates gradients when y aliases a)
 extern "C" __global__ void add(const float* a, const float* b, float* y, long long n) {
     GRID_STRIDE(i, n) y[i] = a[i] + b[i];
@@ -62,22 +41,5 @@ extern "C" __global__ void column_sum(const float* __restrict__ x, float* __rest
         float t = 0.0f;
         for (int i = 0; i < 16; ++i) t += part[i][tx];
         out[(long long)blockIdx.y * C + c] = t;
-    }
-}
-// y = x with its axes reordered (up to 4; lower ranks lead with size-1 axes).
-// Thread i splits its output index into coordinates over the output dims
-// (d1..d3 innermost; the outermost takes the rest) and reads x at those
-// coordinates times the input strides of the same axes (s0..s3).
-extern "C" __global__ void permute4(const float* __restrict__ x, float* __restrict__ y, long long n, int d1,
-                                    int d2, int d3, long long s0, long long s1, long long s2, long long s3) {
-    GRID_STRIDE(i, n) {
-        long long r = i;
-        const long long c3 = r % d3;
-        r /= d3;
-        const long long c2 = r % d2;
-        r /= d2;
-        const long long c1 = r % d1;
-        r /= d1;
-        y[i] = x[r * s0 + c1 * s1 + c2 * s2 + c3 * s3];
     }
 }

@@ -1,7 +1,6 @@
 // softmax.cu: softmax over the last dimension C of x [R, C].
 #include "common.cuh"
-
-#define SOFTMAX_WARPS 8  // rows per block; one warp per row
+// SOFTMAX_WARPS: src/cuda/shared_constants.rs
 
 // grid: ceil(R/8); block: 256. The row's lanes find the max, then the sum of
 // exp(x - max), then write exp(x - max) / sum.

@@ -12,6 +12,7 @@ pub mod exec;
 pub mod launch;
 pub mod modules;
 pub mod ops;
+pub mod shared_constants;
 pub(crate) mod tensors;
 
 pub use driver::CudaBackend;

@@ -1,101 +1,112 @@
-//! The kernel modules (one per `kernels/*.cu` file): their sources, embedded for
-//! NVRTC, and the PTX nvcc produced at build time when it was available.
+//! The kernel modules, one per `kernels/*.cu` file, as build.rs found them:
+//! their sources, embedded for NVRTC, their kernels, and the PTX nvcc produced
+//! at build time when it was available.
 
-include!(concat!(env!("OUT_DIR"), "/prebuilt_ptx.rs"));
+/// One kernel file (generated entries of `MODULE_FILES`).
+struct ModuleFile {
+    stem: &'static str,
+    source: &'static str,
+    kernels: &'static [&'static str],
+    prebuilt_ptx: Option<&'static str>,
+}
+
+include!(concat!(env!("OUT_DIR"), "/kernel_modules.rs"));
 
 const COMMON: &str = include_str!("../../kernels/common.cuh");
 
+/// A kernel module: an index into the files build.rs found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Module {
-    AdamW,
-    Attention,
-    Conv1d,
-    Dropout,
-    Elementwise,
-    Gemm,
-    LayerNorm,
-    Loss,
-    Pool,
-    Softmax,
-}
+pub struct Module(usize);
 
 impl Module {
-    pub const ALL: [Module; 10] = [
-        Module::AdamW,
-        Module::Attention,
-        Module::Conv1d,
-        Module::Dropout,
-        Module::Elementwise,
-        Module::Gemm,
-        Module::LayerNorm,
-        Module::Loss,
-        Module::Pool,
-        Module::Softmax,
-    ];
+    pub const ALL: [Module; MODULE_FILES.len()] = {
+        let mut all = [Module(0); MODULE_FILES.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = Module(i);
+            i += 1;
+        }
+        all
+    };
+
+    fn file(self) -> &'static ModuleFile {
+        &MODULE_FILES[self.0]
+    }
 
     /// File stem under `kernels/`.
     pub fn stem(self) -> &'static str {
-        match self {
-            Module::AdamW => "adamw",
-            Module::Attention => "attention",
-            Module::Conv1d => "conv1d",
-            Module::Dropout => "dropout",
-            Module::Elementwise => "elementwise",
-            Module::Gemm => "gemm",
-            Module::LayerNorm => "layernorm",
-            Module::Loss => "loss",
-            Module::Pool => "pool",
-            Module::Softmax => "softmax",
-        }
+        self.file().stem
     }
 
-    fn raw_source(self) -> &'static str {
-        match self {
-            Module::AdamW => include_str!("../../kernels/adamw.cu"),
-            Module::Attention => include_str!("../../kernels/attention.cu"),
-            Module::Conv1d => include_str!("../../kernels/conv1d.cu"),
-            Module::Dropout => include_str!("../../kernels/dropout.cu"),
-            Module::Elementwise => include_str!("../../kernels/elementwise.cu"),
-            Module::Gemm => include_str!("../../kernels/gemm.cu"),
-            Module::LayerNorm => include_str!("../../kernels/layernorm.cu"),
-            Module::Loss => include_str!("../../kernels/loss.cu"),
-            Module::Pool => include_str!("../../kernels/pool.cu"),
-            Module::Softmax => include_str!("../../kernels/softmax.cu"),
-        }
-    }
-
-    /// The module as one self-contained translation unit (common.cuh inlined),
-    /// ready for NVRTC, which has no file system to include from.
+    /// The module as one self-contained translation unit (common.cuh and the
+    /// shared constants inlined), ready for NVRTC, which has no file system to
+    /// include from.
     pub fn source(self) -> String {
-        self.raw_source().replace("#include \"common.cuh\"", COMMON)
+        let common = COMMON.replace("#include \"shared_constants.cuh\"", SHARED_CONSTANTS);
+        self.file().source.replace("#include \"common.cuh\"", &common)
     }
 
-    /// The `extern "C" __global__` functions the module defines: the name before
-    /// the first parameter list that is not `__launch_bounds__(...)`.
+    /// The `extern "C" __global__` functions the module defines.
     pub fn kernels(self) -> Vec<&'static str> {
-        let src = self.raw_source();
-        src.match_indices("__global__ void")
-            .filter_map(|(at, _)| {
-                let rest = &src[at..];
-                rest.match_indices('(')
-                    .filter_map(|(open, _)| rest[..open].split_whitespace().last())
-                    .find(|name| *name != "__launch_bounds__")
-            })
-            .collect()
+        self.file().kernels.to_vec()
     }
 
     /// PTX compiled by nvcc at build time, if nvcc was found.
     pub fn prebuilt_ptx(self) -> Option<&'static str> {
-        PREBUILT_PTX
-            .iter()
-            .find(|(stem, _)| *stem == self.stem())
-            .map(|(_, ptx)| *ptx)
+        self.file().prebuilt_ptx
     }
 
     /// The module defining `kernel`.
     pub fn of_kernel(kernel: &str) -> Option<Module> {
         Module::ALL
             .into_iter()
-            .find(|m| m.kernels().contains(&kernel))
+            .find(|m| m.file().kernels.contains(&kernel))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_self_contained_and_use_the_shared_constants() {
+        let shared: Vec<&str> = SHARED_CONSTANTS
+            .lines()
+            .filter_map(|l| l.strip_prefix("#define "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert!(shared.contains(&"ATT_WARPS") && shared.contains(&"LOSS_HUBER"));
+        for m in Module::ALL {
+            let src = m.source();
+            // The one include left is the emulator's, under CONVFORMER_EMU.
+            let includes: Vec<&str> = src.lines().filter(|l| l.contains("#include")).collect();
+            assert_eq!(
+                includes,
+                ["#include \"emu/cuda_emu.h\""],
+                "kernels/{}.cu includes a file NVRTC cannot see",
+                m.stem()
+            );
+            for name in &shared {
+                let defines = m.file().source.lines().any(|l| {
+                    l.trim_start().strip_prefix("#define ").and_then(|d| d.split_whitespace().next())
+                        == Some(name)
+                });
+                assert!(!defines, "kernels/{}.cu defines {name} again", m.stem());
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_has_exactly_one_module() {
+        let mut seen = std::collections::HashSet::new();
+        for m in Module::ALL {
+            assert!(!m.kernels().is_empty(), "kernels/{}.cu defines no kernel", m.stem());
+            for k in m.kernels() {
+                assert!(seen.insert(k), "kernel {k} is defined twice");
+                assert_eq!(Module::of_kernel(k), Some(m));
+            }
+        }
+        assert!(seen.contains("sgemm_tiled") && seen.contains("permute4"));
+        assert_eq!(Module::of_kernel("no_such_kernel"), None);
     }
 }

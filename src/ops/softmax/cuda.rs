@@ -2,6 +2,7 @@
 
 use crate::cuda::launch::{Arg, Backend};
 use crate::cuda::ops::{dim, f32s, row_cfg};
+use crate::cuda::shared_constants::{SOFTMAX_WARPS, WARP_SIZE};
 use crate::error::Result;
 
 /// Softmax over the last dim of [rows, c].
@@ -19,7 +20,7 @@ pub fn softmax_fwd<B: Backend>(
         Arg::I32(dim(OP, rows)?),
         Arg::I32(dim(OP, c)?),
     ];
-    be.launch("softmax_fwd", row_cfg(rows, 8, 256), &args)
+    be.launch("softmax_fwd", row_cfg(rows, SOFTMAX_WARPS, WARP_SIZE * SOFTMAX_WARPS as u32), &args)
 }
 
 pub fn softmax_bwd<B: Backend>(
@@ -39,5 +40,5 @@ pub fn softmax_bwd<B: Backend>(
         Arg::I32(dim(OP, rows)?),
         Arg::I32(dim(OP, c)?),
     ];
-    be.launch("softmax_bwd", row_cfg(rows, 8, 256), &args)
+    be.launch("softmax_bwd", row_cfg(rows, SOFTMAX_WARPS, WARP_SIZE * SOFTMAX_WARPS as u32), &args)
 }

@@ -1,4 +1,4 @@
-//! CUDA launches of the unary kernels (`kernels/elementwise.cu`).
+//! CUDA launches of the unary kernels (`kernels/unary.cu`).
 
 use super::Unary;
 use crate::cuda::launch::{Arg, Backend};

@@ -1,19 +1,15 @@
-// gemm.cu: tiled SGEMM, batched, either operand transposed, with the fused
+// matmul.cu: tiled SGEMM, batched, either operand transposed, with the fused
 // linear epilogue (bias over columns, then ReLU or GELU).
 //   C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b]   (+ bias[n], act)
 // op(A) is M x K (A stored K x M when trans_a), op(B) is K x N (B stored N x K
 // when trans_b); all row-major. stride_* = 0 shares an operand across the batch.
 #include "common.cuh"
 
-#define GEMM_BM 128
-#define GEMM_BN 128
+// GEMM_TILE, GEMM_THREADS and the EPILOGUE_* codes: src/cuda/shared_constants.rs
+#define GEMM_BM GEMM_TILE
+#define GEMM_BN GEMM_TILE
 #define GEMM_BK 8
-#define GEMM_THREADS 256  // 16 x 16 threads, each owning an 8 x 8 micro-tile of C
 #define GEMM_HALF 64      // a micro-tile is 2 x 2 quads of 4 x 4, 64 rows/columns apart
-
-#define EPILOGUE_NONE 0
-#define EPILOGUE_RELU 1
-#define EPILOGUE_GELU 2
 
 // grid: (ceil(N/128), ceil(M/128), batch); block: 256.
 // Per K step of 8, each thread loads 4 elements of the A tile and 4 of the B

@@ -1,14 +1,10 @@
-// loss.cu: the four regression losses, mean over n elements.
+// losses.cu: the four regression losses, mean over n elements.
 //   kind 0 MSE (p - t)^2     kind 1 MAE |p - t|
 //   kind 2 Huber(delta): 0.5 d^2 if |d| <= delta, else delta (|d| - 0.5 delta)
 //   kind 3 pinball(q) with e = t - p: max(q e, (q - 1) e)
 // `param` is delta or q.
 #include "common.cuh"
-
-#define LOSS_MSE 0
-#define LOSS_MAE 1
-#define LOSS_HUBER 2
-#define LOSS_QUANTILE 3
+// the LOSS_* codes: src/cuda/shared_constants.rs
 
 __device__ __forceinline__ float loss_value(int kind, float param, float p, float t) {
     const float d = p - t;

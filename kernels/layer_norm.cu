@@ -1,8 +1,7 @@
-// layernorm.cu: layer normalisation over the last dimension C of x [R, C].
+// layer_norm.cu: layer normalisation over the last dimension C of x [R, C].
 //   y = (x - mean) * rstd * w + b,  rstd = 1 / sqrt(var + eps)  (biased variance)
 #include "common.cuh"
-
-#define LN_WARPS 8  // rows per block in the row kernels (one warp per row)
+// LN_WARPS: src/cuda/shared_constants.rs
 
 // grid: ceil(R/8); block: 256. One warp per row: lanes stride over the columns,
 // two passes (mean, then the centred variance) for accuracy; saves mean and rstd
