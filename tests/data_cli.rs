@@ -155,3 +155,62 @@ fn synth_writes_files_the_loaders_read() {
         std::fs::remove_file(Path::new(p)).unwrap();
     }
 }
+
+#[test]
+fn synth_spreadsheet_writes_rows_a_spreadsheet_saved_and_inspect_counts_the_rounding() {
+    for format in ["kaggle", "instance-usage"] {
+        let plain = tmp(&format!("plain-{format}.csv"));
+        let sheet = tmp(&format!("sheet-{format}.csv"));
+        let args = |out: &Path, extra: &[&'static str]| {
+            let mut a: Vec<String> = ["data", "synth", "--format", format, "--rows", "800", "--seed", "3"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            a.extend(["--out".to_string(), out.to_str().unwrap().to_string()]);
+            a.extend(extra.iter().map(|s| s.to_string()));
+            a
+        };
+        for (out, extra) in [(&plain, &[][..]), (&sheet, &["--spreadsheet"][..])] {
+            let a = args(out, extra);
+            let (ok, stdout, err) = convformer(&a.iter().map(String::as_str).collect::<Vec<_>>());
+            assert!(ok, "{err}");
+            assert!(stdout.contains("wrote 800"), "{stdout}");
+        }
+        let plain_text = std::fs::read_to_string(&plain).unwrap();
+        let sheet_text = std::fs::read_to_string(&sheet).unwrap();
+        // Cells of the form d.ddddE+nn: the spreadsheet's integers.
+        let exponent_cells = |text: &str| {
+            text.split([',', '\n'])
+                .filter(|c| {
+                    let b = c.as_bytes();
+                    b.len() == 10
+                        && b[0].is_ascii_digit()
+                        && b[1] == b'.'
+                        && b[2..6].iter().all(u8::is_ascii_digit)
+                        && &b[6..8] == b"E+"
+                        && b[8..].iter().all(u8::is_ascii_digit)
+                })
+                .count()
+        };
+        assert_eq!(exponent_cells(&plain_text), 0, "{format}");
+        assert!(exponent_cells(&sheet_text) >= 800, "{format}");
+        let (ok, plain_out, err) = convformer(&["data", "inspect", plain.to_str().unwrap()]);
+        assert!(ok, "{err}");
+        let (ok, sheet_out, err) = convformer(&["data", "inspect", sheet.to_str().unwrap()]);
+        assert!(ok, "{err}");
+        assert!(sheet_out.contains("records:  800"), "{sheet_out}");
+        assert!(!plain_out.contains("rounded integers:"), "{plain_out}");
+        let rounded = sheet_out
+            .lines()
+            .find(|l| l.starts_with("rounded integers:"))
+            .unwrap_or_else(|| panic!("{format}: no rounded line in\n{sheet_out}"));
+        assert!(rounded.contains("may now be equal"), "{rounded}");
+        std::fs::remove_file(plain).unwrap();
+        std::fs::remove_file(sheet).unwrap();
+    }
+    let out = tmp("sheet.parquet");
+    let (ok, _, err) = convformer(&[
+        "data", "synth", "--format", "bigquery", "--spreadsheet", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("--spreadsheet rewrites a generated CSV"), "{err}");
+}

@@ -42,6 +42,10 @@ pub enum DataCmd {
         /// Codec of a Parquet export.
         #[arg(long, value_enum, default_value_t = ParquetCompression::Snappy)]
         parquet_compression: ParquetCompression,
+        /// Write the CSV as a spreadsheet re-saves it: integers as `d.ddddE+nn` (ids and
+        /// timestamps lose digits), other numbers to nine significant digits.
+        #[arg(long)]
+        spreadsheet: bool,
     },
 }
 
@@ -101,7 +105,15 @@ pub fn run(cmd: DataCmd) -> crate::Result<()> {
             out,
             from,
             parquet_compression,
+            spreadsheet,
         } => {
+            if spreadsheet && (format == Format::BigQuery || from.is_some()) {
+                return Err(crate::Error::Invalid(
+                    "--spreadsheet rewrites a generated CSV (--format kaggle or instance-usage); \
+                     a BigQuery export has typed cells"
+                        .into(),
+                ));
+            }
             let rows = match (format, from) {
                 (Format::BigQuery, Some(from)) => {
                     let opts = ExportOptions {
@@ -117,6 +129,10 @@ pub fn run(cmd: DataCmd) -> crate::Result<()> {
                     "--from re-encodes CSV rows as a BigQuery export: it needs --format bigquery"
                         .into(),
                 )),
+                (_, None) if spreadsheet => {
+                    data::synth::write_spreadsheet(format, rows, seed, &out)?;
+                    rows
+                }
                 (_, None) => {
                     data::synth::write(format, rows, seed, &out)?;
                     rows

@@ -395,6 +395,14 @@ pub fn write(format: Format, rows: usize, seed: u64, out: &Path) -> Result<(), D
         .map_err(|e| DataError::io(out, e))
 }
 
+/// The generated CSV as a spreadsheet re-saves it (`spreadsheet::resave`).
+pub fn write_spreadsheet(format: Format, rows: usize, seed: u64, out: &Path) -> Result<(), DataError> {
+    let mut csv = Vec::new();
+    generate(format, rows, seed, &mut csv).map_err(|e| DataError::io(out, e))?;
+    let sheet = super::spreadsheet::resave(&csv, out)?;
+    std::fs::write(out, sheet).map_err(|e| DataError::io(out, e))
+}
+
 /// The generator's series rows as a BigQuery export, with the table's null and empty
 /// cases added; the extension of `out` chooses the encoding (`bigquery::write`).
 /// Returns the rows written.
