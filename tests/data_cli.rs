@@ -162,10 +162,12 @@ fn synth_spreadsheet_writes_rows_a_spreadsheet_saved_and_inspect_counts_the_roun
         let plain = tmp(&format!("plain-{format}.csv"));
         let sheet = tmp(&format!("sheet-{format}.csv"));
         let args = |out: &Path, extra: &[&'static str]| {
-            let mut a: Vec<String> = ["data", "synth", "--format", format, "--rows", "800", "--seed", "3"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+            let mut a: Vec<String> = [
+                "data", "synth", "--format", format, "--rows", "800", "--seed", "3",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
             a.extend(["--out".to_string(), out.to_str().unwrap().to_string()]);
             a.extend(extra.iter().map(|s| s.to_string()));
             a
@@ -210,7 +212,16 @@ fn synth_spreadsheet_writes_rows_a_spreadsheet_saved_and_inspect_counts_the_roun
     }
     let out = tmp("sheet.parquet");
     let (ok, _, err) = convformer(&[
-        "data", "synth", "--format", "bigquery", "--spreadsheet", "--out", out.to_str().unwrap(),
+        "data",
+        "synth",
+        "--format",
+        "bigquery",
+        "--spreadsheet",
+        "--out",
+        out.to_str().unwrap(),
     ]);
-    assert!(!ok && err.contains("--spreadsheet rewrites a generated CSV"), "{err}");
+    assert!(
+        !ok && err.contains("--spreadsheet rewrites a generated CSV"),
+        "{err}"
+    );
 }

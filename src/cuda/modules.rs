@@ -43,7 +43,9 @@ impl Module {
     /// include from.
     pub fn source(self) -> String {
         let common = COMMON.replace("#include \"shared_constants.cuh\"", SHARED_CONSTANTS);
-        self.file().source.replace("#include \"common.cuh\"", &common)
+        self.file()
+            .source
+            .replace("#include \"common.cuh\"", &common)
     }
 
     /// The `extern "C" __global__` functions the module defines.
@@ -88,7 +90,9 @@ mod tests {
             );
             for name in &shared {
                 let defines = m.file().source.lines().any(|l| {
-                    l.trim_start().strip_prefix("#define ").and_then(|d| d.split_whitespace().next())
+                    l.trim_start()
+                        .strip_prefix("#define ")
+                        .and_then(|d| d.split_whitespace().next())
                         == Some(name)
                 });
                 assert!(!defines, "kernels/{}.cu defines {name} again", m.stem());
@@ -100,7 +104,11 @@ mod tests {
     fn every_kernel_has_exactly_one_module() {
         let mut seen = std::collections::HashSet::new();
         for m in Module::ALL {
-            assert!(!m.kernels().is_empty(), "kernels/{}.cu defines no kernel", m.stem());
+            assert!(
+                !m.kernels().is_empty(),
+                "kernels/{}.cu defines no kernel",
+                m.stem()
+            );
             for k in m.kernels() {
                 assert!(seen.insert(k), "kernel {k} is defined twice");
                 assert_eq!(Module::of_kernel(k), Some(m));

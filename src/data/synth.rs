@@ -396,7 +396,12 @@ pub fn write(format: Format, rows: usize, seed: u64, out: &Path) -> Result<(), D
 }
 
 /// The generated CSV as a spreadsheet re-saves it (`spreadsheet::resave`).
-pub fn write_spreadsheet(format: Format, rows: usize, seed: u64, out: &Path) -> Result<(), DataError> {
+pub fn write_spreadsheet(
+    format: Format,
+    rows: usize,
+    seed: u64,
+    out: &Path,
+) -> Result<(), DataError> {
     let mut csv = Vec::new();
     generate(format, rows, seed, &mut csv).map_err(|e| DataError::io(out, e))?;
     let sheet = super::spreadsheet::resave(&csv, out)?;

@@ -20,7 +20,11 @@ pub fn softmax_fwd<B: Backend>(
         Arg::I32(dim(OP, rows)?),
         Arg::I32(dim(OP, c)?),
     ];
-    be.launch("softmax_fwd", row_cfg(rows, SOFTMAX_WARPS, WARP_SIZE * SOFTMAX_WARPS as u32), &args)
+    be.launch(
+        "softmax_fwd",
+        row_cfg(rows, SOFTMAX_WARPS, WARP_SIZE * SOFTMAX_WARPS as u32),
+        &args,
+    )
 }
 
 pub fn softmax_bwd<B: Backend>(
@@ -40,5 +44,9 @@ pub fn softmax_bwd<B: Backend>(
         Arg::I32(dim(OP, rows)?),
         Arg::I32(dim(OP, c)?),
     ];
-    be.launch("softmax_bwd", row_cfg(rows, SOFTMAX_WARPS, WARP_SIZE * SOFTMAX_WARPS as u32), &args)
+    be.launch(
+        "softmax_bwd",
+        row_cfg(rows, SOFTMAX_WARPS, WARP_SIZE * SOFTMAX_WARPS as u32),
+        &args,
+    )
 }
