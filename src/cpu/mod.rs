@@ -13,24 +13,12 @@
 //! [`conv1d::CONV_CHUNK`] samples) in a fixed order, so results are bit-for-bit
 //! identical whatever the number of rayon threads.
 
-pub mod attention;
-pub mod conv1d;
-pub mod conv1d_nwc;
-pub mod dropout;
-pub mod elementwise;
 pub mod fastmath;
 pub mod gemm;
 pub(crate) mod lanes;
-pub mod layernorm;
-pub mod losses;
-pub mod matmul;
 pub mod sgemm;
 
-pub use attention::{AttentionDims, HeadLayout};
-pub use conv1d::Conv1dDims;
 pub use gemm::as_parallel_piece;
-pub use layernorm::LayerNormDims;
-pub use matmul::{LinearDims, MatmulDims};
 
 use crate::float::Float;
 use rayon::prelude::*;
