@@ -9,9 +9,14 @@
 use std::time::{Duration, Instant};
 
 use convformer::autograd::{LossKind, Padding};
-use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims};
-use convformer::cuda::ops::{self, AttentionPath, Conv1d, ConvPadding, Epilogue, Gemm, Loss};
 use convformer::cuda::{Backend, CudaBackend, DeviceBuffer};
+use convformer::ops::attention::{self, cuda::AttentionPath, AttentionDims};
+use convformer::ops::conv1d::{self, Conv1dDims};
+use convformer::ops::dropout::{self, DropoutDims};
+use convformer::ops::elementwise;
+use convformer::ops::layer_norm::{self, LayerNormDims};
+use convformer::ops::losses;
+use convformer::ops::matmul::{self, Epilogue, Gemm, LinearDims};
 use convformer::ops::pool;
 use convformer::ops::softmax;
 use convformer::ops::unary::{self, Unary};
@@ -174,11 +179,11 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
     b.row(
         tag("linear+gelu fwd 48->243"),
         Some(&mut || {
-            cpu::matmul::linear_forward(&ld, &x, &w, Some(&bias), &mut y);
+            matmul::cpu::linear_forward(&ld, &x, &w, Some(&bias), &mut y);
             unary::cpu::gelu_forward(&y, &mut act);
         }),
         Some(&mut |be: &CudaBackend| {
-            ops::sgemm(
+            matmul::cuda::sgemm(
                 be,
                 &g,
                 gx.as_ref().unwrap(),
@@ -200,7 +205,7 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
     b.row(
         tag("linear bwd 48->243"),
         Some(&mut || {
-            cpu::matmul::linear_backward(&ld, &x, &w, &dy, &mut dx, &mut dw, Some(&mut db))
+            matmul::cpu::linear_backward(&ld, &x, &w, &dy, &mut dx, &mut dw, Some(&mut db))
         }),
         Some(&mut |be: &CudaBackend| {
             let (dyb, wb, xb) = (
@@ -208,7 +213,7 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
                 gw.as_ref().unwrap(),
                 gx.as_ref().unwrap(),
             );
-            ops::sgemm(
+            matmul::cuda::sgemm(
                 be,
                 &Gemm::new(rows, width, ff),
                 dyb,
@@ -217,7 +222,7 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
                 gdx.as_ref().unwrap(),
             )
             .unwrap();
-            ops::sgemm(
+            matmul::cuda::sgemm(
                 be,
                 &Gemm {
                     trans_a: true,
@@ -229,7 +234,7 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
                 gdw.as_ref().unwrap(),
             )
             .unwrap();
-            ops::column_sum(be, rows, ff, dyb, gdb.as_ref().unwrap()).unwrap();
+            elementwise::cuda::column_sum(be, rows, ff, dyb, gdb.as_ref().unwrap()).unwrap();
         }),
     );
 
@@ -242,14 +247,6 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
             len: seq,
             kernel: k,
             padding: Padding::Same,
-        };
-        let s = Conv1d {
-            batch,
-            cin,
-            len: seq,
-            cout: width,
-            k,
-            padding: ConvPadding::Same,
         };
         let (cx, cw, cb, cdy) = (
             rand(cd.x_len(), 5),
@@ -269,11 +266,11 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
             .collect();
         b.row(
             tag(&format!("conv1d fwd {cin}->48 k5")),
-            Some(&mut || cpu::conv1d::conv1d_forward(&cd, &cx, &cw, Some(&cb), &mut cy)),
+            Some(&mut || conv1d::cpu::conv1d_forward(&cd, &cx, &cw, Some(&cb), &mut cy)),
             Some(&mut |be: &CudaBackend| {
-                ops::conv1d_fwd(
+                conv1d::cuda::conv1d_fwd(
                     be,
-                    &s,
+                    &cd,
                     bufs[0].as_ref().unwrap(),
                     bufs[1].as_ref().unwrap(),
                     bufs[2].as_ref(),
@@ -285,7 +282,7 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
         b.row(
             tag(&format!("conv1d bwd {cin}->48 k5")),
             Some(&mut || {
-                cpu::conv1d::conv1d_backward(
+                conv1d::cpu::conv1d_backward(
                     &cd,
                     &cx,
                     &cw,
@@ -297,8 +294,17 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
             }),
             Some(&mut |be: &CudaBackend| {
                 let u = |i: usize| bufs[i].as_ref().unwrap();
-                ops::conv1d_bwd(be, &s, u(0), u(1), u(4), Some(u(5)), Some(u(6)), Some(u(7)))
-                    .unwrap()
+                conv1d::cuda::conv1d_bwd(
+                    be,
+                    &cd,
+                    u(0),
+                    u(1),
+                    u(4),
+                    Some(u(5)),
+                    Some(u(6)),
+                    Some(u(7)),
+                )
+                .unwrap()
             }),
         );
     }
@@ -316,7 +322,7 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
         rand(rows * width, 12),
     );
     let (mut ly, mut lm, mut lr) = (vec![0f32; rows * width], vec![0f32; rows], vec![0f32; rows]);
-    cpu::layernorm::layer_norm_forward(&lnd, &lx, &lw, &lb, &mut ly, &mut lm, &mut lr);
+    layer_norm::cpu::layer_norm_forward(&lnd, &lx, &lw, &lb, &mut ly, &mut lm, &mut lr);
     let (mut ldx, mut ldw, mut ldb) = (
         vec![0f32; rows * width],
         vec![0f32; width],
@@ -330,14 +336,12 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
     b.row(
         tag("layernorm fwd 48"),
         Some(&mut || {
-            cpu::layernorm::layer_norm_forward(&lnd, &lx, &lw, &lb, &mut ly, &mut lm, &mut lr)
+            layer_norm::cpu::layer_norm_forward(&lnd, &lx, &lw, &lb, &mut ly, &mut lm, &mut lr)
         }),
         Some(&mut |be: &CudaBackend| {
-            ops::layernorm_fwd(
+            layer_norm::cuda::layernorm_fwd(
                 be,
-                rows,
-                width,
-                1e-5,
+                &lnd,
                 u(0).unwrap(),
                 u(1).unwrap(),
                 u(2).unwrap(),
@@ -351,15 +355,14 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
     b.row(
         tag("layernorm bwd 48"),
         Some(&mut || {
-            cpu::layernorm::layer_norm_backward(
+            layer_norm::cpu::layer_norm_backward(
                 &lnd, &lx, &lw, &lm, &lr, &ldy, &mut ldx, &mut ldw, &mut ldb,
             )
         }),
         Some(&mut |be: &CudaBackend| {
-            ops::layernorm_bwd(
+            layer_norm::cuda::layernorm_bwd(
                 be,
-                rows,
-                width,
+                &lnd,
                 u(0).unwrap(),
                 u(1).unwrap(),
                 u(4).unwrap(),
@@ -375,14 +378,6 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
 
     // Attention, 6 heads of 8, with a key-padding mask.
     let ad = AttentionDims {
-        batch,
-        heads,
-        tq: seq,
-        tk: seq,
-        d: width / heads,
-        dv: width / heads,
-    };
-    let s = ops::Attention {
         batch,
         heads,
         tq: seq,
@@ -415,12 +410,12 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
     b.row(
         tag("attention fwd h6 d8 masked"),
         Some(&mut || {
-            cpu::attention::attention_forward(&ad, &q, &kk, &v, Some(&mask), &mut o, &mut probs)
+            attention::cpu::attention_forward(&ad, &q, &kk, &v, Some(&mask), &mut o, &mut probs)
         }),
         Some(&mut |be: &CudaBackend| {
-            ops::attention_fwd(
+            attention::cuda::attention_fwd(
                 be,
-                &s,
+                &ad,
                 AttentionPath::Auto,
                 a(0),
                 a(1),
@@ -435,14 +430,14 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
     b.row(
         tag("attention bwd h6 d8 masked"),
         Some(&mut || {
-            cpu::attention::attention_backward(
+            attention::cpu::attention_backward(
                 &ad, &q, &kk, &v, &probs, &go, &mut dq, &mut dk, &mut dv,
             )
         }),
         Some(&mut |be: &CudaBackend| {
-            ops::attention_bwd(
+            attention::cuda::attention_bwd(
                 be,
-                &s,
+                &ad,
                 a(0),
                 a(1),
                 a(2),
@@ -475,7 +470,7 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
             unary::cuda::unary_bwd(be, Unary::Gelu, n, p(0), p(1), p(3)).unwrap()
         }),
     );
-    let dd = cpu::dropout::DropoutDims {
+    let dd = dropout::DropoutDims {
         p: 0.1,
         seed: 42,
         call: 3,
@@ -484,9 +479,23 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
     b.row(
         tag("dropout 243"),
         Some(&mut || {
-            cpu::dropout::dropout_forward(&dd, &px, &mut py);
+            dropout::cpu::dropout_forward(&dd, &px, &mut py);
         }),
-        Some(&mut |be: &CudaBackend| ops::dropout(be, n, 0.1, 42, 3, p(0), p(2)).unwrap()),
+        Some(&mut |be: &CudaBackend| {
+            dropout::cuda::dropout(
+                be,
+                &DropoutDims {
+                    p: 0.1,
+                    seed: 42,
+                    call: 3,
+                    offset: 0,
+                },
+                n,
+                p(0),
+                p(2),
+            )
+            .unwrap()
+        }),
     );
     let sm_rows = batch * heads * seq;
     let (sx, mut sy) = (rand(sm_rows * seq, 19), vec![0f32; sm_rows * seq]);
@@ -535,16 +544,17 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
     b.row(
         tag("huber loss fwd+bwd"),
         Some(&mut || {
-            std::hint::black_box(cpu::losses::loss_forward(
+            std::hint::black_box(losses::cpu::loss_forward(
                 LossKind::Huber(1.0),
                 &pred,
                 &target,
             ));
-            cpu::losses::loss_backward(LossKind::Huber(1.0), &pred, &target, 1.0, &mut dpred);
+            losses::cpu::loss_backward(LossKind::Huber(1.0), &pred, &target, 1.0, &mut dpred);
         }),
         Some(&mut |be: &CudaBackend| {
-            ops::loss_fwd(be, Loss::Huber(1.0), batch, l(0), l(1), l(2)).unwrap();
-            ops::loss_bwd(be, Loss::Huber(1.0), batch, l(0), l(1), l(2), l(3)).unwrap();
+            losses::cuda::loss_fwd(be, LossKind::Huber(1.0), batch, l(0), l(1), l(2)).unwrap();
+            losses::cuda::loss_bwd(be, LossKind::Huber(1.0), batch, l(0), l(1), l(2), l(3))
+                .unwrap();
         }),
     );
 }
@@ -563,7 +573,7 @@ fn sgemm_vs_cublas(b: &mut Bench, n: usize) {
     );
     let flops = 2.0 * (n as f64).powi(3);
     let ours = b.timer.median(|| {
-        ops::sgemm(gpu, &Gemm::new(n, n, n), &ga, &gb, None, &gc).unwrap();
+        matmul::cuda::sgemm(gpu, &Gemm::new(n, n, n), &ga, &gb, None, &gc).unwrap();
         gpu.synchronize().unwrap();
     });
     // SAFETY: only probes for the library.

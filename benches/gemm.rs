@@ -4,7 +4,8 @@
 //!   feed-forward, projections, the weight gradient with A transposed) and 512³;
 //! - `gemm_1024`: `cpu::matmul` (the op: rayon-split blocks) at 1024³, f32 and f64.
 
-use convformer::cpu::{self, MatmulDims};
+use convformer::cpu;
+use convformer::ops::matmul::{self, MatmulDims};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
@@ -107,12 +108,12 @@ fn gemm_1024(c: &mut Criterion) {
     let a32: Vec<f32> = (0..n * n).map(|i| (i % 17) as f32 * 0.1).collect();
     let mut c32 = vec![0.0f32; n * n];
     group.bench_function("sgemm", |b| {
-        b.iter(|| cpu::matmul::matmul_forward(&dims, black_box(&a32), black_box(&a32), &mut c32))
+        b.iter(|| matmul::cpu::matmul_forward(&dims, black_box(&a32), black_box(&a32), &mut c32))
     });
     let a64: Vec<f64> = a32.iter().map(|&v| v as f64).collect();
     let mut c64 = vec![0.0f64; n * n];
     group.bench_function("dgemm", |b| {
-        b.iter(|| cpu::matmul::matmul_forward(&dims, black_box(&a64), black_box(&a64), &mut c64))
+        b.iter(|| matmul::cpu::matmul_forward(&dims, black_box(&a64), black_box(&a64), &mut c64))
     });
     group.finish();
 }

@@ -4,8 +4,14 @@
 //! Buffers are allocated once; each iteration runs forward then backward.
 
 use convformer::autograd::{LossKind, Padding};
-use convformer::cpu::dropout::DropoutDims;
-use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims};
+use convformer::ops::attention::{self, AttentionDims};
+use convformer::ops::conv1d::{self, Conv1dDims};
+use convformer::ops::dropout::{self, DropoutDims};
+use convformer::ops::elementwise;
+use convformer::ops::layer_norm::{self, LayerNormDims};
+use convformer::ops::losses;
+use convformer::ops::matmul::{self, LinearDims};
+use convformer::ops::permute;
 use convformer::ops::pool::{self, PoolDims};
 use convformer::ops::{softmax, unary};
 use convformer::{ParamStore, Tape, Tensor};
@@ -61,8 +67,8 @@ fn linear(c: &mut Criterion) {
                 vec![0.0; d_out],
             );
             Box::new(move || {
-                cpu::matmul::linear_forward(&d, &x, &w, Some(&b), &mut y);
-                cpu::matmul::linear_backward(&d, &x, &w, &g, &mut dx, &mut dw, Some(&mut db));
+                matmul::cpu::linear_forward(&d, &x, &w, Some(&b), &mut y);
+                matmul::cpu::linear_backward(&d, &x, &w, &g, &mut dx, &mut dw, Some(&mut db));
             })
         });
     }
@@ -91,8 +97,8 @@ fn conv1d(c: &mut Criterion) {
             vec![0.0; WIDTH],
         );
         Box::new(move || {
-            cpu::conv1d::conv1d_forward(&d, &x, &w, Some(&b), &mut y);
-            cpu::conv1d::conv1d_backward(&d, &x, &w, &g, Some(&mut dx), &mut dw, Some(&mut db));
+            conv1d::cpu::conv1d_forward(&d, &x, &w, Some(&b), &mut y);
+            conv1d::cpu::conv1d_backward(&d, &x, &w, &g, Some(&mut dx), &mut dw, Some(&mut db));
         })
     });
 }
@@ -109,8 +115,8 @@ fn layer_norm(c: &mut Criterion) {
         let (mut y, mut mean, mut rstd) = (vec![0.0; n], vec![0.0; d.rows], vec![0.0; d.rows]);
         let (mut dx, mut dw, mut db) = (vec![0.0; n], vec![0.0; WIDTH], vec![0.0; WIDTH]);
         Box::new(move || {
-            cpu::layernorm::layer_norm_forward(&d, &x, &w, &b, &mut y, &mut mean, &mut rstd);
-            cpu::layernorm::layer_norm_backward(
+            layer_norm::cpu::layer_norm_forward(&d, &x, &w, &b, &mut y, &mut mean, &mut rstd);
+            layer_norm::cpu::layer_norm_backward(
                 &d, &x, &w, &mean, &rstd, &g, &mut dx, &mut dw, &mut db,
             );
         })
@@ -137,8 +143,8 @@ fn attention(c: &mut Criterion) {
         let (mut o, mut p) = (vec![0.0; a.out_len()], vec![0.0; a.probs_len()]);
         let (mut dq, mut dk, mut dv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
         Box::new(move || {
-            cpu::attention::attention_forward(&a, &q, &k, &v, Some(&mask), &mut o, &mut p);
-            cpu::attention::attention_backward(&a, &q, &k, &v, &p, &g, &mut dq, &mut dk, &mut dv);
+            attention::cpu::attention_forward(&a, &q, &k, &v, Some(&mask), &mut o, &mut p);
+            attention::cpu::attention_backward(&a, &q, &k, &v, &p, &g, &mut dq, &mut dk, &mut dv);
         })
     });
 }
@@ -182,8 +188,8 @@ fn pointwise(c: &mut Criterion) {
         let (x, g) = (data(n, 1), data(n, 2));
         let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
         Box::new(move || {
-            let keep = cpu::dropout::dropout_forward(&d, &x, &mut y);
-            cpu::dropout::dropout_backward(d.p, &keep, &g, &mut dx);
+            let keep = dropout::cpu::dropout_forward(&d, &x, &mut y);
+            dropout::cpu::dropout_backward(d.p, &keep, &g, &mut dx);
         })
     });
     bench(c, "add_bias_48", |seq| {
@@ -191,8 +197,8 @@ fn pointwise(c: &mut Criterion) {
         let (x, b, g) = (data(n, 1), data(WIDTH, 2), data(n, 3));
         let (mut y, mut db) = (vec![0.0; n], vec![0.0; WIDTH]);
         Box::new(move || {
-            cpu::elementwise::add_bias_forward(&x, &b, &mut y);
-            cpu::elementwise::add_bias_backward(&g, WIDTH, &mut db);
+            elementwise::cpu::add_bias_forward(&x, &b, &mut y);
+            elementwise::cpu::add_bias_backward(&g, WIDTH, &mut db);
         })
     });
     bench(c, "mean_pool_seq", |seq| {
@@ -213,8 +219,8 @@ fn pointwise(c: &mut Criterion) {
         let x = data(BATCH * seq * WIDTH, 1);
         let (mut y, mut back) = (vec![0.0; x.len()], vec![0.0; x.len()]);
         Box::new(move || {
-            cpu::elementwise::permute(&shape, &[0, 2, 1, 3], &x, &mut y);
-            cpu::elementwise::permute(
+            permute::cpu::permute(&shape, &[0, 2, 1, 3], &x, &mut y);
+            permute::cpu::permute(
                 &[BATCH, HEADS, seq, WIDTH / HEADS],
                 &[0, 2, 1, 3],
                 &y,
@@ -226,8 +232,8 @@ fn pointwise(c: &mut Criterion) {
         let (p, t) = (data(BATCH, 1), data(BATCH, 2));
         let mut dp = vec![0.0; BATCH];
         Box::new(move || {
-            std::hint::black_box(cpu::losses::loss_forward(LossKind::Huber(1.0), &p, &t));
-            cpu::losses::loss_backward(LossKind::Huber(1.0), &p, &t, 1.0, &mut dp);
+            std::hint::black_box(losses::cpu::loss_forward(LossKind::Huber(1.0), &p, &t));
+            losses::cpu::loss_backward(LossKind::Huber(1.0), &p, &t, 1.0, &mut dp);
         })
     });
 }

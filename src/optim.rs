@@ -1,11 +1,11 @@
 //! Adam / AdamW with bias correction, global-norm gradient clipping, and
 //! learning-rate schedules.
 
-use crate::autograd::gpu;
 use crate::autograd::{Grads, ParamStore};
-use crate::cuda::ops::AdamStep;
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::ops::adamw::{self, AdamStep};
+use crate::ops::elementwise::scaled;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -133,10 +133,10 @@ impl<T: Float> AdamW<T> {
                 // The update writes in place: a parameter whose memory a clone
                 // of the store shares gets its own copy first (1·x is exact).
                 if p.gpu_buffer()?.is_shared() {
-                    *p = gpu::scaled(p, T::ONE)?;
+                    *p = scaled(p, T::ONE)?;
                 }
                 let (m, v) = self.device_moments[i].as_ref().expect("set above");
-                gpu::adamw(&adam, p, g, m, v)?;
+                adamw::step_on_gpu(&adam, p, g, m, v)?;
                 continue;
             }
             let (g, p) = (g.as_slice()?, p.as_mut_slice()?);
@@ -166,7 +166,7 @@ pub fn clip_grad_norm<T: Float>(grads: &mut Grads<T>, max_norm: f64) -> Result<f
     let mut sum_sq = 0.0f64;
     for g in grads.params.iter().flatten() {
         sum_sq += if g.device().is_gpu() {
-            gpu::sum_squares(g)?
+            adamw::sum_squares(g)?
         } else {
             g.as_slice()?
                 .iter()
@@ -179,7 +179,7 @@ pub fn clip_grad_norm<T: Float>(grads: &mut Grads<T>, max_norm: f64) -> Result<f
         let factor = T::from_f64(max_norm / (norm + 1e-6));
         for g in grads.params.iter_mut().flatten() {
             if g.device().is_gpu() {
-                *g = gpu::scaled(g, factor)?;
+                *g = scaled(g, factor)?;
             } else {
                 g.as_mut_slice()?.iter_mut().for_each(|v| *v *= factor);
             }

@@ -9,10 +9,15 @@
 
 mod support;
 
-use convformer::cuda::ops::{
-    self, AttentionPath, Binary, Conv1d, ConvPadding, Epilogue, Gemm, Loss,
-};
 use convformer::cuda::{Backend, DeviceBuffer, EmuBackend};
+use convformer::ops::adamw;
+use convformer::ops::attention::{self, cuda::AttentionPath, AttentionDims};
+use convformer::ops::conv1d::{self, Conv1dDims, Padding};
+use convformer::ops::dropout::{self, DropoutDims};
+use convformer::ops::elementwise::{self, Binary};
+use convformer::ops::layer_norm::{self, LayerNormDims};
+use convformer::ops::losses::{self, LossKind};
+use convformer::ops::matmul::{self, Epilogue, Gemm};
 use convformer::ops::pool::{self, PoolDims};
 use convformer::ops::softmax;
 use convformer::ops::unary::{self, Unary};
@@ -140,7 +145,7 @@ fn wrong_argument_types_are_an_error() {
 #[test]
 fn typed_wrappers_reject_short_buffers() {
     let (a, b, c) = (up(&[0.0; 6]), up(&[0.0; 6]), out(3));
-    let err = ops::sgemm(&EmuBackend, &Gemm::new(2, 2, 3), &a, &b, None, &c).unwrap_err();
+    let err = matmul::cuda::sgemm(&EmuBackend, &Gemm::new(2, 2, 3), &a, &b, None, &c).unwrap_err();
     assert!(err.to_string().contains("sgemm"), "{err}");
 }
 
@@ -178,7 +183,7 @@ fn check_gemm(
     };
     let c = out(batch * m * n);
     let bias_b = up(&bias_v);
-    ops::sgemm(
+    matmul::cuda::sgemm(
         &EmuBackend,
         &g,
         &up(&a),
@@ -238,7 +243,7 @@ fn sgemm_alpha_beta_accumulates() {
         beta: 2.0,
         ..Gemm::new(m, n, k)
     };
-    ops::sgemm(&EmuBackend, &g, &up(&a), &up(&b), None, &c).unwrap();
+    matmul::cuda::sgemm(&EmuBackend, &g, &up(&a), &up(&b), None, &c).unwrap();
     let want: Vec<f64> = gemm(&a, &b, 1, m, n, k, false, false, false)
         .iter()
         .zip(&c0)
@@ -263,15 +268,15 @@ fn check_conv(
     len: usize,
     cout: usize,
     k: usize,
-    padding: ConvPadding,
+    padding: Padding,
     seed: u64,
 ) {
-    let s = Conv1d {
+    let s = Conv1dDims {
         batch,
-        cin,
+        c_in: cin,
         len,
-        cout,
-        k,
+        c_out: cout,
+        kernel: k,
         padding,
     };
     let (lout, pad) = (s.out_len(), s.pad_left());
@@ -287,7 +292,7 @@ fn check_conv(
     );
     let (xb, wb, bb, dyb) = (up(&x), up(&w), up(&bias), up(&dy));
     let y = out(batch * cout * lout);
-    ops::conv1d_fwd(&EmuBackend, &s, &xb, &wb, Some(&bb), &y).unwrap();
+    conv1d::cuda::conv1d_fwd(&EmuBackend, &s, &xb, &wb, Some(&bb), &y).unwrap();
     let (x64, w64, b64, dy64) = (to64(&x), to64(&w), to64(&bias), to64(&dy));
     let want = conv1d(&x64, &w64, Some(&b64), batch, cin, len, cout, k, lout, pad);
     let tag = format!("conv1d B{batch} Cin{cin} L{len} Cout{cout} K{k} {padding:?}");
@@ -300,7 +305,7 @@ fn check_conv(
     );
 
     let (dx, dw, db) = (out(x.len()), out(w.len()), out(cout));
-    ops::conv1d_bwd(
+    conv1d::cuda::conv1d_bwd(
         &EmuBackend,
         &s,
         &xb,
@@ -354,18 +359,18 @@ fn check_conv(
 
 #[test]
 fn conv1d_edge_shapes() {
-    check_conv(1, 1, 1, 1, 1, ConvPadding::Same, 1);
-    check_conv(2, 1, 131, 7, 5, ConvPadding::Same, 2); // one input channel: the cin1 path, two tiles
-    check_conv(2, 17, 13, 3, 4, ConvPadding::Same, 3); // Cin over one staging chunk, even K
-    check_conv(1, 3, 9, 2, 9, ConvPadding::Valid, 4); // a single output position
-    check_conv(2, 1, 20, 3, 3, ConvPadding::Valid, 5);
+    check_conv(1, 1, 1, 1, 1, Padding::Same, 1);
+    check_conv(2, 1, 131, 7, 5, Padding::Same, 2); // one input channel: the cin1 path, two tiles
+    check_conv(2, 17, 13, 3, 4, Padding::Same, 3); // Cin over one staging chunk, even K
+    check_conv(1, 3, 9, 2, 9, Padding::Valid, 4); // a single output position
+    check_conv(2, 1, 20, 3, 3, Padding::Valid, 5);
 }
 
 proptest! {
     #![proptest_config(cases())]
     #[test]
     fn conv1d_random(batch in 1usize..3, cin in 1usize..20, len in 1usize..40, cout in 1usize..6, k in 1usize..7, same: bool, seed: u64) {
-        check_conv(batch, cin, len, cout, k, if same { ConvPadding::Same } else { ConvPadding::Valid }, seed);
+        check_conv(batch, cin, len, cout, k, if same { Padding::Same } else { Padding::Valid }, seed);
     }
 }
 
@@ -377,11 +382,9 @@ fn check_layernorm(rows: usize, c: usize, seed: u64) {
     let (x, w, b, dy) = (rng.vec(rows * c), rng.vec(c), rng.vec(c), rng.vec(rows * c));
     let (xb, wb, bb, dyb) = (up(&x), up(&w), up(&b), up(&dy));
     let (y, mean, rstd) = (out(rows * c), out(rows), out(rows));
-    ops::layernorm_fwd(
+    layer_norm::cuda::layernorm_fwd(
         &EmuBackend,
-        rows,
-        c,
-        eps as f32,
+        &LayerNormDims { rows, dim: c, eps },
         &xb,
         &wb,
         &bb,
@@ -410,10 +413,9 @@ fn check_layernorm(rows: usize, c: usize, seed: u64) {
     );
 
     let (dx, dw, db) = (out(rows * c), out(c), out(c));
-    ops::layernorm_bwd(
+    layer_norm::cuda::layernorm_bwd(
         &EmuBackend,
-        rows,
-        c,
+        &LayerNormDims { rows, dim: c, eps },
         &xb,
         &wb,
         &mean,
@@ -448,7 +450,7 @@ fn tall_column_reductions_sum_chunks_then_chunks() {
     let (rows, c) = (1300, 37);
     let x = TestRng::new(5).vec(rows * c);
     let sums = out(c);
-    ops::column_sum(&EmuBackend, rows, c, &up(&x), &sums).unwrap();
+    elementwise::cuda::column_sum(&EmuBackend, rows, c, &up(&x), &sums).unwrap();
     let want: Vec<f64> = (0..c)
         .map(|j| (0..rows).map(|r| x[r * c + j] as f64).sum())
         .collect();
@@ -521,21 +523,21 @@ proptest! {
         assert_close("gelu' vs finite difference", &analytic, &fd, 1e-6, 1e-5);
         for op in [Binary::Add, Binary::Mul] {
             let y = out(n);
-            ops::binary(&EmuBackend, op, n, &ab, &bb, &y).unwrap();
+            elementwise::cuda::binary(&EmuBackend, op, n, &ab, &bb, &y).unwrap();
             let want: Vec<f64> = a.iter().zip(&b).map(|(&x, &z)| if op == Binary::Add { x as f64 + z as f64 } else { x as f64 * z as f64 }).collect();
             assert_close(&format!("{op:?}"), &down(&y, n), &want, ATOL, RTOL);
         }
         let y = out(n);
-        ops::scale(&EmuBackend, n, s, &ab, &y).unwrap();
+        elementwise::cuda::scale(&EmuBackend, n, s, &ab, &y).unwrap();
         let want: Vec<f64> = a.iter().map(|&x| s as f64 * x as f64).collect();
         assert_close("scale", &down(&y, n), &want, ATOL, RTOL);
 
         let (x, bias) = (rng.vec(rows * c), rng.vec(c));
         let (xb, y, sums) = (up(&x), out(rows * c), out(c));
-        ops::add_bias(&EmuBackend, rows, c, &xb, &up(&bias), &y).unwrap();
+        elementwise::cuda::add_bias(&EmuBackend, rows, c, &xb, &up(&bias), &y).unwrap();
         let want: Vec<f64> = x.iter().enumerate().map(|(i, &v)| v as f64 + bias[i % c] as f64).collect();
         assert_close("add_bias", &down(&y, rows * c), &want, ATOL, RTOL);
-        ops::column_sum(&EmuBackend, rows, c, &xb, &sums).unwrap();
+        elementwise::cuda::column_sum(&EmuBackend, rows, c, &xb, &sums).unwrap();
         let want: Vec<f64> = (0..c).map(|j| (0..rows).map(|r| x[r * c + j] as f64).sum()).collect();
         assert_close("column_sum", &down(&sums, c), &want, ATOL, RTOL);
     }
@@ -554,7 +556,7 @@ fn check_attention(
     masked: bool,
     seed: u64,
 ) {
-    let s = ops::Attention {
+    let s = AttentionDims {
         batch: b,
         heads: h,
         tq,
@@ -583,7 +585,7 @@ fn check_attention(
     let (o, lse) = (out(b * h * tq * dv), out(b * h * tq));
     for path in [AttentionPath::SharedRow, AttentionPath::Online] {
         let (o2, lse2) = (out(b * h * tq * dv), out(b * h * tq));
-        ops::attention_fwd(
+        attention::cuda::attention_fwd(
             &EmuBackend,
             &s,
             path,
@@ -603,7 +605,7 @@ fn check_attention(
             RTOL,
         );
     }
-    ops::attention_fwd(
+    attention::cuda::attention_fwd(
         &EmuBackend,
         &s,
         AttentionPath::Auto,
@@ -616,7 +618,7 @@ fn check_attention(
     )
     .unwrap();
     let (dq, dk, dvb, delta) = (out(q.len()), out(k.len()), out(v.len()), out(b * h * tq));
-    ops::attention_bwd(
+    attention::cuda::attention_bwd(
         &EmuBackend,
         &s,
         &qb,
@@ -689,8 +691,8 @@ proptest! {
     fn dropout_mask_is_the_shared_philox_stream(n in 1usize..600, p in 0.0f64..0.9, seed: u64, call in 0u64..(1 << 40)) {
         let x: Vec<f32> = TestRng::new(seed).vec(n).iter().map(|v| v.abs() + 0.5).collect(); // never 0
         let y = out(n);
-        ops::dropout(&EmuBackend, n, p, seed, call, &up(&x), &y).unwrap();
-        let thr = ops::dropout_threshold(p);
+        dropout::cuda::dropout(&EmuBackend, &DropoutDims { p, seed, call, offset: 0 }, n, &up(&x), &y).unwrap();
+        let thr = convformer::rng::dropout_threshold(p);
         let scale = 1.0 / (1.0 - p);
         let got = down(&y, n);
         for i in 0..n {
@@ -708,15 +710,51 @@ fn dropout_rate_and_edge_probabilities() {
     let n = 4000;
     let x = up(&vec![1.0; n]);
     let y = out(n);
-    ops::dropout(&EmuBackend, n, 0.25, 42, 7, &x, &y).unwrap();
+    dropout::cuda::dropout(
+        &EmuBackend,
+        &DropoutDims {
+            p: 0.25,
+            seed: 42,
+            call: 7,
+            offset: 0,
+        },
+        n,
+        &x,
+        &y,
+    )
+    .unwrap();
     let dropped = down(&y, n).iter().filter(|&&v| v == 0.0).count() as f64 / n as f64;
     assert!((dropped - 0.25).abs() < 0.03, "dropped fraction {dropped}");
-    ops::dropout(&EmuBackend, n, 0.0, 42, 7, &x, &y).unwrap();
+    dropout::cuda::dropout(
+        &EmuBackend,
+        &DropoutDims {
+            p: 0.0,
+            seed: 42,
+            call: 7,
+            offset: 0,
+        },
+        n,
+        &x,
+        &y,
+    )
+    .unwrap();
     assert!(
         down(&y, n).iter().all(|&v| v == 1.0),
         "p = 0 keeps everything unscaled"
     );
-    ops::dropout(&EmuBackend, n, 1.0, 42, 7, &x, &y).unwrap();
+    dropout::cuda::dropout(
+        &EmuBackend,
+        &DropoutDims {
+            p: 1.0,
+            seed: 42,
+            call: 7,
+            offset: 0,
+        },
+        n,
+        &x,
+        &y,
+    )
+    .unwrap();
     assert!(
         down(&y, n).iter().all(|&v| v == 0.0),
         "p = 1 drops everything"
@@ -746,20 +784,20 @@ proptest! {
 
 // ---------------------------------------------------------------- losses
 
-fn loss_ref(kind: Loss, p: &[f64], t: &[f64]) -> f64 {
+fn loss_ref(kind: LossKind, p: &[f64], t: &[f64]) -> f64 {
     let per = |p: f64, t: f64| match kind {
-        Loss::Mse => (p - t) * (p - t),
-        Loss::Mae => (p - t).abs(),
-        Loss::Huber(d) => {
-            let (d, a) = (d as f64, (p - t).abs());
+        LossKind::Mse => (p - t) * (p - t),
+        LossKind::Mae => (p - t).abs(),
+        LossKind::Huber(d) => {
+            let a = (p - t).abs();
             if a <= d {
                 0.5 * a * a
             } else {
                 d * (a - 0.5 * d)
             }
         }
-        Loss::Quantile(q) => {
-            let (q, e) = (q as f64, t - p);
+        LossKind::Quantile(q) => {
+            let e = t - p;
             (q * e).max((q - 1.0) * e)
         }
     };
@@ -774,10 +812,10 @@ proptest! {
         let (p, t) = (rng.vec(n), rng.vec(n));
         let (pb, tb, gb) = (up(&p), up(&t), up(&[g]));
         let (p64, t64) = (to64(&p), to64(&t));
-        for kind in [Loss::Mse, Loss::Mae, Loss::Huber(delta), Loss::Quantile(q)] {
+        for kind in [LossKind::Mse, LossKind::Mae, LossKind::Huber(delta as f64), LossKind::Quantile(q as f64)] {
             let (l, dp) = (out(1), out(n));
-            ops::loss_fwd(&EmuBackend, kind, n, &pb, &tb, &l).unwrap();
-            ops::loss_bwd(&EmuBackend, kind, n, &pb, &tb, &gb, &dp).unwrap();
+            losses::cuda::loss_fwd(&EmuBackend, kind, n, &pb, &tb, &l).unwrap();
+            losses::cuda::loss_bwd(&EmuBackend, kind, n, &pb, &tb, &gb, &dp).unwrap();
             assert_close(&format!("{kind:?} loss"), &down(&l, 1), &[loss_ref(kind, &p64, &t64)], ATOL, RTOL);
             let want: Vec<f64> = numeric_grad(&p64, |x| loss_ref(kind, x, &t64)).iter().map(|v| v * g as f64).collect();
             assert_close(&format!("{kind:?} dpred"), &down(&dp, n), &want, ATOL, RTOL);
@@ -794,8 +832,8 @@ proptest! {
         let mut rng = TestRng::new(seed);
         let (p, g, m, v) = (rng.vec(n), rng.vec(n), rng.vec(n), rng.vec(n).iter().map(|x| x.abs()).collect::<Vec<_>>());
         let (pb, gb, mb, vb) = (up(&p), up(&g), up(&m), up(&v));
-        let s = ops::AdamStep { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: wd, t };
-        ops::adamw_step(&EmuBackend, n, &s, &pb, &gb, &mb, &vb).unwrap();
+        let s = adamw::cuda::AdamStep { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: wd, t };
+        adamw::cuda::adamw_step(&EmuBackend, n, &s, &pb, &gb, &mb, &vb).unwrap();
         let (b1, b2) = (0.9f64, 0.999f64);
         let (mut wp, mut wm, mut wv) = (vec![], vec![], vec![]);
         for i in 0..n {
@@ -810,7 +848,7 @@ proptest! {
         assert_close("adamw params", &down(&pb, n), &wp, ATOL, RTOL);
         assert_close("adamw m", &down(&mb, n), &wm, 1e-6, 1e-5);
         assert_close("adamw v", &down(&vb, n), &wv, 1e-6, 1e-5);
-        let norm = ops::l2_norm(&EmuBackend, n, &gb).unwrap();
+        let norm = adamw::cuda::l2_norm(&EmuBackend, n, &gb).unwrap();
         let want = g.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
         prop_assert!((norm - want).abs() <= 1e-5 * want.max(1.0), "norm {} vs {}", norm, want);
     }

@@ -7,8 +7,14 @@
 //! overwrite, never accumulate); their values are proven by the gradient checks.
 
 use convformer::autograd::{LossKind, Padding};
-use convformer::cpu::dropout::DropoutDims;
-use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims, MatmulDims};
+use convformer::ops::attention::{self, AttentionDims};
+use convformer::ops::conv1d::{self, Conv1dDims};
+use convformer::ops::dropout::{self, DropoutDims};
+use convformer::ops::elementwise;
+use convformer::ops::layer_norm::{self, LayerNormDims};
+use convformer::ops::losses;
+use convformer::ops::matmul::{self, LinearDims, MatmulDims};
+use convformer::ops::permute;
 use convformer::ops::pool::{self, PoolDims};
 use convformer::ops::{softmax, unary};
 use convformer::rng;
@@ -99,13 +105,13 @@ proptest! {
         let (a, b) = (uniform(seed, d.a_len()), uniform(seed ^ 1, d.b_len()));
         let want = reference::gemm(&a, &b, d.batch, d.m, d.n, d.k, d.trans_a, d.trans_b, d.b_shared);
         both_precisions("matmul", &[a, b], &want,
-            |v| { let mut c = poison(d.c_len()); cpu::matmul::matmul_forward(&d, &v[0], &v[1], &mut c); c },
-            |v| { let mut c = poison(d.c_len()); cpu::matmul::matmul_forward(&d, &v[0], &v[1], &mut c); c })?;
+            |v| { let mut c = poison(d.c_len()); matmul::cpu::matmul_forward(&d, &v[0], &v[1], &mut c); c },
+            |v| { let mut c = poison(d.c_len()); matmul::cpu::matmul_forward(&d, &v[0], &v[1], &mut c); c })?;
         let g = uniform(seed ^ 2, d.c_len());
         let (a, b) = (uniform(seed, d.a_len()), uniform(seed ^ 1, d.b_len()));
         overwrites("matmul_backward", |init| {
             let (mut da, mut db) = (vec![init; d.a_len()], vec![init; d.b_len()]);
-            cpu::matmul::matmul_backward(&d, &a, &b, &g, &mut da, &mut db);
+            matmul::cpu::matmul_backward(&d, &a, &b, &g, &mut da, &mut db);
             vec![da, db]
         })?;
     }
@@ -120,12 +126,12 @@ proptest! {
             row.iter_mut().zip(&b).for_each(|(y, b)| *y += b);
         }
         both_precisions("linear", &[x.clone(), w.clone(), b], &want,
-            |v| { let mut y = poison(rows * d_out); cpu::matmul::linear_forward(&d, &v[0], &v[1], Some(&v[2]), &mut y); y },
-            |v| { let mut y = poison(rows * d_out); cpu::matmul::linear_forward(&d, &v[0], &v[1], Some(&v[2]), &mut y); y })?;
+            |v| { let mut y = poison(rows * d_out); matmul::cpu::linear_forward(&d, &v[0], &v[1], Some(&v[2]), &mut y); y },
+            |v| { let mut y = poison(rows * d_out); matmul::cpu::linear_forward(&d, &v[0], &v[1], Some(&v[2]), &mut y); y })?;
         let g = uniform(seed ^ 3, rows * d_out);
         overwrites("linear_backward", |init| {
             let (mut dx, mut dw, mut db) = (vec![init; x.len()], vec![init; w.len()], vec![init; d_out]);
-            cpu::matmul::linear_backward(&d, &x, &w, &g, &mut dx, &mut dw, Some(&mut db));
+            matmul::cpu::linear_backward(&d, &x, &w, &g, &mut dx, &mut dw, Some(&mut db));
             vec![dx, dw, db]
         })?;
     }
@@ -138,12 +144,12 @@ proptest! {
         let (x, w, b) = (uniform(seed, d.x_len()), uniform(seed ^ 1, d.w_len()), uniform(seed ^ 2, c_out));
         let want = reference::conv1d(&x, &w, Some(&b), d.batch, d.c_in, d.len, d.c_out, d.kernel, d.out_len(), d.pad_left());
         both_precisions("conv1d", &[x.clone(), w.clone(), b], &want,
-            |v| { let mut y = poison(d.y_len()); cpu::conv1d::conv1d_forward(&d, &v[0], &v[1], Some(&v[2]), &mut y); y },
-            |v| { let mut y = poison(d.y_len()); cpu::conv1d::conv1d_forward(&d, &v[0], &v[1], Some(&v[2]), &mut y); y })?;
+            |v| { let mut y = poison(d.y_len()); conv1d::cpu::conv1d_forward(&d, &v[0], &v[1], Some(&v[2]), &mut y); y },
+            |v| { let mut y = poison(d.y_len()); conv1d::cpu::conv1d_forward(&d, &v[0], &v[1], Some(&v[2]), &mut y); y })?;
         let g = uniform(seed ^ 3, d.y_len());
         overwrites("conv1d_backward", |init| {
             let (mut dx, mut dw, mut db) = (vec![init; x.len()], vec![init; w.len()], vec![init; c_out]);
-            cpu::conv1d::conv1d_backward(&d, &x, &w, &g, Some(&mut dx), &mut dw, Some(&mut db));
+            conv1d::cpu::conv1d_backward(&d, &x, &w, &g, Some(&mut dx), &mut dw, Some(&mut db));
             vec![dx, dw, db]
         })?;
     }
@@ -160,15 +166,15 @@ proptest! {
         let lo = d.out_len();
         let swap = |v: &[f64], (a, b): (usize, usize)| {
             let mut out = vec![0.0; v.len()];
-            cpu::elementwise::permute(&[batch, a, b], &[0, 2, 1], v, &mut out);
+            permute::cpu::permute(&[batch, a, b], &[0, 2, 1], v, &mut out);
             out
         };
         let (x, w, b) = (uniform(seed, d.x_len()), uniform(seed ^ 1, d.w_len()), uniform(seed ^ 2, c_out));
         let x_nwc = swap(&x, (c_in, d.len));
         let mut want = poison(d.y_len());
-        cpu::conv1d::conv1d_forward(&d, &x, &w, Some(&b), &mut want);
+        conv1d::cpu::conv1d_forward(&d, &x, &w, Some(&b), &mut want);
         let mut y = poison(d.y_len());
-        cpu::conv1d_nwc::conv1d_forward_nwc(&d, &x_nwc, &w, Some(&b), &mut y);
+        conv1d::cpu_nwc::conv1d_forward_nwc(&d, &x_nwc, &w, Some(&b), &mut y);
         let close = |what: &str, want: &[f64], got: &[f64]| -> Result<(), TestCaseError> {
             prop_assert_eq!(want.len(), got.len());
             for (i, (a, b)) in want.iter().zip(got).enumerate() {
@@ -179,16 +185,16 @@ proptest! {
         close("y", &swap(&want, (c_out, lo)), &y)?;
         let g = uniform(seed ^ 3, d.y_len());
         let (mut dx, mut dw, mut db) = (poison(x.len()), poison(w.len()), poison(c_out));
-        cpu::conv1d::conv1d_backward(&d, &x, &w, &g, Some(&mut dx), &mut dw, Some(&mut db));
+        conv1d::cpu::conv1d_backward(&d, &x, &w, &g, Some(&mut dx), &mut dw, Some(&mut db));
         let (mut dx_l, mut dw_l, mut db_l) = (poison(x.len()), poison(w.len()), poison(c_out));
         let g_nwc = swap(&g, (c_out, lo));
-        cpu::conv1d_nwc::conv1d_backward_nwc(&d, &x_nwc, &w, &g_nwc, Some(&mut dx_l), &mut dw_l, Some(&mut db_l));
+        conv1d::cpu_nwc::conv1d_backward_nwc(&d, &x_nwc, &w, &g_nwc, Some(&mut dx_l), &mut dw_l, Some(&mut db_l));
         close("dx", &swap(&dx, (c_in, d.len)), &dx_l)?;
         close("dw", &dw, &dw_l)?;
         close("db", &db, &db_l)?;
         // Without dx, the weight and bias gradients are the same bits.
         let (mut dw_n, mut db_n) = (poison(w.len()), poison(c_out));
-        cpu::conv1d_nwc::conv1d_backward_nwc(&d, &x_nwc, &w, &g_nwc, None, &mut dw_n, Some(&mut db_n));
+        conv1d::cpu_nwc::conv1d_backward_nwc(&d, &x_nwc, &w, &g_nwc, None, &mut dw_n, Some(&mut db_n));
         prop_assert_eq!((dw_n, db_n), (dw_l, db_l));
     }
 
@@ -204,15 +210,15 @@ proptest! {
         let want = reference::layernorm(&x, &w, &b, dim, 1e-5).0;
         both_precisions("layer_norm", &[x.clone(), w.clone(), b.clone()], &want,
             |v| { let (mut y, mut m, mut r) = (poison(rows * dim), poison(rows), poison(rows));
-                  cpu::layernorm::layer_norm_forward(&d, &v[0], &v[1], &v[2], &mut y, &mut m, &mut r); y },
+                  layer_norm::cpu::layer_norm_forward(&d, &v[0], &v[1], &v[2], &mut y, &mut m, &mut r); y },
             |v| { let (mut y, mut m, mut r) = (poison(rows * dim), poison(rows), poison(rows));
-                  cpu::layernorm::layer_norm_forward(&d, &v[0], &v[1], &v[2], &mut y, &mut m, &mut r); y })?;
+                  layer_norm::cpu::layer_norm_forward(&d, &v[0], &v[1], &v[2], &mut y, &mut m, &mut r); y })?;
         let (mut y, mut mean, mut rstd) = (vec![0.0; rows * dim], vec![0.0; rows], vec![0.0; rows]);
-        cpu::layernorm::layer_norm_forward(&d, &x, &w, &b, &mut y, &mut mean, &mut rstd);
+        layer_norm::cpu::layer_norm_forward(&d, &x, &w, &b, &mut y, &mut mean, &mut rstd);
         let g = uniform(seed ^ 3, rows * dim);
         overwrites("layer_norm_backward", |init| {
             let (mut dx, mut dw, mut db) = (vec![init; x.len()], vec![init; dim], vec![init; dim]);
-            cpu::layernorm::layer_norm_backward(&d, &x, &w, &mean, &rstd, &g, &mut dx, &mut dw, &mut db);
+            layer_norm::cpu::layer_norm_backward(&d, &x, &w, &mean, &rstd, &g, &mut dx, &mut dw, &mut db);
             vec![dx, dw, db]
         })?;
     }
@@ -228,15 +234,15 @@ proptest! {
         let want = reference::attention(&q, &k, &v, mask, a.batch, a.heads, a.tq, a.tk, a.d, a.dv);
         both_precisions("attention", &[q.clone(), k.clone(), v.clone()], &want,
             |x| { let (mut o, mut p) = (poison(a.out_len()), poison(a.probs_len()));
-                  cpu::attention::attention_forward(&a, &x[0], &x[1], &x[2], mask, &mut o, &mut p); o },
+                  attention::cpu::attention_forward(&a, &x[0], &x[1], &x[2], mask, &mut o, &mut p); o },
             |x| { let (mut o, mut p) = (poison(a.out_len()), poison(a.probs_len()));
-                  cpu::attention::attention_forward(&a, &x[0], &x[1], &x[2], mask, &mut o, &mut p); o })?;
+                  attention::cpu::attention_forward(&a, &x[0], &x[1], &x[2], mask, &mut o, &mut p); o })?;
         let (mut o, mut p) = (vec![0.0; a.out_len()], vec![0.0; a.probs_len()]);
-        cpu::attention::attention_forward(&a, &q, &k, &v, mask, &mut o, &mut p);
+        attention::cpu::attention_forward(&a, &q, &k, &v, mask, &mut o, &mut p);
         let g = uniform(seed ^ 4, a.out_len());
         overwrites("attention_backward", |init| {
             let (mut dq, mut dk, mut dvv) = (vec![init; q.len()], vec![init; k.len()], vec![init; v.len()]);
-            cpu::attention::attention_backward(&a, &q, &k, &v, &p, &g, &mut dq, &mut dk, &mut dvv);
+            attention::cpu::attention_backward(&a, &q, &k, &v, &p, &g, &mut dq, &mut dk, &mut dvv);
             vec![dq, dk, dvv]
         })?;
     }
@@ -246,14 +252,14 @@ proptest! {
         batch in 1usize..=3, heads in 1usize..=4, tq in size(), tk in size(),
         d in 1usize..=9, dv in 1usize..=9, seed: u64,
     ) {
-        use cpu::attention::{attention_backward_in, attention_forward_in};
-        use cpu::HeadLayout::{HeadMajor, TokenMajor};
+        use attention::cpu::{attention_backward_in, attention_forward_in};
+        use attention::HeadLayout::{HeadMajor, TokenMajor};
         let a = AttentionDims { batch, heads, tq, tk, d, dv };
         // [B, H, T, W] <-> [B, T, H, W]
         let swap = |x: &[f64], t: usize, w: usize, to_tokens: bool| {
             let (shape, perm) = if to_tokens { ([batch, heads, t, w], [0, 2, 1, 3]) } else { ([batch, t, heads, w], [0, 2, 1, 3]) };
             let mut y = vec![0.0; x.len()];
-            cpu::elementwise::permute(&shape, &perm, x, &mut y);
+            permute::cpu::permute(&shape, &perm, x, &mut y);
             y
         };
         let (q, k, v) = (uniform(seed, a.q_len()), uniform(seed ^ 1, a.k_len()), uniform(seed ^ 2, a.v_len()));
@@ -350,15 +356,15 @@ proptest! {
             .map(|(i, &v)| if rng::dropout_keep(seed, call, offset + i as u64, thr) { v / (1.0 - p) } else { 0.0 })
             .collect();
         both_precisions("dropout", std::slice::from_ref(&x), &want,
-            |v| { let mut y = poison(n); cpu::dropout::dropout_forward(&d, &v[0], &mut y); y },
-            |v| { let mut y = poison(n); cpu::dropout::dropout_forward(&d, &v[0], &mut y); y })?;
+            |v| { let mut y = poison(n); dropout::cpu::dropout_forward(&d, &v[0], &mut y); y },
+            |v| { let mut y = poison(n); dropout::cpu::dropout_forward(&d, &v[0], &mut y); y })?;
         // The saved mask follows the same rule, and the backward applies it.
         let mut y = poison(n);
-        let keep = cpu::dropout::dropout_forward(&d, &x, &mut y);
+        let keep = dropout::cpu::dropout_forward(&d, &x, &mut y);
         let want_keep: Vec<u8> = (0..n as u64).map(|i| u8::from(rng::dropout_keep(seed, call, offset + i, thr))).collect();
         prop_assert_eq!(&keep, &want_keep);
         let mut dx = poison(n);
-        cpu::dropout::dropout_backward(p, &keep, &x, &mut dx);
+        dropout::cpu::dropout_backward(p, &keep, &x, &mut dx);
         prop_assert_eq!(dx, y);
     }
 
@@ -382,14 +388,14 @@ proptest! {
         let perm: Vec<usize> = (0..shape.len()).map(|i| (i + 1) % shape.len()).collect();
         let want = reference::permute(&shape, &perm, &x);
         both_precisions("permute", std::slice::from_ref(&x), &want,
-            |v| { let mut y = poison(x.len()); cpu::elementwise::permute(&shape, &perm, &v[0], &mut y); y },
-            |v| { let mut y = poison(x.len()); cpu::elementwise::permute(&shape, &perm, &v[0], &mut y); y })?;
+            |v| { let mut y = poison(x.len()); permute::cpu::permute(&shape, &perm, &v[0], &mut y); y },
+            |v| { let mut y = poison(x.len()); permute::cpu::permute(&shape, &perm, &v[0], &mut y); y })?;
         let c = *shape.last().unwrap();
         let bias = uniform(seed ^ 1, c);
         let want: Vec<f64> = x.iter().enumerate().map(|(i, v)| v + bias[i % c]).collect();
         both_precisions("add_bias", &[x.clone(), bias], &want,
-            |v| { let mut y = poison(x.len()); cpu::elementwise::add_bias_forward(&v[0], &v[1], &mut y); y },
-            |v| { let mut y = poison(x.len()); cpu::elementwise::add_bias_forward(&v[0], &v[1], &mut y); y })?;
+            |v| { let mut y = poison(x.len()); elementwise::cpu::add_bias_forward(&v[0], &v[1], &mut y); y },
+            |v| { let mut y = poison(x.len()); elementwise::cpu::add_bias_forward(&v[0], &v[1], &mut y); y })?;
     }
 
     #[test]
@@ -398,8 +404,8 @@ proptest! {
         for kind in [LossKind::Mse, LossKind::Mae, LossKind::Huber(delta), LossKind::Quantile(q)] {
             let want = [reference::loss(kind, &p, &t)];
             both_precisions(&format!("{kind:?}"), &[p.clone(), t.clone()], &want,
-                |v| vec![cpu::losses::loss_forward(kind, &v[0], &v[1])],
-                |v| vec![cpu::losses::loss_forward(kind, &v[0], &v[1])])?;
+                |v| vec![losses::cpu::loss_forward(kind, &v[0], &v[1])],
+                |v| vec![losses::cpu::loss_forward(kind, &v[0], &v[1])])?;
         }
     }
 }
@@ -419,7 +425,7 @@ fn empty_inputs_still_write_every_output() {
     };
     let (q, empty) = (uniform(1, a.q_len()), Vec::<f64>::new());
     let (mut out, mut probs) = (poison::<f64>(a.out_len()), Vec::new());
-    cpu::attention::attention_forward(&a, &q, &empty, &empty, None, &mut out, &mut probs);
+    attention::cpu::attention_forward(&a, &q, &empty, &empty, None, &mut out, &mut probs);
     assert_eq!(out, vec![0.0; a.out_len()]);
     let pool = PoolDims {
         outer: 3,

@@ -199,7 +199,7 @@ fn k_zero_scales_c_by_beta() {
 /// threads, and the naive values.
 #[test]
 fn split_products_are_thread_count_independent() {
-    use convformer::cpu::{matmul::matmul_forward, MatmulDims};
+    use convformer::ops::matmul::{cpu::matmul_forward, MatmulDims};
     for (m, k, n, trans_a, trans_b) in [(301, 70, 53, false, true), (41, 67, 397, true, false)] {
         let dims = MatmulDims {
             batch: 1,

@@ -1,19 +1,17 @@
 //! The reverse walk: [`Tape::backward`] visits the nodes from the loss back,
-//! hands each node's gradient to the backward of its op (the CPU kernels in
-//! `ops`, the GPU launches in `gpu`) and accumulates what its parents receive.
+//! hands each node's gradient to the backward of its op family (in
+//! `crate::ops`, on the device of the gradient) and accumulates what its
+//! parents receive.
 
-use super::gpu;
 use super::node::{Node, Op, Var};
-use super::ops;
 use super::params::Grads;
-use super::tape::{map, zip_map, Tape};
-use crate::cpu;
-use crate::cuda::ops::Binary;
-use crate::device::Device;
+use super::tape::Tape;
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::on_gpu;
-use crate::ops::{pool, softmax, unary};
+use crate::ops::elementwise::{self, Binary};
+use crate::ops::{
+    attention, conv1d, dropout, layer_norm, losses, matmul, permute, pool, softmax, unary,
+};
 use crate::tensor::Tensor;
 
 /// Result of `backward`: parameter gradients plus those of the tape's leaves.
@@ -67,7 +65,10 @@ impl<T: Float> Tape<'_, T> {
             if !node.needs_grad {
                 continue;
             }
-            for (parent, pg) in backward_op(&nodes, &node.op, &node.value, g)? {
+            for (parent, pg) in backward_op(&nodes, &node.op, &node.value, g)?
+                .into_iter()
+                .flatten()
+            {
                 if nodes[parent.0].needs_grad {
                     accumulate(&mut grads[parent.0], pg)?;
                 }
@@ -98,44 +99,89 @@ fn accumulate<T: Float>(slot: &mut Option<Tensor<T>>, g: Tensor<T>) -> Result<()
                     "gradients of one value disagree in shape",
                 ));
             }
-            match acc.device() {
-                Device::Cpu => cpu::elementwise::add_assign(acc.as_mut_slice()?, g.as_slice()?),
-                // Out of place: a GPU gradient may share its buffer (add's
-                // backward hands the same tensor to both operands).
-                dev => *acc = on_gpu!(dev, be => gpu::binary(be, Binary::Add, acc, &g))?,
-            }
+            elementwise::add_into(acc, &g)?;
         }
     }
     Ok(())
 }
 
-/// The gradients one node sends to its parents, given the gradient of its output.
+/// What one node sends its parents: at most three gradients, in a fixed array
+/// (no allocation per node).
+type ParentGrads<T> = [Option<(Var, Tensor<T>)>; 3];
+
+fn one<T: Float>(a: Var, ga: Tensor<T>) -> ParentGrads<T> {
+    [Some((a, ga)), None, None]
+}
+
+fn two<T: Float>(a: Var, ga: Tensor<T>, b: Var, gb: Tensor<T>) -> ParentGrads<T> {
+    [Some((a, ga)), Some((b, gb)), None]
+}
+
+/// The gradients one node sends to its parents, given the gradient `g` of
+/// its output `out`: each op family's backward, on the device of `g`.
 fn backward_op<T: Float>(
     nodes: &[Node<T>],
     op: &Op<T>,
     out: &Tensor<T>,
     g: Tensor<T>,
-) -> Result<Vec<(Var, Tensor<T>)>> {
+) -> Result<ParentGrads<T>> {
     let val = |v: Var| &nodes[v.0].value;
-    // The op families of `crate::ops` run their backward on either device.
-    match op {
-        Op::Unary(x, kind) => return Ok(vec![(*x, unary::backward(*kind, val(*x), &g)?)]),
-        Op::Softmax(x) => return Ok(vec![(*x, softmax::backward(out, &g)?)]),
-        Op::MeanPool(x, dims) => return Ok(vec![(*x, pool::backward(dims, val(*x), &g)?)]),
-        _ => {}
-    }
-    if let dev @ (Device::Cuda(_) | Device::CudaEmu) = g.device() {
-        return on_gpu!(dev, be => gpu::backward(be, nodes, op, out, g));
-    }
     Ok(match op {
-        Op::Leaf | Op::Param(_) => Vec::new(),
-        Op::Add(a, b) => vec![(*a, g.clone()), (*b, g)],
-        Op::Mul(a, b) => vec![
-            (*a, zip_map(&g, val(*b), |g, y| g * y)?),
-            (*b, zip_map(&g, val(*a), |g, x| g * x)?),
-        ],
-        Op::Scale(a, s) => vec![(*a, map(&g, |g| g * *s)?)],
-        Op::Reshape(a) => vec![(*a, g.reshape(val(*a).shape())?)],
-        _ => ops::backward_kernel(nodes, op, out, g)?,
+        Op::Leaf | Op::Param(_) => [None, None, None],
+        Op::Add(a, b) => two(*a, g.clone(), *b, g),
+        Op::Mul(a, b) => two(
+            *a,
+            elementwise::binary(Binary::Mul, &g, val(*b))?,
+            *b,
+            elementwise::binary(Binary::Mul, &g, val(*a))?,
+        ),
+        Op::Scale(a, s) => one(*a, elementwise::scaled(&g, *s)?),
+        Op::Reshape(a) => one(*a, g.reshape(val(*a).shape())?),
+        Op::AddBias(x, b) => {
+            let db = elementwise::bias_backward(&g, val(*b).numel())?;
+            two(*b, db, *x, g)
+        }
+        Op::Unary(x, kind) => one(*x, unary::backward(*kind, val(*x), &g)?),
+        Op::Softmax(x) => one(*x, softmax::backward(out, &g)?),
+        Op::MeanPool(x, dims) => one(*x, pool::backward(dims, val(*x), &g)?),
+        Op::Permute(x, perm) => one(*x, permute::backward(perm, &g)?),
+        Op::Dropout(s) => one(s.x, dropout::backward(s, &g)?),
+        Op::Loss { pred, target, kind } => {
+            let [dp, dt] = losses::backward(*kind, val(*pred), val(*target), &g)?;
+            two(*pred, dp, *target, dt)
+        }
+        Op::Matmul { a, b, dims } => {
+            let [da, db] = matmul::matmul_backward(dims, val(*a), val(*b), &g)?;
+            two(*a, da, *b, db)
+        }
+        Op::Linear {
+            x,
+            w,
+            b,
+            dims,
+            relu,
+        } => {
+            let operands = [val(*x), val(*w)];
+            let (dx, dw, db) = matmul::linear_backward(dims, operands, b.is_some(), *relu, out, g)?;
+            [Some((*x, dx)), Some((*w, dw)), b.zip(db)]
+        }
+        Op::Conv1d(s) => {
+            let want_dx = nodes[s.x.0].needs_grad;
+            let grads = conv1d::backward(s, val(s.x), val(s.w), out, g, want_dx)?;
+            [
+                Some((s.w, grads.dw)),
+                grads.dx.map(|dx| (s.x, dx)),
+                s.b.zip(grads.db),
+            ]
+        }
+        Op::LayerNorm(s) => {
+            let [dx, dw, db] = layer_norm::backward(s, val(s.x), val(s.w), &g)?;
+            [Some((s.x, dx)), Some((s.w, dw)), Some((s.b, db))]
+        }
+        Op::Attention(s) => {
+            let operands = [val(s.q), val(s.k), val(s.v)];
+            let [dq, dk, dv] = attention::backward(s, operands, out, &g)?;
+            [Some((s.q, dq)), Some((s.k, dk)), Some((s.v, dv))]
+        }
     })
 }

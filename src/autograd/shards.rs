@@ -110,7 +110,7 @@ fn add_in_shard_order<T: Float>(
     for g in rest.iter().filter_map(|shard| shard[i].as_ref()) {
         match &mut acc {
             None => acc = Some(g.clone()),
-            Some(a) => cpu::elementwise::add_assign(a.as_mut_slice()?, g.as_slice()?),
+            Some(a) => crate::ops::elementwise::cpu::add_assign(a.as_mut_slice()?, g.as_slice()?),
         }
     }
     Ok(acc)

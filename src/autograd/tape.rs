@@ -3,15 +3,11 @@
 //! accumulates the gradient of a value used several times, and frees each
 //! node's gradient as soon as its parents have received their share.
 
-use super::gpu;
 use super::node::{Node, Op, Var};
 use super::params::{ParamId, ParamStore};
-use crate::cpu;
-use crate::cuda::ops::Binary;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::on_gpu;
 use crate::tensor::Tensor;
 
 pub struct Tape<'s, T: Float = f32> {
@@ -21,11 +17,11 @@ pub struct Tape<'s, T: Float = f32> {
     pub(super) grad_enabled: bool,
     /// Dropout is active only in training mode; its Philox key and counter.
     training: bool,
-    pub(super) dropout_seed: u64,
+    pub(crate) dropout_seed: u64,
     /// Call offset of the next dropout: +1 per dropout call in training mode.
-    pub(super) dropout_counter: u64,
+    pub(crate) dropout_counter: u64,
     /// Rows of the whole batch before this tape's first row (see `batch_shard`).
-    pub(super) first_row: usize,
+    pub(crate) first_row: usize,
 }
 impl<'s, T: Float> Tape<'s, T> {
     pub fn new(store: &'s ParamStore<T>) -> Self {
@@ -115,7 +111,7 @@ impl<'s, T: Float> Tape<'s, T> {
     }
 
     /// The device of all `vars`; operands on two devices are an error naming both.
-    pub(super) fn device_of(&self, op: &'static str, vars: &[Var]) -> Result<Device> {
+    pub(crate) fn device_of(&self, op: &'static str, vars: &[Var]) -> Result<Device> {
         let first = self.value(vars[0]).device();
         for v in &vars[1..] {
             let other = self.value(*v).device();
@@ -128,7 +124,26 @@ impl<'s, T: Float> Tape<'s, T> {
         Ok(first)
     }
 
-    pub(super) fn same_shape(&self, op: &'static str, a: Var, b: Var) -> Result<()> {
+    /// The device of a layer's input and weight [x, w] and its optional bias,
+    /// which must be [len] (else `bias_shape` is the error, naming w's shape).
+    pub(crate) fn layer_device(
+        &self,
+        op: &'static str,
+        [x, w]: [Var; 2],
+        b: Option<Var>,
+        len: usize,
+        bias_shape: &str,
+    ) -> Result<Device> {
+        match b {
+            Some(b) if self.shape(b) != [len] => {
+                Err(Error::shape(op, self.shape(w), self.shape(b), bias_shape))
+            }
+            Some(b) => self.device_of(op, &[x, w, b]),
+            None => self.device_of(op, &[x, w]),
+        }
+    }
+
+    pub(crate) fn same_shape(&self, op: &'static str, a: Var, b: Var) -> Result<()> {
         let (sa, sb) = (self.shape(a), self.shape(b));
         if sa != sb {
             return Err(Error::shape(
@@ -141,49 +156,32 @@ impl<'s, T: Float> Tape<'s, T> {
         Ok(())
     }
 
-    pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
-        self.same_shape("add", a, b)?;
-        let value = match self.device_of("add", &[a, b])? {
-            Device::Cpu => zip_map(self.value(a), self.value(b), |x, y| x + y)?,
-            dev => on_gpu!(dev, be => gpu::binary(be, Binary::Add, self.value(a), self.value(b)))?,
-        };
-        Ok(self.push(value, Op::Add(a, b)))
+    /// The CPU data of `v` (an error for a value on a GPU).
+    pub(crate) fn data(&self, v: Var) -> Result<&[T]> {
+        self.value(v).as_slice()
     }
 
-    pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
-        self.same_shape("mul", a, b)?;
-        let value = match self.device_of("mul", &[a, b])? {
-            Device::Cpu => zip_map(self.value(a), self.value(b), |x, y| x * y)?,
-            dev => on_gpu!(dev, be => gpu::binary(be, Binary::Mul, self.value(a), self.value(b)))?,
-        };
-        Ok(self.push(value, Op::Mul(a, b)))
-    }
-
-    pub fn scale(&mut self, a: Var, s: T) -> Result<Var> {
-        let value = match self.value(a).device() {
-            Device::Cpu => map(self.value(a), |x| x * s)?,
-            dev => on_gpu!(dev, be => gpu::scale(be, self.value(a), s))?,
-        };
-        Ok(self.push(value, Op::Scale(a, s)))
+    pub(crate) fn expect_rank(
+        &self,
+        op: &'static str,
+        v: Var,
+        rank: usize,
+        what: &str,
+    ) -> Result<()> {
+        let s = self.shape(v);
+        if s.len() != rank {
+            return Err(Error::shape(
+                op,
+                s,
+                &[],
+                format!("{what} must have {rank} dimensions"),
+            ));
+        }
+        Ok(())
     }
 
     pub fn reshape(&mut self, a: Var, shape: &[usize]) -> Result<Var> {
         let value = self.value(a).clone().reshape(shape)?;
         Ok(self.push(value, Op::Reshape(a)))
     }
-}
-pub(super) fn map<T: Float>(a: &Tensor<T>, f: impl Fn(T) -> T + Sync) -> Result<Tensor<T>> {
-    let mut out = vec![T::ZERO; a.numel()];
-    cpu::elementwise::map(a.as_slice()?, &mut out, f);
-    Tensor::from_vec(out, a.shape())
-}
-
-pub(super) fn zip_map<T: Float>(
-    a: &Tensor<T>,
-    b: &Tensor<T>,
-    f: impl Fn(T, T) -> T + Sync,
-) -> Result<Tensor<T>> {
-    let mut out = vec![T::ZERO; a.numel()];
-    cpu::elementwise::zip_map(a.as_slice()?, b.as_slice()?, &mut out, f);
-    Tensor::from_vec(out, a.shape())
 }

@@ -1,36 +1,21 @@
-//! CPU kernels: pure functions over row-major slices, generic over f32/f64,
-//! forward and backward, parallel with rayon. GEMM: the engine's f32 kernel
-//! ([`sgemm`]; matrixmultiply for f64), single-threaded, cut into rayon tasks
-//! by [`gemm::gemm`].
-//!
-//! Every kernel takes its sizes in an explicit dims struct (or plain counts), so
-//! that the CUDA backend can compare its kernels against these on the same
-//! slices. Outputs are overwritten, never accumulated into, unless a function
-//! says otherwise.
+//! The CPU backend the op families' kernels (`crate::ops::<family>::cpu`)
+//! share: pure functions over row-major slices, generic over f32/f64,
+//! parallel with rayon. GEMM: the engine's f32 kernel ([`sgemm`];
+//! matrixmultiply for f64), single-threaded, cut into rayon tasks by
+//! [`gemm::gemm`]; the vectorised exp and AVX2 dispatch (`fastmath`) and lane
+//! sums (`lanes`); the fixed-partition row reductions below.
 //!
 //! Reproducibility: every reduction over the batch (weight and bias gradients)
 //! sums partial results of a *fixed* partition ([`REDUCE_ROWS`] rows, or
-//! [`conv1d::CONV_CHUNK`] samples) in a fixed order, so results are bit-for-bit
-//! identical whatever the number of rayon threads.
+//! [`crate::ops::conv1d::cpu::CONV_CHUNK`] samples) in a fixed order, so
+//! results are bit-for-bit identical whatever the number of rayon threads.
 
-pub mod attention;
-pub mod conv1d;
-pub mod conv1d_nwc;
-pub mod dropout;
-pub mod elementwise;
 pub mod fastmath;
 pub mod gemm;
 pub(crate) mod lanes;
-pub mod layernorm;
-pub mod losses;
-pub mod matmul;
 pub mod sgemm;
 
-pub use attention::{AttentionDims, HeadLayout};
-pub use conv1d::Conv1dDims;
 pub use gemm::as_parallel_piece;
-pub use layernorm::LayerNormDims;
-pub use matmul::{LinearDims, MatmulDims};
 
 use crate::float::Float;
 use rayon::prelude::*;

@@ -6,12 +6,12 @@
 //! kernels on the CPU ([`emu::EmuBackend`]), so the tests exercise the very
 //! launch configurations the GPU gets.
 
+pub(crate) mod args;
 pub mod driver;
 pub mod emu;
 pub mod exec;
 pub mod launch;
 pub mod modules;
-pub mod ops;
 pub mod shared_constants;
 pub(crate) mod tensors;
 

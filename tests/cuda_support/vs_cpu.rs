@@ -7,11 +7,15 @@
 //! Philox stream, are compared bit for bit.
 
 use convformer::autograd::{LossKind, Padding};
-use convformer::cpu::{self, AttentionDims, Conv1dDims, LayerNormDims, LinearDims, MatmulDims};
-use convformer::cuda::ops::{
-    self, AttentionPath, Binary, Conv1d, ConvPadding, Epilogue, Gemm, Loss,
-};
 use convformer::cuda::Backend;
+use convformer::ops::adamw;
+use convformer::ops::attention::{self, cuda::AttentionPath, AttentionDims};
+use convformer::ops::conv1d::{self, Conv1dDims};
+use convformer::ops::dropout::{self, DropoutDims};
+use convformer::ops::elementwise::{self, Binary};
+use convformer::ops::layer_norm::{self, LayerNormDims};
+use convformer::ops::losses;
+use convformer::ops::matmul::{self, Epilogue, Gemm, LinearDims, MatmulDims};
 use convformer::ops::pool;
 use convformer::ops::softmax;
 use convformer::ops::unary::{self, Unary};
@@ -54,7 +58,7 @@ pub fn matmul_matches_cpu<B: Backend>(be: &B) {
         };
         let (a, b) = (rng.vec(d.a_len()), rng.vec(d.b_len()));
         let mut want = vec![f32::NAN; d.c_len()];
-        cpu::matmul::matmul_forward(&d, &a, &b, &mut want);
+        matmul::cpu::matmul_forward(&d, &a, &b, &mut want);
         let g = Gemm {
             batch,
             trans_a: ta,
@@ -63,7 +67,7 @@ pub fn matmul_matches_cpu<B: Backend>(be: &B) {
             ..Gemm::new(m, n, k)
         };
         let c = out(be, d.c_len());
-        ops::sgemm(be, &g, &up(be, &a), &up(be, &b), None, &c).unwrap();
+        matmul::cuda::sgemm(be, &g, &up(be, &a), &up(be, &b), None, &c).unwrap();
         close(&format!("matmul {d:?}"), &down(be, &c, d.c_len()), &want);
     }
 }
@@ -85,20 +89,20 @@ pub fn linear_forward_and_backward_match_cpu<B: Backend>(be: &B) {
         rng.vec(d.rows * d.d_out),
     );
     let mut want = vec![f32::NAN; d.rows * d.d_out];
-    cpu::matmul::linear_forward(&d, &x, &w, Some(&bias), &mut want);
+    matmul::cpu::linear_forward(&d, &x, &w, Some(&bias), &mut want);
     let (xb, wb, bb, gb) = (up(be, &x), up(be, &w), up(be, &bias), up(be, &g));
     let y = out(be, want.len());
     let fwd = Gemm {
         trans_b: true,
         ..Gemm::new(d.rows, d.d_out, d.d_in)
     };
-    ops::sgemm(be, &fwd, &xb, &wb, Some(&bb), &y).unwrap();
+    matmul::cuda::sgemm(be, &fwd, &xb, &wb, Some(&bb), &y).unwrap();
     close("linear y", &down(be, &y, want.len()), &want);
 
     // Fused GELU epilogue against the CPU GELU of the CPU linear output.
     let mut act = vec![f32::NAN; want.len()];
     unary::cpu::gelu_forward(&want, &mut act);
-    ops::sgemm(
+    matmul::cuda::sgemm(
         be,
         &Gemm {
             epilogue: Epilogue::Gelu,
@@ -117,9 +121,9 @@ pub fn linear_forward_and_backward_match_cpu<B: Backend>(be: &B) {
         vec![f32::NAN; w.len()],
         vec![f32::NAN; d.d_out],
     );
-    cpu::matmul::linear_backward(&d, &x, &w, &g, &mut dx, &mut dw, Some(&mut db));
+    matmul::cpu::linear_backward(&d, &x, &w, &g, &mut dx, &mut dw, Some(&mut db));
     let (dxb, dwb, dbb) = (out(be, x.len()), out(be, w.len()), out(be, d.d_out));
-    ops::sgemm(
+    matmul::cuda::sgemm(
         be,
         &Gemm::new(d.rows, d.d_in, d.d_out),
         &gb,
@@ -128,7 +132,7 @@ pub fn linear_forward_and_backward_match_cpu<B: Backend>(be: &B) {
         &dxb,
     )
     .unwrap();
-    ops::sgemm(
+    matmul::cuda::sgemm(
         be,
         &Gemm {
             trans_a: true,
@@ -140,7 +144,7 @@ pub fn linear_forward_and_backward_match_cpu<B: Backend>(be: &B) {
         &dwb,
     )
     .unwrap();
-    ops::column_sum(be, d.rows, d.d_out, &gb, &dbb).unwrap();
+    elementwise::cuda::column_sum(be, d.rows, d.d_out, &gb, &dbb).unwrap();
     close("linear dx", &down(be, &dxb, x.len()), &dx);
     close("linear dw", &down(be, &dwb, w.len()), &dw);
     close("linear db", &down(be, &dbb, d.d_out), &db);
@@ -162,17 +166,6 @@ pub fn conv1d_matches_cpu<B: Backend>(be: &B) {
             kernel,
             padding,
         };
-        let s = Conv1d {
-            batch,
-            cin: c_in,
-            len,
-            cout: c_out,
-            k: kernel,
-            padding: match padding {
-                Padding::Same => ConvPadding::Same,
-                Padding::Valid => ConvPadding::Valid,
-            },
-        };
         let (x, w, bias, g) = (
             rng.vec(d.x_len()),
             rng.vec(d.w_len()),
@@ -180,13 +173,13 @@ pub fn conv1d_matches_cpu<B: Backend>(be: &B) {
             rng.vec(d.y_len()),
         );
         let mut y = vec![f32::NAN; d.y_len()];
-        cpu::conv1d::conv1d_forward(&d, &x, &w, Some(&bias), &mut y);
+        conv1d::cpu::conv1d_forward(&d, &x, &w, Some(&bias), &mut y);
         let (mut dx, mut dw, mut db) = (
             vec![f32::NAN; x.len()],
             vec![f32::NAN; w.len()],
             vec![f32::NAN; c_out],
         );
-        cpu::conv1d::conv1d_backward(&d, &x, &w, &g, Some(&mut dx), &mut dw, Some(&mut db));
+        conv1d::cpu::conv1d_backward(&d, &x, &w, &g, Some(&mut dx), &mut dw, Some(&mut db));
 
         let (xb, wb, bb, gb) = (up(be, &x), up(be, &w), up(be, &bias), up(be, &g));
         let (yb, dxb, dwb, dbb) = (
@@ -195,8 +188,9 @@ pub fn conv1d_matches_cpu<B: Backend>(be: &B) {
             out(be, w.len()),
             out(be, c_out),
         );
-        ops::conv1d_fwd(be, &s, &xb, &wb, Some(&bb), &yb).unwrap();
-        ops::conv1d_bwd(be, &s, &xb, &wb, &gb, Some(&dxb), Some(&dwb), Some(&dbb)).unwrap();
+        conv1d::cuda::conv1d_fwd(be, &d, &xb, &wb, Some(&bb), &yb).unwrap();
+        conv1d::cuda::conv1d_bwd(be, &d, &xb, &wb, &gb, Some(&dxb), Some(&dwb), Some(&dbb))
+            .unwrap();
         close(&format!("conv1d {d:?} y"), &down(be, &yb, y.len()), &y);
         close(&format!("conv1d {d:?} dx"), &down(be, &dxb, x.len()), &dx);
         close(&format!("conv1d {d:?} dw"), &down(be, &dwb, w.len()), &dw);
@@ -223,21 +217,21 @@ pub fn layer_norm_matches_cpu<B: Backend>(be: &B) {
             vec![f32::NAN; rows],
             vec![f32::NAN; rows],
         );
-        cpu::layernorm::layer_norm_forward(&d, &x, &w, &b, &mut y, &mut mean, &mut rstd);
+        layer_norm::cpu::layer_norm_forward(&d, &x, &w, &b, &mut y, &mut mean, &mut rstd);
         let (mut dx, mut dw, mut db) = (
             vec![f32::NAN; x.len()],
             vec![f32::NAN; dim],
             vec![f32::NAN; dim],
         );
-        cpu::layernorm::layer_norm_backward(
+        layer_norm::cpu::layer_norm_backward(
             &d, &x, &w, &mean, &rstd, &g, &mut dx, &mut dw, &mut db,
         );
 
         let (xb, wb, bb, gb) = (up(be, &x), up(be, &w), up(be, &b), up(be, &g));
         let (yb, mb, rb) = (out(be, x.len()), out(be, rows), out(be, rows));
-        ops::layernorm_fwd(be, rows, dim, 1e-5, &xb, &wb, &bb, &yb, &mb, &rb).unwrap();
+        layer_norm::cuda::layernorm_fwd(be, &d, &xb, &wb, &bb, &yb, &mb, &rb).unwrap();
         let (dxb, dwb, dbb) = (out(be, x.len()), out(be, dim), out(be, dim));
-        ops::layernorm_bwd(be, rows, dim, &xb, &wb, &mb, &rb, &gb, &dxb, &dwb, &dbb).unwrap();
+        layer_norm::cuda::layernorm_bwd(be, &d, &xb, &wb, &mb, &rb, &gb, &dxb, &dwb, &dbb).unwrap();
         close("layernorm y", &down(be, &yb, x.len()), &y);
         close("layernorm mean", &down(be, &mb, rows), &mean);
         close("layernorm rstd", &down(be, &rb, rows), &rstd);
@@ -262,14 +256,6 @@ pub fn attention_matches_cpu<B: Backend>(be: &B) {
             d,
             dv,
         };
-        let s = ops::Attention {
-            batch,
-            heads,
-            tq,
-            tk,
-            d,
-            dv,
-        };
         let (q, k, v, g) = (
             rng.vec(a.q_len()),
             rng.vec(a.k_len()),
@@ -282,19 +268,20 @@ pub fn attention_matches_cpu<B: Backend>(be: &B) {
             .collect();
         let mask = masked.then_some(mask);
         let (mut o, mut probs) = (vec![f32::NAN; a.out_len()], vec![f32::NAN; a.probs_len()]);
-        cpu::attention::attention_forward(&a, &q, &k, &v, mask.as_deref(), &mut o, &mut probs);
+        attention::cpu::attention_forward(&a, &q, &k, &v, mask.as_deref(), &mut o, &mut probs);
         let (mut dq, mut dk, mut dv_) = (
             vec![f32::NAN; q.len()],
             vec![f32::NAN; k.len()],
             vec![f32::NAN; v.len()],
         );
-        cpu::attention::attention_backward(&a, &q, &k, &v, &probs, &g, &mut dq, &mut dk, &mut dv_);
+        attention::cpu::attention_backward(&a, &q, &k, &v, &probs, &g, &mut dq, &mut dk, &mut dv_);
 
         let (qb, kb, vb, gb) = (up(be, &q), up(be, &k), up(be, &v), up(be, &g));
         let mb = mask.as_ref().map(|m| be.upload_mask(m).unwrap());
         for path in [AttentionPath::SharedRow, AttentionPath::Online] {
             let (ob, lse) = (out(be, o.len()), out(be, batch * heads * tq));
-            ops::attention_fwd(be, &s, path, &qb, &kb, &vb, mb.as_ref(), &ob, &lse).unwrap();
+            attention::cuda::attention_fwd(be, &a, path, &qb, &kb, &vb, mb.as_ref(), &ob, &lse)
+                .unwrap();
             close(
                 &format!("attention {a:?} {path:?} out"),
                 &down(be, &ob, o.len()),
@@ -306,9 +293,9 @@ pub fn attention_matches_cpu<B: Backend>(be: &B) {
                 out(be, v.len()),
                 out(be, batch * heads * tq),
             );
-            ops::attention_bwd(
+            attention::cuda::attention_bwd(
                 be,
-                &s,
+                &a,
                 &qb,
                 &kb,
                 &vb,
@@ -385,17 +372,17 @@ pub fn softmax_activations_bias_pool_match_cpu<B: Backend>(be: &B) {
 
     let bias = rng.vec(c);
     let mut y = vec![f32::NAN; n];
-    cpu::elementwise::add_bias_forward(&x, &bias, &mut y);
+    elementwise::cpu::add_bias_forward(&x, &bias, &mut y);
     let mut db = vec![f32::NAN; c];
-    cpu::elementwise::add_bias_backward(&g, c, &mut db);
+    elementwise::cpu::add_bias_backward(&g, c, &mut db);
     let (yb, dbb) = (out(be, n), out(be, c));
-    ops::add_bias(be, rows, c, &xb, &up(be, &bias), &yb).unwrap();
-    ops::column_sum(be, rows, c, &gb, &dbb).unwrap();
+    elementwise::cuda::add_bias(be, rows, c, &xb, &up(be, &bias), &yb).unwrap();
+    elementwise::cuda::column_sum(be, rows, c, &gb, &dbb).unwrap();
     close("add_bias y", &down(be, &yb, n), &y);
     close("add_bias dbias", &down(be, &dbb, c), &db);
 
     let ab = out(be, n);
-    ops::binary(be, Binary::Add, n, &xb, &gb, &ab).unwrap();
+    elementwise::cuda::binary(be, Binary::Add, n, &xb, &gb, &ab).unwrap();
     let sum: Vec<f32> = x.iter().zip(&g).map(|(a, b)| a + b).collect();
     close("residual add", &down(be, &ab, n), &sum);
 
@@ -421,8 +408,8 @@ pub fn dropout_masks_are_bit_identical_to_cpu<B: Backend>(be: &B) {
     ] {
         let x: Vec<f32> = rng.vec(n);
         let mut want = vec![f32::NAN; n];
-        cpu::dropout::dropout_forward(
-            &cpu::dropout::DropoutDims {
+        dropout::cpu::dropout_forward(
+            &dropout::DropoutDims {
                 p,
                 seed,
                 call,
@@ -432,10 +419,22 @@ pub fn dropout_masks_are_bit_identical_to_cpu<B: Backend>(be: &B) {
             &mut want,
         );
         let y = out(be, n);
-        ops::dropout(be, n, p, seed, call, &up(be, &x), &y).unwrap();
+        dropout::cuda::dropout(
+            be,
+            &DropoutDims {
+                p,
+                seed,
+                call,
+                offset: 0,
+            },
+            n,
+            &up(be, &x),
+            &y,
+        )
+        .unwrap();
         let got = down(be, &y, n);
         assert_eq!(
-            ops::dropout_threshold(p),
+            convformer::rng::dropout_threshold(p),
             convformer::rng::dropout_threshold(p)
         );
         for i in 0..n {
@@ -454,18 +453,18 @@ pub fn losses_match_cpu<B: Backend>(be: &B) {
     let n = 3 * 7;
     let (p, t) = (rng.vec(n), rng.vec(n));
     let (pb, tb, gb) = (up(be, &p), up(be, &t), up(be, &[0.7]));
-    for (kind, gpu_kind) in [
-        (LossKind::Mse, Loss::Mse),
-        (LossKind::Mae, Loss::Mae),
-        (LossKind::Huber(0.3), Loss::Huber(0.3)),
-        (LossKind::Quantile(0.9), Loss::Quantile(0.9)),
+    for kind in [
+        LossKind::Mse,
+        LossKind::Mae,
+        LossKind::Huber(0.3),
+        LossKind::Quantile(0.9),
     ] {
-        let want = cpu::losses::loss_forward(kind, &p, &t);
+        let want = losses::cpu::loss_forward(kind, &p, &t);
         let mut dp = vec![f32::NAN; n];
-        cpu::losses::loss_backward(kind, &p, &t, 0.7, &mut dp);
+        losses::cpu::loss_backward(kind, &p, &t, 0.7, &mut dp);
         let (lb, dpb) = (out(be, 1), out(be, n));
-        ops::loss_fwd(be, gpu_kind, n, &pb, &tb, &lb).unwrap();
-        ops::loss_bwd(be, gpu_kind, n, &pb, &tb, &gb, &dpb).unwrap();
+        losses::cuda::loss_fwd(be, kind, n, &pb, &tb, &lb).unwrap();
+        losses::cuda::loss_bwd(be, kind, n, &pb, &tb, &gb, &dpb).unwrap();
         close(&format!("{kind:?} loss"), &down(be, &lb, 1), &[want]);
         close(&format!("{kind:?} dpred"), &down(be, &dpb, n), &dp);
     }
@@ -506,7 +505,7 @@ pub fn adamw_matches_cpu_optimizer<B: Backend>(be: &B) {
         };
         let g = grads.get(id).unwrap().as_slice().unwrap().to_vec();
         opt.step(&mut store, &grads, 1e-2).unwrap();
-        let step = ops::AdamStep {
+        let step = adamw::cuda::AdamStep {
             lr: 1e-2,
             beta1: 0.9,
             beta2: 0.999,
@@ -514,7 +513,7 @@ pub fn adamw_matches_cpu_optimizer<B: Backend>(be: &B) {
             weight_decay: 0.01,
             t,
         };
-        ops::adamw_step(be, n, &step, &pb, &up(be, &g), &mb, &vb).unwrap();
+        adamw::cuda::adamw_step(be, n, &step, &pb, &up(be, &g), &mb, &vb).unwrap();
         close(
             &format!("adamw step {t}"),
             &down(be, &pb, n),

@@ -1,8 +1,8 @@
 //! CUDA launches of the mean-pool kernels (`kernels/pool.cu`).
 
 use super::PoolDims;
+use crate::cuda::args::{dim, f32s, grid_stride_cfg};
 use crate::cuda::launch::{Arg, Backend};
-use crate::cuda::ops::{dim, f32s, grid_stride_cfg};
 use crate::error::Result;
 
 /// y [outer, inner] = mean over the pooled axis of x [outer, n, inner].

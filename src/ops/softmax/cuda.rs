@@ -1,7 +1,7 @@
 //! CUDA launches of the softmax kernels (`kernels/softmax.cu`).
 
+use crate::cuda::args::{dim, f32s, row_cfg};
 use crate::cuda::launch::{Arg, Backend};
-use crate::cuda::ops::{dim, f32s, row_cfg};
 use crate::cuda::shared_constants::{SOFTMAX_WARPS, WARP_SIZE};
 use crate::error::Result;
 

@@ -1,12 +1,12 @@
 //! CPU kernels of ReLU and GELU (tanh approximation, as GPT-2 / llm.c).
 
 use super::Unary;
-use crate::cpu::elementwise::{map, zip_map};
 #[cfg(target_arch = "x86_64")]
 use crate::cpu::fastmath::has_avx2_fma;
 use crate::cpu::fastmath::{as_f32, as_f32_mut, exp_f32};
 use crate::cpu::ELEMS_PER_TASK;
 use crate::float::Float;
+use crate::ops::elementwise::cpu::{map, zip_map};
 use rayon::prelude::*;
 
 /// y ← op(x).

@@ -1,8 +1,8 @@
 //! CUDA launches of the unary kernels (`kernels/unary.cu`).
 
 use super::Unary;
+use crate::cuda::args::{f32s, grid_stride_cfg};
 use crate::cuda::launch::{Arg, Backend};
-use crate::cuda::ops::{f32s, grid_stride_cfg};
 use crate::error::Result;
 
 /// y = op(x).

@@ -58,6 +58,19 @@ pub(crate) fn backward<T: Float>(op: Unary, x: &Tensor<T>, g: &Tensor<T>) -> Res
     }
 }
 
+/// The gradient of a node with relu fused in (`linear_relu`, `conv1d_relu`),
+/// taken back through the relu from the node's output `y` (> 0 exactly where
+/// its input is): in place on the CPU, into a new tensor on a GPU.
+pub(crate) fn fused_relu_backward<T: Float>(y: &Tensor<T>, mut g: Tensor<T>) -> Result<Tensor<T>> {
+    match g.device() {
+        Device::Cpu => {
+            cpu::relu_backward_inplace(y.as_slice()?, g.as_mut_slice()?);
+            Ok(g)
+        }
+        dev => on_gpu!(dev, be => gpu_backward(be, Unary::Relu, y, &g)),
+    }
+}
+
 fn gpu_forward<E: GpuExec, T: Float>(be: &E, op: Unary, x: &Tensor<T>) -> Result<Tensor<T>> {
     new(be, x.shape(), |y| {
         cuda::unary_fwd(be, op, x.numel(), buf::<E, T>(x)?, y)

@@ -3,63 +3,15 @@
 //! out [c_out, chunk·l_out] = W [c_out, c_in·k] · cols [c_in·k, chunk·l_out],
 //! with cols[(ci·k + j), (b·l_out + t)] = x[b, ci, t + j − pad_left] (0 outside).
 
-use super::gemm::gemm;
-use super::reduce_in_order;
+use super::Conv1dDims;
+use crate::cpu::gemm::gemm;
+use crate::cpu::reduce_in_order;
 use crate::float::Float;
 use rayon::prelude::*;
-
-/// conv1d padding: `Same` keeps the length (odd kernels pad (k-1)/2 each side,
-/// even kernels pad one more on the right, as Keras), `Valid` pads nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Padding {
-    Same,
-    Valid,
-}
 
 /// Samples per GEMM. Fixed (not derived from the thread count) because the
 /// weight gradient is summed per chunk, then over chunks in order.
 pub const CONV_CHUNK: usize = 8;
-
-/// x [batch, c_in, len], w [c_out, c_in, kernel], bias [c_out],
-/// y [batch, c_out, out_len()].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv1dDims {
-    pub batch: usize,
-    pub c_in: usize,
-    pub c_out: usize,
-    pub len: usize,
-    pub kernel: usize,
-    pub padding: Padding,
-}
-
-impl Conv1dDims {
-    /// Zeros added before the sequence: (k−1)/2 for `Same` (the extra one of an
-    /// even kernel goes on the right), 0 for `Valid`.
-    pub fn pad_left(&self) -> usize {
-        match self.padding {
-            Padding::Same => (self.kernel - 1) / 2,
-            Padding::Valid => 0,
-        }
-    }
-
-    /// Output length: `len` for `Same`, len − k + 1 for `Valid` (requires len ≥ k).
-    pub fn out_len(&self) -> usize {
-        match self.padding {
-            Padding::Same => self.len,
-            Padding::Valid => self.len + 1 - self.kernel,
-        }
-    }
-
-    pub fn x_len(&self) -> usize {
-        self.batch * self.c_in * self.len
-    }
-    pub fn w_len(&self) -> usize {
-        self.c_out * self.c_in * self.kernel
-    }
-    pub fn y_len(&self) -> usize {
-        self.batch * self.c_out * self.out_len()
-    }
-}
 
 /// For tap j: outputs `t0..t1` read inputs from `src` on (the others read
 /// padding zeros); the range is empty when the tap sees padding only.

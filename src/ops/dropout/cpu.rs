@@ -3,22 +3,11 @@
 //! backward, which would otherwise redraw it: Philox costs about as much as the
 //! rest of the op.
 
-use super::fastmath::avx2_kernel;
+use super::DropoutDims;
+use crate::cpu::fastmath::avx2_kernel;
 use crate::float::Float;
 use crate::rng::{dropout_block, dropout_blocks, dropout_threshold};
 use rayon::prelude::*;
-
-/// Which dropout draw: the tape's seed and its dropout call counter, and the
-/// index of the slice's first element in the whole batch (non-zero on a tape
-/// that holds a shard of the batch), so a shard draws its rows' mask of the
-/// whole batch.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct DropoutDims {
-    pub p: f64,
-    pub seed: u64,
-    pub call: u64,
-    pub offset: u64,
-}
 
 /// Elements per task.
 const ELEMS_PER_TASK: usize = 1 << 14;

@@ -1,44 +1,12 @@
 //! Batched matrix products and the linear layer.
 
-use super::gemm::gemm;
-use super::sum_rows;
+use super::{LinearDims, MatmulDims};
+use crate::cpu::gemm::gemm;
+use crate::cpu::sum_rows;
 use crate::float::Float;
 use rayon::prelude::*;
 
-/// C[b] = op(A[b]) · op(B[b]) for b in 0..batch.
-///
-/// Layouts (row-major): A is `batch` × ([m, k], or [k, m] if `trans_a`);
-/// B is (`1` if `b_shared` else `batch`) × ([k, n], or [n, k] if `trans_b`);
-/// C is `batch` × [m, n].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MatmulDims {
-    pub batch: usize,
-    pub m: usize,
-    pub k: usize,
-    pub n: usize,
-    pub trans_a: bool,
-    pub trans_b: bool,
-    /// One B for every batch entry (a 2-D right operand).
-    pub b_shared: bool,
-}
-
 impl MatmulDims {
-    pub fn a_len(&self) -> usize {
-        self.batch * self.m * self.k
-    }
-    pub fn b_len(&self) -> usize {
-        self.b_batches() * self.k * self.n
-    }
-    pub fn c_len(&self) -> usize {
-        self.batch * self.m * self.n
-    }
-    fn b_batches(&self) -> usize {
-        if self.b_shared {
-            1
-        } else {
-            self.batch
-        }
-    }
     /// A shared B with a non-transposed A is one GEMM over batch·m rows.
     fn flattens(&self) -> bool {
         self.b_shared && !self.trans_a
@@ -117,14 +85,6 @@ pub fn matmul_backward<T: Float>(
         });
 }
 
-/// y [rows, out] = x [rows, in] · wᵀ (w is [out, in]) + bias [out].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LinearDims {
-    pub rows: usize,
-    pub d_in: usize,
-    pub d_out: usize,
-}
-
 pub fn linear_forward<T: Float>(d: &LinearDims, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
     let LinearDims { rows, d_in, d_out } = *d;
     assert_eq!(
@@ -134,7 +94,7 @@ pub fn linear_forward<T: Float>(d: &LinearDims, x: &[T], w: &[T], bias: Option<&
     gemm(rows, d_in, d_out, x, false, w, true, y, false, T::ZERO);
     if let Some(bias) = bias {
         assert_eq!(bias.len(), d_out);
-        super::elementwise::add_bias_inplace(y, bias);
+        crate::ops::elementwise::cpu::add_bias_inplace(y, bias);
     }
 }
 

@@ -2,19 +2,10 @@
 //! Each depends on the residual d = pred − target only, so the gradient to the
 //! target is the negated gradient to the prediction.
 
-use super::{partial_sums, reduce_in_order, ELEMS_PER_TASK};
+use super::LossKind;
+use crate::cpu::{partial_sums, reduce_in_order, ELEMS_PER_TASK};
 use crate::float::Float;
 use rayon::prelude::*;
-
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum LossKind {
-    Mse,
-    Mae,
-    /// Huber with threshold delta.
-    Huber(f64),
-    /// Pinball loss for quantile q in (0, 1).
-    Quantile(f64),
-}
 
 /// The loss of one residual d = pred − target.
 #[inline]

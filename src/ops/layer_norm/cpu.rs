@@ -2,19 +2,12 @@
 //! The forward saves each row's mean and reciprocal standard deviation (as
 //! llm.c), so the backward never recomputes the statistics.
 
-use super::fastmath::avx2_kernel;
-use super::lanes::{fold_lanes, sum_lanes};
-use super::{partial_sums, reduce_in_order};
+use super::LayerNormDims;
+use crate::cpu::fastmath::avx2_kernel;
+use crate::cpu::lanes::{fold_lanes, sum_lanes};
+use crate::cpu::{partial_sums, reduce_in_order};
 use crate::float::Float;
 use rayon::prelude::*;
-
-/// x, y: [rows, dim]; weight, bias: [dim]; mean, rstd: [rows].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LayerNormDims {
-    pub rows: usize,
-    pub dim: usize,
-    pub eps: f64,
-}
 
 const ROWS_PER_TASK: usize = 32;
 

@@ -11,40 +11,13 @@
 //! 256·6·64·64 floats = 25 MB at sequence 64). Masked keys get probability 0;
 //! a query whose keys are all masked gets an all-zero row (output 0, no NaN).
 
-use super::gemm::{gemm_views, MatView};
+use super::{AttentionDims, HeadLayout};
+use crate::cpu::gemm::{gemm_views, MatView};
 use crate::float::Float;
 use crate::ops::softmax::cpu::{softmax_backward_rows, softmax_rows};
 use rayon::prelude::*;
 
-/// q [batch, heads, tq, d], k [batch, heads, tk, d], v [batch, heads, tk, dv],
-/// out [batch, heads, tq, dv] (or token-major, see [`HeadLayout`]),
-/// probs [batch, heads, tq, tk]; key_mask [batch, tk] (true = attend).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AttentionDims {
-    pub batch: usize,
-    pub heads: usize,
-    pub tq: usize,
-    pub tk: usize,
-    pub d: usize,
-    pub dv: usize,
-}
-
 impl AttentionDims {
-    pub fn q_len(&self) -> usize {
-        self.batch * self.heads * self.tq * self.d
-    }
-    pub fn k_len(&self) -> usize {
-        self.batch * self.heads * self.tk * self.d
-    }
-    pub fn v_len(&self) -> usize {
-        self.batch * self.heads * self.tk * self.dv
-    }
-    pub fn out_len(&self) -> usize {
-        self.batch * self.heads * self.tq * self.dv
-    }
-    pub fn probs_len(&self) -> usize {
-        self.batch * self.heads * self.tq * self.tk
-    }
     /// Batch entry b's q, k and v.
     fn entry<'a, T>(&self, b: usize, q: &'a [T], k: &'a [T], v: &'a [T]) -> [&'a [T]; 3] {
         let (qn, kn, vn) = (
@@ -64,15 +37,6 @@ impl AttentionDims {
     fn scale<T: Float>(&self) -> T {
         T::ONE / T::from_usize(self.d).sqrt()
     }
-}
-
-/// Where a head's rows lie within one batch entry of q, k, v or out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HeadLayout {
-    /// [batch, heads, t, width]: each head's rows are one block.
-    HeadMajor,
-    /// [batch, t, heads, width]: a head's rows are `width` values every heads·width.
-    TokenMajor,
 }
 
 impl HeadLayout {
@@ -105,7 +69,7 @@ fn transpose_heads<T: Float>(
     xb: &[T],
     out: &mut Vec<T>,
 ) {
-    // A plain double loop: `elementwise::permute` (general axes, a rayon task
+    // A plain double loop: `ops::permute::cpu::permute` (general axes, a rayon task
     // per call) made attention's backward 8% slower at sequence 16.
     out.resize(heads * width * t, T::ZERO);
     for (h, dst) in out.chunks_exact_mut((width * t).max(1)).enumerate() {

@@ -12,9 +12,9 @@
 //! Reproducibility: each weight-gradient element is one GEMM dot product over
 //! all rows in order, so it does not depend on the thread count.
 
-use super::conv1d::Conv1dDims;
-use super::gemm::gemm;
-use super::sum_rows;
+use super::Conv1dDims;
+use crate::cpu::gemm::gemm;
+use crate::cpu::sum_rows;
 use crate::float::Float;
 use rayon::prelude::*;
 
@@ -117,7 +117,7 @@ pub fn conv1d_forward_nwc<T: Float>(
     );
     if let Some(bias) = bias {
         assert_eq!(bias.len(), d.c_out);
-        super::elementwise::add_bias_inplace(y, bias);
+        crate::ops::elementwise::cpu::add_bias_inplace(y, bias);
     }
 }
 
