@@ -4,25 +4,16 @@ use convformer::data::{self, DataError, Format, LoadOptions, OnBadRow};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 
-const HEAD: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/borg/kaggle_head400.csv"
-);
-const SERIES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/borg/instance_usage/job382_task2-900078000000-1166034000000.csv"
-);
+#[path = "support/real_rows.rs"]
+mod real_rows;
+use real_rows::{with_cell, KAGGLE_HEAD as HEAD, ONE_SERIES as SERIES};
 
 fn head_bytes() -> Vec<u8> {
     std::fs::read(HEAD).unwrap()
 }
 
 fn write_tmp(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("convformer-bad-input-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
+    real_rows::write_tmp(&real_rows::tmp_dir("bad-input", ""), name, bytes)
 }
 
 fn skip() -> LoadOptions {
@@ -268,11 +259,8 @@ fn series_gap_and_window_options() {
     assert!(data::load(Path::new(SERIES), Format::InstanceUsage, &opts).is_err());
     // A negative max memory in a series is an error with its place.
     let text = std::fs::read_to_string(SERIES).unwrap();
-    let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    let mut cells: Vec<String> = lines[5].split(',').map(String::from).collect();
-    cells[13] = "-0.5".into();
-    lines[5] = cells.join(",");
-    let path = write_tmp("neg_series.csv", lines.join("\n").as_bytes());
+    let edited = with_cell(&text, 5, "max_memory_usage", "-0.5");
+    let path = write_tmp("neg_series.csv", edited.as_bytes());
     let err = data::load(&path, Format::InstanceUsage, &LoadOptions::default()).unwrap_err();
     assert!(
         matches!(&err, DataError::Cell { line: 6, column, .. } if column == "max_memory_usage"),
@@ -430,16 +418,8 @@ fn every_located_error_names_the_line_its_record_and_its_cell_start_on() {
 fn implausible_usage_is_a_located_error_or_a_skip_counted_per_column() {
     // 1e30 in one window's max memory: trace usage is normalised to the largest machine.
     let series = std::fs::read_to_string(SERIES).unwrap();
-    let mut rows: Vec<String> = series.lines().map(str::to_string).collect();
-    let header: Vec<&str> = rows[0].split(',').collect();
-    let max_mem = header
-        .iter()
-        .position(|h| *h == "max_memory_usage")
-        .unwrap();
-    let mut cells: Vec<String> = rows[4].split(',').map(str::to_string).collect();
-    cells[max_mem] = "1e30".into();
-    rows[4] = cells.join(",");
-    let path = write_tmp("implausible.csv", (rows.join("\n") + "\n").as_bytes());
+    let one_cell = with_cell(&series, 4, "max_memory_usage", "1e30");
+    let path = write_tmp("implausible.csv", one_cell.as_bytes());
     let err = data::load(&path, Format::InstanceUsage, &LoadOptions::default()).unwrap_err();
     assert!(
         matches!(&err, DataError::Cell { line: 5, column, .. } if column == "max_memory_usage"),

@@ -12,27 +12,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/borg/instance_usage"
-);
-const ONE_SERIES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/borg/instance_usage/job382_task2-900078000000-1166034000000.csv"
-);
+#[path = "support/real_rows.rs"]
+mod real_rows;
+use real_rows::{with_cell, write_tmp, ONE_SERIES, SERIES_DIR as DIR};
 
 fn tmp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join(format!("convformer-bigquery-{}", std::process::id()))
-        .join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write_tmp(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
+    real_rows::tmp_dir("bigquery", name)
 }
 
 fn skip() -> LoadOptions {
@@ -494,16 +479,11 @@ fn parquet_values_are_located_by_row_group_row_and_column() {
     // A Parquet export of rows with an implausible value: written from edited CSV rows.
     let dir = tmp_dir("parquet-cell");
     let csv = std::fs::read_to_string(ONE_SERIES).unwrap();
-    let mut lines: Vec<String> = csv.lines().map(String::from).collect();
-    let header: Vec<&str> = lines[0].split(',').collect();
-    let col = header
-        .iter()
-        .position(|h| *h == "max_memory_usage")
-        .unwrap();
-    let mut cells: Vec<String> = lines[100].split(',').map(String::from).collect();
-    cells[col] = "1e30".into();
-    lines[100] = cells.join(",");
-    let edited = write_tmp(&dir, "edited.csv", (lines.join("\n") + "\n").as_bytes());
+    let edited = write_tmp(
+        &dir,
+        "edited.csv",
+        with_cell(&csv, 100, "max_memory_usage", "1e30").as_bytes(),
+    );
     let file = export(
         edited.to_str().unwrap(),
         &dir.join("edited.parquet"),

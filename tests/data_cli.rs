@@ -3,14 +3,9 @@
 use std::path::Path;
 use std::process::Command;
 
-const HEAD: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/borg/kaggle_head400.csv"
-);
-const DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/borg/instance_usage"
-);
+#[path = "support/real_rows.rs"]
+mod real_rows;
+use real_rows::{KAGGLE_HEAD as HEAD, SERIES_DIR as DIR};
 
 fn convformer(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_convformer"))

@@ -5,10 +5,9 @@
 use convformer::data::{self, Format, LoadOptions, KAGGLE_FEATURES};
 use std::path::Path;
 
-const HEAD: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/borg/kaggle_head400.csv"
-);
+#[path = "support/real_rows.rs"]
+mod real_rows;
+use real_rows::KAGGLE_HEAD as HEAD;
 
 fn load_head() -> data::Dataset {
     data::load(Path::new(HEAD), Format::Kaggle, &LoadOptions::default()).unwrap()

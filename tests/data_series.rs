@@ -4,10 +4,9 @@ use convformer::data::{self, Format, LoadOptions, SERIES_CHANNELS};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/borg/instance_usage"
-);
+#[path = "support/real_rows.rs"]
+mod real_rows;
+use real_rows::SERIES_DIR as DIR;
 
 /// Rows of each file read with plain `csv`: (time, max_memory_usage), keyed by unique_id.
 fn raw_series() -> BTreeMap<String, Vec<(u64, f32, Vec<String>)>> {

@@ -6,14 +6,9 @@ use convformer::data::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-const HEAD: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/borg/kaggle_head400.csv"
-);
-const DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/borg/instance_usage"
-);
+#[path = "support/real_rows.rs"]
+mod real_rows;
+use real_rows::{KAGGLE_HEAD as HEAD, SERIES_DIR as DIR};
 
 fn kaggle() -> data::Dataset {
     data::load(Path::new(HEAD), Format::Kaggle, &LoadOptions::default()).unwrap()

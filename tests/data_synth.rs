@@ -14,14 +14,9 @@ use convformer::data::{
 use convformer::train::Ridge;
 use std::path::Path;
 
-const HEAD: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/borg/kaggle_head400.csv"
-);
-const DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/borg/instance_usage"
-);
+#[path = "support/real_rows.rs"]
+mod real_rows;
+use real_rows::{KAGGLE_HEAD as HEAD, SERIES_DIR as DIR};
 
 fn col(ds: &Dataset, name: &str) -> Vec<f32> {
     let f = KAGGLE_FEATURES.iter().position(|n| *n == name).unwrap();
