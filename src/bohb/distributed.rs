@@ -39,9 +39,7 @@ impl WorkerOptions {
 
 /// `host-pid-thread-nanos`: distinct for every worker that ever writes.
 fn worker_id(thread: usize) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".into());
+    let host = super::log_store::hostname();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -75,9 +73,8 @@ pub fn create_or_join(store: &mut dyn LogStore, name: &str, settings: &TuneSetti
     loop {
         sync(store, &mut view)?;
         if let Some(existing) = view.settings() {
-            return super::master::check_same_settings(existing, settings).map_err(|e| {
-                Error::Invalid(format!("{}: {e}", store.describe()))
-            });
+            return super::master::check_same_settings(existing, settings)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", store.describe())));
         }
         let entries = StudyView::create_entries("convformer", name, settings)?;
         if store.append_if_current(&entries)? {

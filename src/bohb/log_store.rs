@@ -72,19 +72,32 @@ impl FileLog {
 
     fn locked(&self) -> Result<LockGuard<'_>> {
         let mut pause = Duration::from_millis(1);
+        // Optuna never reads the link's target: it names the holder, so a
+        // holder killed on this host is seen dead at once.
+        let owner = format!(
+            "{}#{}:{}",
+            self.path.display(),
+            hostname(),
+            std::process::id()
+        );
         loop {
-            match std::os::unix::fs::symlink(&self.path, &self.lock) {
+            match std::os::unix::fs::symlink(&owner, &self.lock) {
                 Ok(()) => return Ok(LockGuard { lock: &self.lock }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let age = std::fs::symlink_metadata(&self.lock)
                         .and_then(|m| m.modified())
                         .ok()
                         .and_then(|t| SystemTime::now().duration_since(t).ok());
-                    if age.is_some_and(|a| a > LOCK_GRACE) {
+                    let dead = holder_is_dead_here(&self.lock);
+                    if dead || age.is_some_and(|a| a > LOCK_GRACE) {
                         eprintln!(
-                            "warning: {} held longer than {:?}; breaking a dead holder's lock",
+                            "warning: {} {}; breaking a dead holder's lock",
                             self.lock.display(),
-                            LOCK_GRACE
+                            if dead {
+                                "is held by a process of this host that is gone".to_string()
+                            } else {
+                                format!("held longer than {LOCK_GRACE:?}")
+                            }
                         );
                         release(&self.lock);
                         continue;
@@ -152,10 +165,31 @@ impl FileLog {
         }
         file.write_all(&text)
             .and_then(|_| file.sync_data())
-            .map_err(|e| {
-                Error::Invalid(format!("{}: cannot append: {e}", self.path.display()))
-            })?;
+            .map_err(|e| Error::Invalid(format!("{}: cannot append: {e}", self.path.display())))?;
         Ok(true)
+    }
+}
+
+pub(super) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into())
+}
+
+/// Whether the lock names a process of this host that no longer runs.
+fn holder_is_dead_here(lock: &Path) -> bool {
+    let Ok(target) = std::fs::read_link(lock) else {
+        return false;
+    };
+    let target = target.to_string_lossy();
+    let Some((_, holder)) = target.rsplit_once('#') else {
+        return false; // Optuna's own lock: only the grace period applies
+    };
+    match holder.rsplit_once(':') {
+        Some((host, pid)) if host == hostname() => pid
+            .parse::<u32>()
+            .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()),
+        _ => false,
     }
 }
 

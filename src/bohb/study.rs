@@ -273,7 +273,10 @@ impl StudyView {
         } else if job as usize > self.jobs.len() {
             return Err(bad(at, format!("job {job} before job {}", self.jobs.len())));
         } else if self.jobs[job as usize].spec != spec {
-            return Err(bad(at, format!("a second attempt at job {job} with another job")));
+            return Err(bad(
+                at,
+                format!("a second attempt at job {job} with another job"),
+            ));
         }
         self.jobs[job as usize].attempts.push(trial);
         let worker = entry.get("worker_id").and_then(Json::as_str).unwrap_or("?");
@@ -340,7 +343,10 @@ impl StudyView {
             bracket.current.members.push(bracket.configs.len() - 1);
             bracket.current.losses.push(None);
         } else if bracket.configs[bracket.current.members[slot]].0 != spec.config {
-            return Err(bad(at, format!("job {} promotes another configuration", spec.job)));
+            return Err(bad(
+                at,
+                format!("job {} promotes another configuration", spec.job),
+            ));
         }
         bracket.current.sent += 1;
         self.jobs.push(Job {
@@ -441,7 +447,8 @@ impl StudyView {
     }
 
     /// The next thing for `worker` to do: take over an attempt silent for
-    /// longer than `heartbeat`, else hand out the next runnable job, else wait.
+    /// longer than `heartbeat`, else hand out the next runnable job while
+    /// fewer than the study's `workers` jobs are open, else wait.
     pub fn next_action(&mut self, worker: &str, heartbeat: Duration) -> Result<Action> {
         let Some(settings) = self.settings.clone() else {
             return Err(Error::Invalid(
@@ -454,7 +461,12 @@ impl StudyView {
             let spec = self.jobs[job].spec.clone();
             let mut entries = Vec::new();
             if let Some(stale) = stale {
-                entries.push(op::set_system_attr(worker, stale, END_ATTR, json!("abandoned")));
+                entries.push(op::set_system_attr(
+                    worker,
+                    stale,
+                    END_ATTR,
+                    json!("abandoned"),
+                ));
                 entries.push(op::set_state(worker, stale, TrialState::Fail, None));
             }
             entries.extend(self.claim_entries(worker, trial, &spec, &settings));
@@ -464,6 +476,13 @@ impl StudyView {
                 trial,
             });
         }
+        // The study's --workers bounds the jobs running at once, as in one
+        // process; with 1 the study is the in-process run, however its
+        // workers come and go.
+        let open = self.jobs.iter().filter(|j| j.resolved_by.is_none()).count();
+        if open >= settings.workers {
+            return Ok(Action::Wait);
+        }
         let Some((b, slot, propose)) = next_run(
             &mut self.brackets,
             &self.ladder,
@@ -471,7 +490,11 @@ impl StudyView {
             settings.iterations,
         ) else {
             let unresolved = self.jobs.iter().any(|j| j.resolved_by.is_none());
-            return Ok(if unresolved { Action::Wait } else { Action::Done });
+            return Ok(if unresolved {
+                Action::Wait
+            } else {
+                Action::Done
+            });
         };
         let job = self.jobs.len() as u64;
         let bracket = &self.brackets[b];
@@ -490,7 +513,11 @@ impl StudyView {
             stage: bracket.stage,
             slot,
             budget: bracket.plan.budgets[bracket.stage],
-            origin: if bracket.stage == 0 { origin } else { Origin::Promoted },
+            origin: if bracket.stage == 0 {
+                origin
+            } else {
+                Origin::Promoted
+            },
             config,
         };
         Ok(Action::Claim {
@@ -586,7 +613,10 @@ impl StudyView {
         }
         let step = self.step(job.spec.budget);
         if !running {
-            let settings = self.settings.as_ref().expect("a study with jobs has settings");
+            let settings = self
+                .settings
+                .as_ref()
+                .expect("a study with jobs has settings");
             let mut user = user_attrs(&job.spec);
             user["seconds"] = json!(seconds);
             let (state, value) = match loss {

@@ -53,7 +53,11 @@ pub fn execute(args: &TuneArgs, url: &str) -> Result<()> {
         }
     } else {
         let settings = settings_for(args)?;
-        create_or_join(&mut *store, &format!("convformer-{}", settings.objective), &settings)?;
+        create_or_join(
+            &mut *store,
+            &format!("convformer-{}", settings.objective),
+            &settings,
+        )?;
     }
     let objective = objective_for(args)?;
     let heartbeat = Duration::from_secs_f64(args.heartbeat);
@@ -74,7 +78,9 @@ pub fn execute(args: &TuneArgs, url: &str) -> Result<()> {
                         let Some(e) = outcome.evaluations.iter().find(|e| e.job == job) else {
                             return;
                         };
-                        let loss = e.loss.map_or_else(|| "failed".into(), |l| format!("{l:.6}"));
+                        let loss = e
+                            .loss
+                            .map_or_else(|| "failed".into(), |l| format!("{l:.6}"));
                         let inc = outcome
                             .incumbent
                             .as_ref()
