@@ -6,16 +6,17 @@
 //! package reads the journal and sees what convformer sees.
 
 use convformer::bohb::distributed::{create_or_join, sync, work, WorkerOptions};
-use convformer::bohb::log_store;
 use convformer::bohb::objectives::CountingOnes;
 use convformer::bohb::optuna_log::TrialState;
 use convformer::bohb::rng::Rng;
+use convformer::bohb::storage;
 use convformer::bohb::study::{Action, StudyView};
 use convformer::bohb::{self, ModelSettings, Objective, RunOptions, Schedule, TuneSettings, Value};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,24 +58,25 @@ fn url(log: &Path) -> String {
     format!("journal:{}", log.display())
 }
 
-fn create(log: &Path, settings: &TuneSettings) {
-    let mut store = log_store::open(&url(log)).unwrap();
+/// A fresh journal-file study URL.
+fn file_study(name: &str) -> String {
+    url(&scratch(name).join("study.log"))
+}
+
+fn create(study: &str, settings: &TuneSettings) {
+    let mut store = storage::open(study).unwrap();
     create_or_join(&mut *store, "test-study", settings).unwrap();
 }
 
-fn view_of(log: &Path) -> StudyView {
-    let mut store = log_store::open(&url(log)).unwrap();
+fn view_of(study: &str) -> StudyView {
+    let mut store = storage::open(study).unwrap();
     let mut view = StudyView::default();
     sync(&mut *store, &mut view).unwrap();
     view
 }
 
-fn entries(log: &Path) -> Vec<Json> {
-    std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+fn entries(study: &str) -> Vec<Json> {
+    storage::open(study).unwrap().read_new().unwrap()
 }
 
 /// From the raw log, independently of `StudyView`: per job, the Optuna
@@ -89,7 +91,7 @@ struct RawCounts {
     trials: usize,
 }
 
-fn raw_counts(log: &Path) -> RawCounts {
+fn raw_counts(study: &str) -> RawCounts {
     let mut job_of = Vec::new();
     let mut ended = Vec::new();
     let mut end_mark: Vec<Option<String>> = Vec::new();
@@ -99,7 +101,7 @@ fn raw_counts(log: &Path) -> RawCounts {
         superseded: 0,
         trials: 0,
     };
-    for e in entries(log) {
+    for e in entries(study) {
         let trial = e["trial_id"].as_u64().map(|t| t as usize);
         match e["op_code"].as_u64().unwrap() {
             4 => {
@@ -159,17 +161,17 @@ fn in_process(settings: &TuneSettings) -> bohb::TuneOutcome {
     bohb::run(settings, objective, RunOptions::default()).unwrap()
 }
 
-fn join_worker(log: &Path, heartbeat: f64, delay_ms: u64) -> Child {
+fn join_worker(study: &str, heartbeat: f64, delay_ms: u64) -> Child {
     Command::new(BIN)
         .args([
             "tune",
             "--objective",
             "counting-ones",
             "--join",
-            "--workers",
+            "--threads",
             "1",
         ])
-        .args(["--storage", &url(log)])
+        .args(["--storage", study])
         .args(["--heartbeat", &heartbeat.to_string()])
         .args(["--eval-delay-ms", &delay_ms.to_string()])
         .stdout(Stdio::null())
@@ -199,12 +201,14 @@ fn evals(outcome: &bohb::TuneOutcome) -> Evals {
 
 #[test]
 fn one_worker_thread_reproduces_the_in_process_run() {
-    let dir = scratch("one");
-    let log = dir.join("study.log");
+    one_worker_on(&file_study("one"));
+}
+
+fn one_worker_on(log: &str) {
     let s = settings(3, 1, 243.0, 5);
-    create(&log, &s);
+    create(log, &s);
     let options = WorkerOptions::new(Duration::from_secs(30), 0);
-    let store = log_store::open(&url(&log)).unwrap();
+    let store = storage::open(log).unwrap();
     let report = work(store, &CountingOnes::new(8, 8), &options, &mut |_, _| {}).unwrap();
     let expected = in_process(&s);
     assert_eq!(report.evaluated, expected.evaluations.len());
@@ -212,20 +216,22 @@ fn one_worker_thread_reproduces_the_in_process_run() {
     assert_eq!(evals(&report.outcome), evals(&expected));
     assert_eq!(report.outcome.incumbent, expected.incumbent);
     // A fresh reader of the file derives the same study.
-    assert_eq!(evals(&view_of(&log).outcome()), evals(&expected));
+    assert_eq!(evals(&view_of(log).outcome()), evals(&expected));
 }
 
 #[test]
 fn four_worker_processes_finish_every_planned_job_once() {
-    let dir = scratch("four");
-    let log = dir.join("study.log");
+    four_processes_on(&file_study("four"));
+}
+
+fn four_processes_on(log: &str) {
     let s = settings(5, 4, 243.0, 5);
-    create(&log, &s);
-    let children: Vec<Child> = (0..4).map(|_| join_worker(&log, 30.0, 3)).collect();
+    create(log, &s);
+    let children: Vec<Child> = (0..4).map(|_| join_worker(log, 30.0, 3)).collect();
     for (i, c) in children.into_iter().enumerate() {
         wait_ok(c, &format!("worker {i}"));
     }
-    let counts = raw_counts(&log);
+    let counts = raw_counts(log);
     let n = planned(&s);
     assert_eq!(counts.complete.len(), n, "every planned job has a result");
     assert!(
@@ -234,7 +240,7 @@ fn four_worker_processes_finish_every_planned_job_once() {
         counts.complete
     );
     assert_eq!(counts.trials, n, "no claim was retried (no worker died)");
-    let view = view_of(&log);
+    let view = view_of(log);
     let workers: std::collections::BTreeSet<&str> =
         view.attempts().map(|a| a.worker.as_str()).collect();
     assert_eq!(workers.len(), 4, "all four processes evaluated jobs");
@@ -249,21 +255,26 @@ fn four_worker_processes_finish_every_planned_job_once() {
 
 #[test]
 fn sigkilled_workers_lose_nothing_and_finish_nothing_twice() {
-    let dir = scratch("kill");
-    let log = dir.join("study.log");
+    sigkill_on(&file_study("kill"));
+}
+
+fn sigkill_on(log: &str) {
     let s = settings(11, 4, 243.0, 5);
-    create(&log, &s);
+    create(log, &s);
     let mut rng = Rng::new(0x51_61_4b);
-    let mut children: Vec<Child> = (0..4).map(|_| join_worker(&log, 0.5, 15)).collect();
+    let mut children: Vec<Child> = (0..4).map(|_| join_worker(log, 0.5, 40)).collect();
     for (victim, child) in children.iter_mut().take(2).enumerate() {
-        let pause = 100 + rng.below(600) as u64;
+        let pause = 50 + rng.below(300) as u64;
         std::thread::sleep(Duration::from_millis(pause));
         // Kill it while it evaluates, so a claim is left behind.
         let tag = format!("-{}-", child.id());
-        while !view_of(&log)
+        while !view_of(log)
             .attempts()
             .any(|a| a.worker.contains(&tag) && a.state == TrialState::Running)
         {
+            if child.try_wait().unwrap().is_some() {
+                break; // the study ended first
+            }
             std::thread::sleep(Duration::from_millis(1));
         }
         child.kill().unwrap(); // SIGKILL
@@ -273,7 +284,7 @@ fn sigkilled_workers_lose_nothing_and_finish_nothing_twice() {
     for (i, c) in children.into_iter().enumerate().skip(2) {
         print!("{}", wait_ok(c, &format!("worker {i}")));
     }
-    let counts = raw_counts(&log);
+    let counts = raw_counts(log);
     let n = planned(&s);
     assert_eq!(counts.complete.len(), n, "every planned job has a result");
     assert!(
@@ -281,7 +292,7 @@ fn sigkilled_workers_lose_nothing_and_finish_nothing_twice() {
         "a job finished twice: {:?}",
         counts.complete
     );
-    let view = view_of(&log);
+    let view = view_of(log);
     let outcome = view.outcome();
     assert_eq!(outcome.evaluations.len(), n);
     assert_eq!(outcome.failures, 0);
@@ -295,25 +306,27 @@ fn sigkilled_workers_lose_nothing_and_finish_nothing_twice() {
 
 #[test]
 fn a_killed_lone_worker_resumes_to_the_uninterrupted_run() {
-    let dir = scratch("lone");
-    let log = dir.join("study.log");
+    lone_worker_on(&file_study("lone"));
+}
+
+fn lone_worker_on(log: &str) {
     let s = settings(7, 1, 243.0, 5);
-    create(&log, &s);
+    create(log, &s);
     let mut rng = Rng::new(77);
     for round in 0..3 {
-        let mut child = join_worker(&log, 0.3, 5);
+        let mut child = join_worker(log, 0.3, 5);
         let pause = 50 + rng.below(300) as u64;
         std::thread::sleep(Duration::from_millis(pause));
         child.kill().unwrap();
         let _ = child.wait();
         println!("round {round}: SIGKILLed the only worker after {pause} ms");
     }
-    wait_ok(join_worker(&log, 0.3, 5), "the last worker");
+    wait_ok(join_worker(log, 0.3, 5), "the last worker");
     let expected = in_process(&s);
-    let outcome = view_of(&log).outcome();
+    let outcome = view_of(log).outcome();
     assert_eq!(evals(&outcome), evals(&expected));
     assert_eq!(outcome.incumbent, expected.incumbent);
-    let counts = raw_counts(&log);
+    let counts = raw_counts(log);
     assert!(counts.complete.values().all(|&c| c == 1));
     assert!(
         counts.abandoned >= 1,
@@ -326,12 +339,14 @@ fn a_killed_lone_worker_resumes_to_the_uninterrupted_run() {
 /// then A's late result arrives first and is kept; B's is marked superseded.
 #[test]
 fn a_late_result_is_kept_once() {
-    let dir = scratch("late");
-    let log = dir.join("study.log");
+    late_result_on(&file_study("late"));
+}
+
+fn late_result_on(log: &str) {
     let s = settings(2, 2, 27.0, 1);
-    create(&log, &s);
-    let mut a_store = log_store::open(&url(&log)).unwrap();
-    let mut b_store = log_store::open(&url(&log)).unwrap();
+    create(log, &s);
+    let mut a_store = storage::open(log).unwrap();
+    let mut b_store = storage::open(log).unwrap();
     let (mut a, mut b) = (StudyView::default(), StudyView::default());
     sync(&mut *a_store, &mut a).unwrap();
     let Action::Claim {
@@ -372,14 +387,14 @@ fn a_late_result_is_kept_once() {
     assert!(b_store.append_if_current(&superseded).unwrap());
     sync(&mut *b_store, &mut b).unwrap();
     assert!(b.finish_entries("B", tb, &Ok(-4.0), 0.1).is_empty());
-    let outcome = view_of(&log).outcome();
+    let outcome = view_of(log).outcome();
     assert_eq!(outcome.evaluations.len(), 1);
     assert_eq!(
         outcome.evaluations[0].loss,
         Some(-3.5),
         "the first result in the log"
     );
-    let counts = raw_counts(&log);
+    let counts = raw_counts(log);
     assert_eq!(counts.complete[&0], 1);
     assert_eq!(counts.abandoned, 1);
 }
@@ -389,21 +404,23 @@ fn a_torn_last_line_is_cut_before_the_next_append() {
     let dir = scratch("torn");
     let log = dir.join("study.log");
     let s = settings(2, 1, 27.0, 1);
-    create(&log, &s);
+    create(&url(&log), &s);
     let mut torn = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     std::io::Write::write_all(&mut torn, b"{\"op_code\":4,\"worker_id\":\"x\",\"stu").unwrap();
-    let view = view_of(&log);
+    let view = view_of(&url(&log));
     assert!(view.settings().is_some(), "the torn tail is not read");
     let options = WorkerOptions::new(Duration::from_secs(30), 0);
-    let store = log_store::open(&url(&log)).unwrap();
+    let store = storage::open(&url(&log)).unwrap();
     let report = work(store, &CountingOnes::new(8, 8), &options, &mut |_, _| {}).unwrap();
     assert_eq!(evals(&report.outcome), evals(&in_process(&s)));
-    assert!(entries(&log).iter().all(|e| e.get("op_code").is_some()));
+    assert!(entries(&url(&log))
+        .iter()
+        .all(|e| e.get("op_code").is_some()));
 }
 
 #[test]
 fn bad_logs_and_urls_are_real_errors() {
-    let err = log_store::open("mysql://x").err().unwrap().to_string();
+    let err = storage::open("mysql://x").err().unwrap().to_string();
     assert!(err.contains("expected journal:PATH"), "{err}");
     let dir = scratch("bad");
     let log = dir.join("study.log");
@@ -412,7 +429,7 @@ fn bad_logs_and_urls_are_real_errors() {
         "{\"op_code\":0,\"study_name\":\"s\",\"directions\":[1]}\nnot json\n",
     )
     .unwrap();
-    let mut store = log_store::open(&url(&log)).unwrap();
+    let mut store = storage::open(&url(&log)).unwrap();
     let err = store.read_new().err().unwrap().to_string();
     assert!(
         err.contains("study.log:2:2: corrupt journal entry"),
@@ -420,8 +437,8 @@ fn bad_logs_and_urls_are_real_errors() {
     );
     // Joining a study with other settings names what differs.
     let log = dir.join("other.log");
-    create(&log, &settings(1, 1, 27.0, 1));
-    let mut store = log_store::open(&url(&log)).unwrap();
+    create(&url(&log), &settings(1, 1, 27.0, 1));
+    let mut store = storage::open(&url(&log)).unwrap();
     let err = create_or_join(&mut *store, "s", &settings(2, 1, 27.0, 1))
         .err()
         .unwrap()
@@ -434,6 +451,17 @@ fn bad_logs_and_urls_are_real_errors() {
 #[test]
 fn four_shared_workers_match_the_in_process_async_regret() {
     let dir = scratch("regret");
+    regret_on("journal", &|seed| url(&dir.join(format!("seed{seed}.log"))));
+}
+
+#[test]
+fn redis_four_shared_workers_match_the_in_process_async_regret() {
+    if let Some(server) = RedisServer::start("redis regret") {
+        regret_on("redis", &|seed| server.study(&format!("seed{seed}")));
+    }
+}
+
+fn regret_on(backend: &str, study_of: &(dyn Fn(u64) -> String + Sync)) {
     let truth = CountingOnes::new(8, 8);
     let delayed = CountingOnes {
         delay: Duration::from_millis(1),
@@ -447,14 +475,14 @@ fn four_shared_workers_match_the_in_process_async_regret() {
         let outcome = bohb::run(&s, objective, RunOptions::default()).unwrap();
         local.push(truth.regret(&outcome.incumbent.unwrap().config));
 
-        let log = dir.join(format!("seed{seed}.log"));
+        let log = study_of(seed);
         create(&log, &s);
         let outcomes: Vec<_> = std::thread::scope(|scope| {
             let threads: Vec<_> = (0..4)
                 .map(|t| {
                     let (log, delayed) = (&log, &delayed);
                     scope.spawn(move || {
-                        let store = log_store::open(&url(log)).unwrap();
+                        let store = storage::open(log).unwrap();
                         let options = WorkerOptions::new(Duration::from_secs(30), t);
                         work(store, delayed, &options, &mut |_, _| {}).unwrap()
                     })
@@ -475,7 +503,7 @@ fn four_shared_workers_match_the_in_process_async_regret() {
     let ((ml, vl), (ms, vs)) = (stats(&local), stats(&shared));
     let se = (vl / 10.0 + vs / 10.0).sqrt();
     println!(
-        "final regret over 10 seeds: in-process async {ml:.4} (sd {:.4}), journal 4 workers {ms:.4} (sd {:.4}); difference {:.4}, 3 SE {:.4}; {:.1} s",
+        "final regret over 10 seeds: in-process async {ml:.4} (sd {:.4}), {backend} 4 workers {ms:.4} (sd {:.4}); difference {:.4}, 3 SE {:.4}; {:.1} s",
         vl.sqrt(),
         vs.sqrt(),
         ms - ml,
@@ -531,8 +559,8 @@ fn optuna_reads_every_trial_as_convformer_sees_it() {
     let dir = scratch("optuna");
     let log = dir.join("study.log");
     let s = settings(4, 2, 243.0, 5);
-    create(&log, &s);
-    let children: Vec<Child> = (0..2).map(|_| join_worker(&log, 30.0, 2)).collect();
+    create(&url(&log), &s);
+    let children: Vec<Child> = (0..2).map(|_| join_worker(&url(&log), 30.0, 2)).collect();
     for c in children {
         wait_ok(c, "worker");
     }
@@ -550,7 +578,7 @@ fn optuna_reads_every_trial_as_convformer_sees_it() {
     let dump: Json = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(dump["version"], "4.6.0");
     let trials = dump["trials"].as_array().unwrap();
-    let outcome = view_of(&log).outcome();
+    let outcome = view_of(&url(&log)).outcome();
     let complete: Vec<&Json> = trials.iter().filter(|t| t["state"] == "COMPLETE").collect();
     assert_eq!(complete.len(), outcome.evaluations.len());
     for e in &outcome.evaluations {
@@ -624,7 +652,7 @@ fn status_and_cli_round_trip() {
         .unwrap();
     assert!(status.status.success());
     let text = String::from_utf8_lossy(&status.stdout);
-    let view = view_of(&log);
+    let view = view_of(&url(&log));
     let inc = view.outcome().incumbent.unwrap();
     assert!(
         text.contains(&format!(
@@ -653,4 +681,146 @@ fn status_and_cli_round_trip() {
     assert!(
         String::from_utf8_lossy(&join.stderr).contains("the study tunes --objective counting-ones")
     );
+}
+
+/// A `redis-server` on a loopback port, stopped (SIGKILL) when dropped.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts one, installing the Debian package if absent and allowed;
+    /// `None` after a loud SKIPPED line when it cannot.
+    fn start(test: &str) -> Option<RedisServer> {
+        let skip = |why: String| {
+            eprintln!("\n==================== SKIPPED: {test} (Redis) ====================\n{why}\n==============================================================\n");
+            None
+        };
+        if let Err(why) = ensure_redis_server() {
+            return skip(why);
+        }
+        static NEXT: AtomicU16 = AtomicU16::new(0);
+        let port = 20_000 + (std::process::id() % 2_000) as u16 * 16 + NEXT.fetch_add(1, SeqCst);
+        let child = match Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => return skip(format!("cannot start redis-server: {e}")),
+        };
+        let server = RedisServer { child, port };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if start.elapsed() > Duration::from_secs(10) {
+                return skip(format!("redis-server did not listen on 127.0.0.1:{port}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(server)
+    }
+
+    fn study(&self, name: &str) -> String {
+        format!("redis://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ensure_redis_server() -> Result<(), String> {
+    let present = |cmd: &str| {
+        Command::new(cmd)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if present("redis-server") {
+        return Ok(());
+    }
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-q", "redis-server"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output();
+    match installed {
+        Ok(out) if out.status.success() && present("redis-server") => Ok(()),
+        Ok(out) => Err(format!(
+            "redis-server is absent and `apt-get install redis-server` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!(
+            "redis-server is absent and apt-get cannot run: {e}"
+        )),
+    }
+}
+
+#[test]
+fn redis_one_worker_thread_reproduces_the_in_process_run() {
+    if let Some(server) = RedisServer::start("redis one worker") {
+        one_worker_on(&server.study("one"));
+    }
+}
+
+#[test]
+fn redis_four_worker_processes_finish_every_planned_job_once() {
+    if let Some(server) = RedisServer::start("redis four workers") {
+        four_processes_on(&server.study("four"));
+    }
+}
+
+#[test]
+fn redis_sigkilled_workers_lose_nothing_and_finish_nothing_twice() {
+    if let Some(server) = RedisServer::start("redis sigkill") {
+        sigkill_on(&server.study("kill"));
+    }
+}
+
+#[test]
+fn redis_a_killed_lone_worker_resumes_to_the_uninterrupted_run() {
+    if let Some(server) = RedisServer::start("redis lone worker") {
+        lone_worker_on(&server.study("lone"));
+    }
+}
+
+#[test]
+fn redis_a_late_result_is_kept_once() {
+    if let Some(server) = RedisServer::start("redis late result") {
+        late_result_on(&server.study("late"));
+    }
+}
+
+#[test]
+fn redis_urls_are_checked() {
+    for bad in [
+        "redis://127.0.0.1:1",
+        "redis:///name",
+        "redis://127.0.0.1:1/a/b",
+    ] {
+        let err = storage::open(bad).err().unwrap().to_string();
+        assert!(
+            err.contains("expected redis://HOST:PORT/NAME"),
+            "{bad}: {err}"
+        );
+    }
+    let err = storage::open("redis://127.0.0.1:1/study")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("cannot connect to Redis"), "{err}");
 }

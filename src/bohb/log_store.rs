@@ -8,6 +8,7 @@
 //! line, appended under the same symlink lock (`PATH.lock`, released by
 //! rename + unlink), so Optuna processes and convformer workers can share a
 //! file. The symlink works on network file systems where `flock` does not.
+//! `redis://HOST:PORT/NAME` is in `redis_log`; `storage::open` picks by URL.
 
 use crate::{Error, Result};
 use serde_json::Value as Json;
@@ -28,21 +29,6 @@ pub trait LogStore: Send {
     /// A fresh handle on the same log, reading from the start.
     fn reopen(&self) -> Result<Box<dyn LogStore>>;
     fn describe(&self) -> String;
-}
-
-/// Opens `journal:PATH`.
-pub fn open(url: &str) -> Result<Box<dyn LogStore>> {
-    if let Some(path) = url.strip_prefix("journal:") {
-        if path.is_empty() {
-            return Err(Error::Invalid(
-                "--storage journal:PATH needs a path after 'journal:'".into(),
-            ));
-        }
-        return Ok(Box::new(FileLog::new(Path::new(path))));
-    }
-    Err(Error::Invalid(format!(
-        "--storage {url}: expected journal:PATH (an Optuna journal file)"
-    )))
 }
 
 /// A lock older than this is taken to be a dead holder's and broken, as

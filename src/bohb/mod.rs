@@ -28,8 +28,10 @@ pub mod model;
 pub mod objectives;
 pub mod optuna_log;
 pub mod plot;
+mod redis_log;
 pub mod rng;
 pub mod space;
+pub mod storage;
 pub mod study;
 mod types;
 

@@ -95,14 +95,20 @@ pub struct TuneArgs {
     #[arg(long, required_unless_present_any = ["storage", "status"])]
     pub out: Option<PathBuf>,
     /// A study shared by workers on any machines instead of the in-process run:
-    /// journal:PATH (an Optuna journal file, appended under PATH.lock).
+    /// journal:PATH (an Optuna journal file, appended under PATH.lock) or
+    /// redis://HOST:PORT/NAME (the same log in Redis under the key prefix NAME).
     /// Creates the study, or joins it when it exists with the same settings.
     #[arg(long, value_name = "URL")]
     pub storage: Option<String>,
-    /// Join the study in --storage with its own settings (the other search
-    /// flags are ignored); --workers sets this process's worker threads.
+    /// Join the study in --storage with its own settings (the search flags,
+    /// --workers included, are the study's and ignored here).
     #[arg(long, requires = "storage")]
     pub join: bool,
+    /// With --storage: worker threads in this process (default: --workers
+    /// when creating the study, 1 when joining). The study's --workers bounds
+    /// the jobs open at once over all its workers.
+    #[arg(long, requires = "storage")]
+    pub threads: Option<usize>,
     /// Seconds without a heartbeat after which a worker's job is given to another.
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     pub heartbeat: f64,

@@ -3,14 +3,14 @@
 //!
 //! ```text
 //! convformer tune --storage journal:/shared/study.log --objective counting-ones \
-//!     --min-budget 9 --max-budget 729 --iterations 10 --seed 1 --workers 2   # creates, works
-//! convformer tune --storage journal:/shared/study.log --objective counting-ones --join
+//!     --min-budget 9 --max-budget 729 --iterations 10 --seed 1 --workers 4 --threads 2
+//! convformer tune --storage journal:/shared/study.log --objective counting-ones --join --threads 2
 //! convformer tune --status journal:/shared/study.log
 //! ```
 
 use super::tune::{create_out, objective_for, say, settings_for, write_results, TuneArgs};
 use crate::bohb::distributed::{create_or_join, status_text, sync, work, WorkerOptions};
-use crate::bohb::log_store;
+use crate::bohb::storage;
 use crate::bohb::study::StudyView;
 use crate::{Error, Result};
 use std::sync::Mutex;
@@ -35,7 +35,7 @@ pub fn execute(args: &TuneArgs, url: &str) -> Result<()> {
             args.heartbeat
         )));
     }
-    let mut store = log_store::open(url)?;
+    let mut store = storage::open(url)?;
     if args.join {
         let mut view = StudyView::default();
         sync(&mut *store, &mut view)?;
@@ -59,6 +59,12 @@ pub fn execute(args: &TuneArgs, url: &str) -> Result<()> {
             &settings,
         )?;
     }
+    let threads = args
+        .threads
+        .unwrap_or(if args.join { 1 } else { args.workers });
+    if threads == 0 {
+        return Err(Error::Invalid("--threads must be at least 1".into()));
+    }
     let objective = objective_for(args)?;
     let heartbeat = Duration::from_secs_f64(args.heartbeat);
     let printed = Mutex::new(());
@@ -67,7 +73,7 @@ pub fn execute(args: &TuneArgs, url: &str) -> Result<()> {
         "job", "bracket", "stage", "budget", "loss", "finished", "incumbent"
     ));
     let reports = std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..args.workers.max(1))
+        let threads: Vec<_> = (0..threads)
             .map(|t| {
                 let (store, objective, printed) = (store.reopen(), &objective, &printed);
                 scope.spawn(move || {
@@ -129,7 +135,7 @@ pub fn execute(args: &TuneArgs, url: &str) -> Result<()> {
 
 /// `tune --status URL`.
 pub fn status(url: &str) -> Result<()> {
-    let mut store = log_store::open(url)?;
+    let mut store = storage::open(url)?;
     let mut view = StudyView::default();
     sync(&mut *store, &mut view)?;
     if view.settings().is_none() {
