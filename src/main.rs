@@ -43,7 +43,7 @@ fn main() {
             Ok(())
         }
         Command::Data(cmd) => cli::data::run(cmd),
-        Command::Tune(args) => cli::tune::execute(&args),
+        Command::Tune(args) => cli::tune_shared::dispatch(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -1,7 +1,7 @@
 //! One Hyperband bracket as a successive-halving state machine: what it can
 //! hand out next, and promotion once a stage has all its results.
 
-use super::hyperband::{promote, BracketPlan};
+use super::hyperband::{bracket_plan, promote, BracketPlan};
 use super::model::Origin;
 use super::space::Config;
 
@@ -88,6 +88,30 @@ impl Bracket {
             self.stage += 1;
         }
     }
+}
+
+/// The next runnable slot `(bracket, slot, propose)`: the first open bracket
+/// that can hand something out, else a new bracket while fewer than
+/// `iterations` exist; `None` while every open bracket waits (or all are done).
+pub(super) fn next_run(
+    brackets: &mut Vec<Bracket>,
+    ladder: &[f64],
+    eta: u32,
+    iterations: usize,
+) -> Option<(usize, usize, bool)> {
+    for (b, bracket) in brackets.iter_mut().enumerate() {
+        if let Next::Run { slot, propose } = bracket.next() {
+            return Some((b, slot, propose));
+        }
+    }
+    if brackets.len() < iterations {
+        brackets.push(Bracket::new(bracket_plan(ladder, eta, brackets.len())));
+        let b = brackets.len() - 1;
+        if let Next::Run { slot, propose } = brackets[b].next() {
+            return Some((b, slot, propose));
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The scheduler: Hyperband brackets fed by the model, evaluated on worker
 //! threads, journalled, resumable. Its inputs and outputs are in `types`.
 
-use super::bracket::{Bracket, Next};
+use super::bracket::{next_run, Bracket};
 use super::hyperband::{bracket_plan, budget_ladder};
 use super::journal::{Journal, Record, Status, JOURNAL_VERSION};
 use super::model::{Model, Origin};
@@ -47,6 +47,11 @@ struct Replay {
 }
 
 const EVAL_SEED_SALT: u64 = 0x005E_ED0F_E7A1;
+
+/// The seed job `job` evaluates with, the same wherever it runs.
+pub(super) fn eval_seed(run_seed: u64, job: u64) -> u64 {
+    Rng::stream(run_seed ^ EVAL_SEED_SALT, job).next_u64()
+}
 
 /// Runs BOHB (or Hyperband, with `random_fraction` 1) to completion.
 pub fn run(
@@ -233,7 +238,7 @@ fn validate(settings: &TuneSettings) -> Result<()> {
     }
 }
 
-fn check_same_settings(old: &TuneSettings, new: &TuneSettings) -> Result<()> {
+pub(super) fn check_same_settings(old: &TuneSettings, new: &TuneSettings) -> Result<()> {
     if old == new {
         return Ok(());
     }
@@ -271,27 +276,37 @@ fn worker(
             Err(_) => return,
         };
         let Ok(item) = item else { return };
-        let start = Instant::now();
-        let loss = match catch_unwind(AssertUnwindSafe(|| {
-            objective.evaluate(&item.config, item.budget, &item.ctx)
-        })) {
-            Ok(Ok(r)) if r.loss.is_finite() => Ok(r.loss),
-            Ok(Ok(r)) => Err(format!("non-finite loss {}", r.loss)),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(panic) => Err(format!(
-                "the evaluation panicked: {}",
-                panic_message(&panic)
-            )),
-        };
+        let (loss, seconds) = evaluate_one(objective, &item.config, item.budget, &item.ctx);
         let finished = Finished {
             loss,
-            seconds: start.elapsed().as_secs_f64(),
+            seconds,
             replayed: false,
         };
         if done.send((item.job, finished)).is_err() {
             return;
         }
     }
+}
+
+/// One evaluation, its panics and non-finite losses turned into failures;
+/// returns the loss (or why it failed) and the seconds it took.
+pub(super) fn evaluate_one(
+    objective: &dyn Objective,
+    config: &Config,
+    budget: f64,
+    ctx: &EvalContext,
+) -> (std::result::Result<f64, String>, f64) {
+    let start = Instant::now();
+    let loss = match catch_unwind(AssertUnwindSafe(|| objective.evaluate(config, budget, ctx))) {
+        Ok(Ok(r)) if r.loss.is_finite() => Ok(r.loss),
+        Ok(Ok(r)) => Err(format!("non-finite loss {}", r.loss)),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(panic) => Err(format!(
+            "the evaluation panicked: {}",
+            panic_message(&panic)
+        )),
+    };
+    (loss, start.elapsed().as_secs_f64())
 }
 
 fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
@@ -374,20 +389,12 @@ impl Master<'_, '_> {
     }
 
     fn next_run(&mut self) -> Option<(usize, usize, bool)> {
-        for (b, bracket) in self.brackets.iter_mut().enumerate() {
-            if let Next::Run { slot, propose } = bracket.next() {
-                return Some((b, slot, propose));
-            }
-        }
-        if self.brackets.len() < self.settings.iterations {
-            let plan = bracket_plan(&self.ladder, self.settings.eta, self.brackets.len());
-            self.brackets.push(Bracket::new(plan));
-            let b = self.brackets.len() - 1;
-            if let Next::Run { slot, propose } = self.brackets[b].next() {
-                return Some((b, slot, propose));
-            }
-        }
-        None
+        next_run(
+            &mut self.brackets,
+            &self.ladder,
+            self.settings.eta,
+            self.settings.iterations,
+        )
     }
 
     fn planned(&self) -> usize {
@@ -459,7 +466,7 @@ impl Master<'_, '_> {
                     job: id,
                     bracket: b,
                     stage,
-                    seed: Rng::stream(self.settings.seed ^ EVAL_SEED_SALT, id).next_u64(),
+                    seed: eval_seed(self.settings.seed, id),
                 };
                 let item = WorkItem {
                     job: id,
@@ -554,13 +561,7 @@ impl Master<'_, '_> {
         match loss {
             None => self.outcome.failures += 1,
             Some(loss) => {
-                let better = match &self.outcome.incumbent {
-                    None => true,
-                    Some(inc) => {
-                        job.budget > inc.budget || (job.budget == inc.budget && loss < inc.loss)
-                    }
-                };
-                if better {
+                if Incumbent::beaten_by(self.outcome.incumbent.as_ref(), job.budget, loss) {
                     self.outcome.incumbent = Some(Incumbent {
                         job: id,
                         config: job.config.clone(),

@@ -17,16 +17,22 @@
 //! price of workers idling behind an older, slow job. With one worker the two
 //! schedules are the same run.
 mod bracket;
+pub mod distributed;
 mod error;
 pub mod hyperband;
 pub mod journal;
 pub mod kde;
+pub mod log_store;
 mod master;
 pub mod model;
 pub mod objectives;
+pub mod optuna_log;
 pub mod plot;
+mod redis_log;
 pub mod rng;
 pub mod space;
+pub mod storage;
+pub mod study;
 mod types;
 
 pub use error::EvalError;

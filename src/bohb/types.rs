@@ -98,6 +98,15 @@ pub struct Incumbent {
     pub loss: f64,
 }
 
+impl Incumbent {
+    /// Whether a result at `budget` with `loss` takes over from `current`.
+    pub(super) fn beaten_by(current: Option<&Incumbent>, budget: f64, loss: f64) -> bool {
+        current.map_or(true, |inc| {
+            budget > inc.budget || (budget == inc.budget && loss < inc.loss)
+        })
+    }
+}
+
 /// The incumbent's loss whenever it changed, against the budget spent so far.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct TrajectoryPoint {
@@ -130,7 +139,7 @@ pub enum Event {
     Warning(String),
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct TuneOutcome {
     /// In job order (the order they were applied in is that of the
     /// `Finished` events and of the journal's result records).

@@ -8,3 +8,4 @@ pub mod predict;
 pub mod source_args;
 pub mod train;
 pub mod tune;
+pub mod tune_shared;

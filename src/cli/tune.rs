@@ -37,7 +37,7 @@ pub enum ObjectiveKind {
 }
 
 impl ObjectiveKind {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             ObjectiveKind::Convformer => "convformer",
             ObjectiveKind::Branin => "branin",
@@ -90,9 +90,31 @@ pub struct TuneArgs {
     pub schedule: Schedule,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output directory: journal.jsonl, best.json, trajectory.png, final/.
-    #[arg(long)]
-    pub out: PathBuf,
+    /// Output directory: journal.jsonl, best.json, trajectory.png, final/
+    /// (with --storage: best.json and trajectory.png only, and optional).
+    #[arg(long, required_unless_present_any = ["storage", "status"])]
+    pub out: Option<PathBuf>,
+    /// A study shared by workers on any machines instead of the in-process run:
+    /// journal:PATH (an Optuna journal file, appended under PATH.lock) or
+    /// redis://HOST:PORT/NAME (the same log in Redis under the key prefix NAME).
+    /// Creates the study, or joins it when it exists with the same settings.
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
+    /// Join the study in --storage with its own settings (the search flags,
+    /// --workers included, are the study's and ignored here).
+    #[arg(long, requires = "storage")]
+    pub join: bool,
+    /// With --storage: worker threads in this process (default: --workers
+    /// when creating the study, 1 when joining). The study's --workers bounds
+    /// the jobs open at once over all its workers.
+    #[arg(long, requires = "storage")]
+    pub threads: Option<usize>,
+    /// Seconds without a heartbeat after which a worker's job is given to another.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub heartbeat: f64,
+    /// Print who works on what, what is done and the incumbent of the study in URL, then exit.
+    #[arg(long, value_name = "URL", conflicts_with = "storage")]
+    pub status: Option<String>,
     /// Continue the run journalled in `--out` (same settings required).
     #[arg(long)]
     pub resume: bool,
@@ -194,8 +216,10 @@ pub fn settings_for(args: &TuneArgs) -> Result<TuneSettings> {
     })
 }
 
-/// `convformer tune`: picks the objective and runs.
+/// `convformer tune` in one process: picks the objective and runs
+/// (`tune_shared::dispatch` sends `--storage` and `--status` elsewhere).
 pub fn execute(args: &TuneArgs) -> Result<()> {
+    let out = required_out(args)?;
     settings_for(args)?; // a bad --space is reported before anything else
     let objective = objective_for(args)?;
     let summary = run_tune(args, objective)?;
@@ -210,7 +234,7 @@ pub fn execute(args: &TuneArgs) -> Result<()> {
         )),
         None => say(format_args!(
             "no evaluation succeeded; see {}",
-            args.out.join("journal.jsonl").display()
+            out.join("journal.jsonl").display()
         )),
     }
     if let Some(description) = &summary.final_model {
@@ -221,7 +245,7 @@ pub fn execute(args: &TuneArgs) -> Result<()> {
 
 /// Prints a line of the table. A closed stdout (`| head`) must not stop the
 /// run: the journal, not the terminal, is the record.
-fn say(line: std::fmt::Arguments) {
+pub(super) fn say(line: std::fmt::Arguments) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{line}");
 }
@@ -231,12 +255,8 @@ fn say(line: std::fmt::Arguments) {
 /// `final/` into `args.out`.
 pub fn run_tune(args: &TuneArgs, objective: Arc<dyn Objective>) -> Result<TuneSummary> {
     let settings = settings_for(args)?;
-    std::fs::create_dir_all(&args.out).map_err(|e| {
-        Error::Invalid(format!(
-            "{}: cannot create the output directory: {e}",
-            args.out.display()
-        ))
-    })?;
+    let out = required_out(args)?;
+    create_out(out)?;
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} evaluations, {elapsed} | {msg}")
@@ -287,7 +307,7 @@ pub fn run_tune(args: &TuneArgs, objective: Arc<dyn Objective>) -> Result<TuneSu
         Event::Warning(w) => bar.suspend(|| eprintln!("warning: {w}")),
     };
     let options = RunOptions {
-        journal: Some(args.out.join("journal.jsonl")),
+        journal: Some(out.join("journal.jsonl")),
         resume: args.resume,
         max_failures: args.max_failures,
         on_event: Some(&mut table),
@@ -297,17 +317,10 @@ pub fn run_tune(args: &TuneArgs, objective: Arc<dyn Objective>) -> Result<TuneSu
     bar.finish_and_clear();
     let outcome = outcome?;
 
-    let best_json = args.out.join("best.json");
-    write_best(&best_json, &outcome)?;
-    let trajectory_png = args.out.join("trajectory.png");
-    if let Some(warning) =
-        write_trajectory(&trajectory_png, &outcome.evaluations, outcome.total_budget)?
-    {
-        eprintln!("warning: {warning}");
-    }
+    let (best_json, trajectory_png) = write_results(out, &outcome)?;
     let final_model = match &outcome.incumbent {
         Some(best) => objective
-            .train_final(&best.config, settings.max_budget, &args.out.join("final"))
+            .train_final(&best.config, settings.max_budget, &out.join("final"))
             .map_err(|e| Error::Invalid(format!("training the final model failed: {e}")))?,
         None => None,
     };
@@ -317,6 +330,34 @@ pub fn run_tune(args: &TuneArgs, objective: Arc<dyn Objective>) -> Result<TuneSu
         trajectory_png,
         final_model,
     })
+}
+
+fn required_out(args: &TuneArgs) -> Result<&Path> {
+    args.out
+        .as_deref()
+        .ok_or_else(|| Error::Invalid("tune needs --out DIR (or --storage URL)".into()))
+}
+
+pub(super) fn create_out(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| {
+        Error::Invalid(format!(
+            "{}: cannot create the output directory: {e}",
+            out.display()
+        ))
+    })
+}
+
+/// `best.json` and `trajectory.png` in `out`; returns their paths.
+pub(super) fn write_results(out: &Path, outcome: &TuneOutcome) -> Result<(PathBuf, PathBuf)> {
+    let best_json = out.join("best.json");
+    write_best(&best_json, outcome)?;
+    let trajectory_png = out.join("trajectory.png");
+    if let Some(warning) =
+        write_trajectory(&trajectory_png, &outcome.evaluations, outcome.total_budget)?
+    {
+        eprintln!("warning: {warning}");
+    }
+    Ok((best_json, trajectory_png))
 }
 
 /// `best.json`, written to a temporary file and renamed so it is never torn.
