@@ -30,6 +30,12 @@ fn main() {
         .cpp(true)
         .std("c++17")
         .file("kernels/emu/emu_api.cpp")
+        // The race checker: GCC's thread-sanitizer instrumentation calls the
+        // __tsan_* hooks that race.cpp defines (no TSan runtime is linked).
+        .file("kernels/emu/race.cpp")
+        .file("kernels/emu/planted_bugs.cpp")
+        .flag("-fsanitize=thread")
+        .flag("--param=tsan-instrument-func-entry-exit=0")
         .opt_level(2)
         .warnings(true)
         .extra_warnings(true)
