@@ -4,7 +4,8 @@
 //! (2) the module table (`kernel_modules.rs`): each kernels/*.cu file, its
 //!     embedded source for NVRTC and its `__global__` functions;
 //! (3) the emulator (kernels/emu): every kernel file, and the emulator's own test
-//!     kernels (kernels/emu/*.cu), compiled as C++ with a generated launch table;
+//!     kernels (kernels/emu/*.cu), compiled as C++ with a generated launch table,
+//!     under the race checker's instrumentation (kernels/emu/race.cpp);
 //! (4) when an `nvcc` is found, PTX of each module for CUDA_COMPUTE_CAP (default
 //!     80). Without nvcc the runtime compiles the embedded sources with NVRTC on
 //!     first use, so nothing CUDA is needed to build.
@@ -47,6 +48,13 @@ fn main() {
         .cpp(true)
         .std("c++17")
         .file("kernels/emu/emu_api.cpp")
+        // The race checker: GCC's thread-sanitizer instrumentation calls the
+        // __tsan_* hooks that race.cpp defines (no TSan runtime is linked).
+        .file("kernels/emu/race.cpp")
+        .file("kernels/emu/planted_bugs.cpp")
+        .flag("-fsanitize=thread")
+        .flag("--param=tsan-instrument-func-entry-exit=0")
+        // shared_constants.cuh and emu_kernels.inc, generated above.
         .include(&out)
         .opt_level(2)
         .warnings(true)

@@ -15,7 +15,10 @@
 //    from a lane that did not take part in the same collective is an error;
 //  * atomics are plain read-modify-writes (one OS thread runs the launch);
 //  * device buffers (cf_emu_alloc in emu_api.cpp) carry poisoned guard zones,
-//    checked after every launch.
+//    checked after every launch;
+//  * every shared-memory access and every device-memory write goes through the
+//    race checker (race.h), and a __syncthreads that only part of a block
+//    reaches, or that threads reach at different call sites, is an error.
 // Only one launch runs at a time (the statics behind __shared__ are global).
 #pragma once
 
@@ -25,9 +28,12 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <ucontext.h>
 #include <vector>
+
+#include "race.h"
 
 struct uint3 {
     unsigned x, y, z;
@@ -74,6 +80,8 @@ struct Launch {
     std::vector<unsigned long long> slot_value[2];
     std::vector<unsigned long long> slot_op[2];
     std::vector<unsigned char> dyn_shared;
+    std::vector<const char*> barrier_file;  // where each thread waits in __syncthreads
+    std::vector<int> barrier_line;
     ucontext_t scheduler;
     std::string error;
 };
@@ -127,8 +135,37 @@ inline void* dynamic_shared() {
     return current_launch()->dyn_shared.data();
 }
 
+inline const char* base_name(const char* path) {
+    const char* slash = std::strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+inline std::string thread_and_site(const Launch& l, unsigned t) {
+    std::string who = "thread " + std::to_string(t);
+    if (l.state[t] == FiberState::AtBarrier)
+        return who + " waits at " + base_name(l.barrier_file[t]) + ":" + std::to_string(l.barrier_line[t]);
+    return who + (l.state[t] == FiberState::Done ? " has exited" : " waits in a warp collective");
+}
+
+/// The synccheck rule: a block barrier is released only when every thread of
+/// the block waits at that same __syncthreads. Returns the error, or "".
+inline std::string divergent_barrier(const Launch& l) {
+    unsigned waiting = l.nthreads;
+    for (unsigned t = 0; t < l.nthreads && waiting == l.nthreads; ++t)
+        if (l.state[t] == FiberState::AtBarrier) waiting = t;
+    for (unsigned t = 0; t < l.nthreads; ++t) {
+        const bool same = l.state[t] == FiberState::AtBarrier && l.barrier_line[t] == l.barrier_line[waiting] &&
+                          std::strcmp(l.barrier_file[t], l.barrier_file[waiting]) == 0;
+        if (!same)
+            return "divergent __syncthreads in block (" + std::to_string(blockIdx.x) + "," +
+                   std::to_string(blockIdx.y) + "," + std::to_string(blockIdx.z) + "): " + thread_and_site(l, waiting) +
+                   " while " + thread_and_site(l, t);
+    }
+    return "";
+}
+
 /// Runs one block to completion. Returns false when the launch failed.
-inline bool run_block(Launch& l) {
+EMU_UNTRACKED inline bool run_block(Launch& l) {
     auto& pool = stack_pool();
     while (pool.size() < l.nthreads) pool.emplace_back(new char[kStackBytes]);
     // Poison shared memory (all-ones bits: a NaN) so reads of unwritten (or not
@@ -169,28 +206,36 @@ inline bool run_block(Launch& l) {
             if (any && all) {
                 for (unsigned t = w * 32; t < end; ++t)
                     if (l.state[t] == FiberState::AtWarp) l.state[t] = FiberState::Ready;
+                race::warp_passed(w);
                 released = true;
             }
         }
         if (released) continue;
-        unsigned at_barrier = 0, live = 0;
-        for (unsigned t = 0; t < l.nthreads; ++t) {
-            if (l.state[t] == FiberState::Done) continue;
-            ++live;
-            at_barrier += l.state[t] == FiberState::AtBarrier;
-        }
+        unsigned live = 0;
+        for (unsigned t = 0; t < l.nthreads; ++t) live += l.state[t] != FiberState::Done;
         if (live == 0) return true;
-        if (at_barrier != live) {
-            l.error = "deadlock: some threads wait in __syncthreads, others in a warp collective";
+        l.error = divergent_barrier(l);
+        if (!l.error.empty()) {
+            bool in_collective = false;
+            for (unsigned t = 0; t < l.nthreads; ++t) in_collective |= l.state[t] == FiberState::AtWarp;
+            if (in_collective) l.error = "deadlock: " + l.error;
             return false;
         }
-        for (unsigned t = 0; t < l.nthreads; ++t)
-            if (l.state[t] == FiberState::AtBarrier) l.state[t] = FiberState::Ready;
+        for (unsigned t = 0; t < l.nthreads; ++t) l.state[t] = FiberState::Ready;
+        race::barrier_passed();
     }
+}
+
+/// Held for the whole of a launch: the index variables, the __shared__ statics
+/// and the race checker's state are global.
+inline std::mutex& launch_mutex() {
+    static std::mutex m;
+    return m;
 }
 
 /// Runs `body` as the kernel of a grid. Returns an empty string or the error.
 inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, std::function<void()> body) {
+    std::lock_guard<std::mutex> lock(launch_mutex());
     Launch l;
     l.body = std::move(body);
     l.nthreads = block.x * block.y * block.z;
@@ -206,15 +251,20 @@ inline std::string launch(dim3 grid, dim3 block, size_t shared_bytes, std::funct
         l.slot_op[p].assign(l.nthreads, ~0ull);
     }
     l.dyn_shared.resize(shared_bytes + 16);
+    l.barrier_file.assign(l.nthreads, "");
+    l.barrier_line.assign(l.nthreads, 0);
     gridDim = grid;
     blockDim = block;
     current_launch() = &l;
+    race::begin_launch(l.dyn_shared.data(), shared_bytes, l.nthreads);
     for (unsigned z = 0; z < grid.z && l.error.empty(); ++z)
         for (unsigned y = 0; y < grid.y && l.error.empty(); ++y)
             for (unsigned x = 0; x < grid.x && l.error.empty(); ++x) {
                 blockIdx = {x, y, z};
+                race::begin_block((z * grid.y + y) * grid.x + x);
                 run_block(l);
             }
+    race::end_launch();
     current_launch() = nullptr;
     return l.error;
 }
@@ -241,7 +291,7 @@ struct Exchange {
     }
 };
 
-inline Exchange exchange(unsigned long long v) {
+EMU_UNTRACKED inline Exchange exchange(unsigned long long v) {
     Launch& l = *current_launch();
     unsigned me = l.current;
     unsigned long long op = l.warp_ops[me]++;
@@ -269,10 +319,18 @@ T from_bits(unsigned long long b) {
 
 }  // namespace emu
 
-// ---- barriers, shuffles, votes ----
-inline void __syncthreads() {
-    emu::yield_to_scheduler(emu::FiberState::AtBarrier);
+namespace emu {
+inline void sync_threads(const char* file, int line) {
+    Launch& l = *current_launch();
+    l.barrier_file[l.current] = file;
+    l.barrier_line[l.current] = line;
+    yield_to_scheduler(FiberState::AtBarrier);
 }
+}  // namespace emu
+
+// ---- barriers, shuffles, votes ----
+// A macro, so a divergent barrier is reported with its call site.
+#define __syncthreads() emu::sync_threads(__FILE__, __LINE__)
 inline void __syncwarp(unsigned = 0xffffffffu) {
     emu::exchange(0);
 }
@@ -320,24 +378,29 @@ inline int __all_sync(unsigned, int pred) {
 }
 
 // ---- atomics: one OS thread runs the launch, so a plain update is atomic ----
+// (untracked as accesses; they tell the race checker they are atomics)
 template <typename T>
-T atomicAdd(T* p, T v) {
+EMU_UNTRACKED T atomicAdd(T* p, T v) {
+    emu::race::atomic_update(p, sizeof(T));
     T old = *p;
     *p = old + v;
     return old;
 }
 template <typename T>
-T atomicExch(T* p, T v) {
+EMU_UNTRACKED T atomicExch(T* p, T v) {
+    emu::race::atomic_update(p, sizeof(T));
     T old = *p;
     *p = v;
     return old;
 }
-inline int atomicCAS(int* p, int compare, int v) {
+EMU_UNTRACKED inline int atomicCAS(int* p, int compare, int v) {
+    emu::race::atomic_update(p, sizeof(int));
     int old = *p;
     if (old == compare) *p = v;
     return old;
 }
-inline int atomicMax(int* p, int v) {
+EMU_UNTRACKED inline int atomicMax(int* p, int v) {
+    emu::race::atomic_update(p, sizeof(int));
     int old = *p;
     if (v > old) *p = v;
     return old;

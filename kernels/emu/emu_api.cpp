@@ -106,6 +106,7 @@ unsigned long long cf_emu_alloc(size_t bytes) {
     fill_guard(base + kGuard + bytes);
     auto addr = reinterpret_cast<unsigned long long>(base + kGuard);
     allocations()[addr] = Allocation{base, bytes};
+    emu::race::watch_buffer(base + kGuard, bytes);
     return addr;
 }
 
@@ -113,6 +114,7 @@ void cf_emu_free(unsigned long long addr) {
     std::lock_guard<std::mutex> lock(emu_mutex());
     auto it = allocations().find(addr);
     if (it == allocations().end()) return;
+    emu::race::unwatch_buffer(it->second.base + kGuard);
     delete[] it->second.base;
     allocations().erase(it);
 }

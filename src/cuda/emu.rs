@@ -21,6 +21,38 @@ extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> i32;
+    fn cf_emu_run_planted(name: *const c_char, fixed: i32, err: *mut c_char, err_len: usize)
+        -> i32;
+}
+
+/// Runs one of the emulator's planted-bug scenarios (`kernels/emu/planted_bugs.cpp`:
+/// `planted_shared_race`, `planted_warp_race`, `planted_global_race`,
+/// `planted_divergent_barrier`), or with `fixed` its corrected twin. The
+/// buggy kernel must end in `Err` with the race checker's report.
+pub fn run_planted(name: &str, fixed: bool) -> Result<()> {
+    let c_name = CString::new(name).map_err(|_| Error::Invalid("scenario name with NUL".into()))?;
+    let mut err = vec![0u8; 1024];
+    // SAFETY: the name is NUL-terminated, err has err.len() writable bytes.
+    let rc = unsafe {
+        cf_emu_run_planted(
+            c_name.as_ptr(),
+            fixed as i32,
+            err.as_mut_ptr() as *mut c_char,
+            err.len(),
+        )
+    };
+    emulator_result(rc, &err)
+}
+
+fn emulator_result(rc: i32, err: &[u8]) -> Result<()> {
+    if rc == 0 {
+        return Ok(());
+    }
+    let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
+    Err(Error::Device(format!(
+        "emulator: {}",
+        String::from_utf8_lossy(&err[..end])
+    )))
 }
 
 /// The emulator as a [`Backend`]. Launches run synchronously, one at a time.
@@ -121,14 +153,7 @@ impl Backend for EmuBackend {
                 err.len(),
             )
         };
-        if rc != 0 {
-            let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
-            return Err(Error::Device(format!(
-                "emulator: {}",
-                String::from_utf8_lossy(&err[..end])
-            )));
-        }
-        Ok(())
+        emulator_result(rc, &err)
     }
 
     fn synchronize(&self) -> Result<()> {
