@@ -32,7 +32,11 @@ pub fn layernorm_fwd<B: Backend>(
         Arg::I32(dim(OP, c)?),
         Arg::F32(d.eps as f32),
     ];
-    be.launch("layernorm_fwd", row_cfg(rows, LN_WARPS, WARP_SIZE * LN_WARPS as u32), &args)
+    be.launch(
+        "layernorm_fwd",
+        row_cfg(rows, LN_WARPS, WARP_SIZE * LN_WARPS as u32),
+        &args,
+    )
 }
 
 /// dx, dw, db of layer_norm from dy and the saved mean/rstd.
@@ -64,7 +68,11 @@ pub fn layernorm_bwd<B: Backend>(
         r,
         cc,
     ];
-    be.launch("layernorm_bwd_input", row_cfg(rows, LN_WARPS, WARP_SIZE * LN_WARPS as u32), &args)?;
+    be.launch(
+        "layernorm_bwd_input",
+        row_cfg(rows, LN_WARPS, WARP_SIZE * LN_WARPS as u32),
+        &args,
+    )?;
     let chunks = rows.div_ceil(ROWS_PER_CHUNK).max(1);
     if chunks == 1 {
         let args = [
