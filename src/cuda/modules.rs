@@ -49,8 +49,8 @@ impl Module {
     }
 
     /// The `extern "C" __global__` functions the module defines.
-    pub fn kernels(self) -> Vec<&'static str> {
-        self.file().kernels.to_vec()
+    pub fn kernels(self) -> &'static [&'static str] {
+        self.file().kernels
     }
 
     /// PTX compiled by nvcc at build time, if nvcc was found.
@@ -109,7 +109,7 @@ mod tests {
                 "kernels/{}.cu defines no kernel",
                 m.stem()
             );
-            for k in m.kernels() {
+            for &k in m.kernels() {
                 assert!(seen.insert(k), "kernel {k} is defined twice");
                 assert_eq!(Module::of_kernel(k), Some(m));
             }

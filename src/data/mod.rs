@@ -116,7 +116,14 @@ pub struct LoadReport {
 
 impl LoadReport {
     pub(crate) fn drop_one(&mut self, reason: &str) {
-        *self.dropped.entry(reason.to_string()).or_default() += 1;
+        self.drop_many(reason, 1);
+    }
+
+    /// Counts `n` dropped rows or samples under `reason` (nothing when `n` is 0).
+    pub(crate) fn drop_many(&mut self, reason: &str, n: usize) {
+        if n > 0 {
+            *self.dropped.entry(reason.to_string()).or_default() += n;
+        }
     }
 
     /// Counts a skipped bad row under its reason and the column that failed.

@@ -296,12 +296,8 @@ pub(crate) fn windows(
         .map(|(key, rows)| cut(key, rows, w, h))
         .collect();
     for c in &cuts {
-        for _ in 0..c.duplicates {
-            report.drop_one("duplicate time");
-        }
-        for _ in 0..c.missing_targets {
-            report.drop_one("missing target");
-        }
+        report.drop_many("duplicate time", c.duplicates);
+        report.drop_many("missing target", c.missing_targets);
     }
     let n: usize = cuts.iter().map(|c| c.targets_at.len()).sum();
     let sample_len = w * C;
