@@ -3,8 +3,10 @@
 //! eager and `torch.compile` (benches/torch_infer.py, the reference network of
 //! scripts/torch_reference.py built from the same config) in the same run.
 //! Every measurement is its own child process, so each side's peak memory is its
-//! own; the rounds interleave the three sides. Prints a markdown table: median ms
-//! per pass, samples/s, ratios of samples/s and peak memory.
+//! own; the rounds interleave the four sides (ours forward-only, ours on an
+//! inference tape, the path `predict` took before the forward-only one, and
+//! the two PyTorch modes). Prints a markdown table: median ms per pass,
+//! samples/s, ratios of samples/s and peak memory.
 //!
 //! cargo bench --bench infer        (CONVFORMER_TORCH_PYTHON picks the python;
 //!                                   CONVFORMER_BENCH_ROUNDS, default 3)
@@ -43,13 +45,16 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// One measurement of ours, in a child: `batch,seq,passes` from the environment.
+/// One measurement of ours, in a child: `batch,seq,passes,path` from the
+/// environment, path `forward` (`train::predict`) or `tape`.
 fn child(spec: &str) {
-    let n: Vec<usize> = spec
-        .split(',')
+    let fields: Vec<&str> = spec.split(',').collect();
+    let n: Vec<usize> = fields[..3]
+        .iter()
         .map(|v| v.parse().expect("child spec"))
         .collect();
     let (batch, seq_len, passes) = (n[0], n[1], n[2]);
+    let on_tape = fields[3] == "tape";
     let cfg = config(seq_len);
     let mut store = ParamStore::<f32>::new();
     let model = ConvFormerNet::new(&mut store, &cfg, 0).expect("model");
@@ -65,7 +70,13 @@ fn child(spec: &str) {
     for pass in 0..passes + 2 {
         let started = Instant::now();
         let y = pool
-            .install(|| convformer::train::predict(&model, &store, &x, batch))
+            .install(|| {
+                if on_tape {
+                    convformer::train::predict_on_tape(&model, &store, &x)
+                } else {
+                    convformer::train::predict(&model, &store, &x, batch)
+                }
+            })
             .expect("predict");
         assert_eq!(y.len(), batch);
         if pass >= 2 {
@@ -104,9 +115,9 @@ fn run(mut cmd: Command) -> Result<(f64, f64), String> {
     })
 }
 
-fn ours(batch: usize, seq_len: usize, passes: usize) -> Result<(f64, f64), String> {
+fn ours(batch: usize, seq_len: usize, passes: usize, path: &str) -> Result<(f64, f64), String> {
     let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
-    cmd.env(CHILD_ENV, format!("{batch},{seq_len},{passes}"));
+    cmd.env(CHILD_ENV, format!("{batch},{seq_len},{passes},{path}"));
     run(cmd)
 }
 
@@ -175,17 +186,17 @@ fn main() {
         "ConvFormerNet inference, default config (48 filters, 6 heads, ff 243, pre-norm), {} input channels, {THREADS} threads, {rounds} interleaved rounds\n",
         SERIES_CHANNELS.len()
     );
-    println!("| batch | seq | convformer ms (rounds) | samples/s | peak MiB | torch eager ms | peak MiB | torch.compile ms | peak MiB | vs eager | vs compile |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| batch | seq | convformer ms (rounds) | samples/s | peak MiB | on the tape ms | peak MiB | torch eager ms | peak MiB | torch.compile ms | peak MiB | vs tape | vs eager | vs compile |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (batch, seq_len, passes) in SHAPES {
-        let (mut ours_side, mut eager, mut compiled) =
-            (Side::default(), Side::default(), Side::default());
+        let [mut ours_side, mut tape, mut eager, mut compiled] = [(); 4].map(|()| Side::default());
         for round in 0..rounds {
             eprintln!(
                 "batch {batch} seq {seq_len}: round {} of {rounds}",
                 round + 1
             );
-            ours_side.add(ours(batch, seq_len, passes));
+            ours_side.add(ours(batch, seq_len, passes, "forward"));
+            tape.add(ours(batch, seq_len, passes, "tape"));
             if eager.failed.is_none() {
                 eager.add(torch(batch, seq_len, passes, "eager"));
             }
@@ -201,14 +212,15 @@ fn main() {
                 format!("{:.2}×", ms / t),
             ),
             (_, why) => {
-                eprintln!("torch skipped: {}", why.as_deref().unwrap_or("no run"));
+                eprintln!("skipped: {}", why.as_deref().unwrap_or("no run"));
                 ("skipped".into(), "–".into(), "–".into())
             }
         };
+        let (tape_ms, tape_peak, tape_ratio) = peer(&tape);
         let (e_ms, e_peak, e_ratio) = peer(&eager);
         let (c_ms, c_peak, c_ratio) = peer(&compiled);
         println!(
-            "| {batch} | {seq_len} | {t:.1} ({}) | {:.0} | {:.0} | {e_ms} | {e_peak} | {c_ms} | {c_peak} | {e_ratio} | {c_ratio} |",
+            "| {batch} | {seq_len} | {t:.1} ({}) | {:.0} | {:.0} | {tape_ms} | {tape_peak} | {e_ms} | {e_peak} | {c_ms} | {c_peak} | {tape_ratio} | {e_ratio} | {c_ratio} |",
             ours_side.rounds(),
             batch as f64 / t * 1e3,
             ours_side.peak

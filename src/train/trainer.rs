@@ -17,7 +17,7 @@ use super::ridge::Ridge;
 use crate::autograd::{shard_rows, sharded_backward, Grads, LossKind, ParamStore, Tape};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::nn::{ConvFormerNet, ModelConfig, SeedRng};
+use crate::nn::{ConvFormerNet, Inference, ModelConfig, SeedRng};
 use crate::optim::{clip_grad_norm, AdamConfig, AdamW, LrSchedule};
 use crate::tensor::Tensor;
 
@@ -110,7 +110,9 @@ pub fn predict_split(
     Ok(out)
 }
 
-/// Network outputs (scaled units) for every sample of `inputs`, in inference mode.
+/// Network outputs (scaled units) for every sample of `inputs`, in inference
+/// mode, `batch_size` samples at a time: forward-only ([`Inference`]) on the
+/// CPU, the tape without gradients on a GPU.
 pub fn predict(
     model: &ConvFormerNet,
     store: &ParamStore<f32>,
@@ -127,18 +129,36 @@ pub fn predict(
             "inputs are not a whole number of [seq_len, channels] samples",
         ));
     }
+    let chunks = inputs.chunks(batch_size.max(1) * sample);
     let mut out = Vec::with_capacity(inputs.len() / sample);
     crate::cpu::on_pool(|| {
-        for chunk in inputs.chunks(batch_size.max(1) * sample) {
-            let b = chunk.len() / sample;
-            let mut tape = Tape::new(store).inference();
-            let x = Tensor::from_vec(chunk.to_vec(), &[b, l, c])?.to_device(&store.device())?;
-            let x = tape.constant(x);
-            let y = model.forward(&mut tape, x)?;
-            out.extend(tape.value(y).to_vec()?);
+        if store.device() == Device::Cpu {
+            let inference = Inference::new(model, store)?;
+            for chunk in chunks {
+                out.extend(inference.forward(chunk)?);
+            }
+            return Ok(out);
+        }
+        for chunk in chunks {
+            out.extend(predict_on_tape(model, store, chunk)?);
         }
         Ok(out)
     })
+}
+
+/// The network's outputs for whole samples `x`, on an inference tape.
+pub fn predict_on_tape(
+    model: &ConvFormerNet,
+    store: &ParamStore<f32>,
+    x: &[f32],
+) -> Result<Vec<f32>> {
+    let (l, c) = (model.config.seq_len, model.config.in_channels);
+    let mut tape = Tape::new(store).inference();
+    let x = Tensor::from_vec(x.to_vec(), &[x.len() / (l * c).max(1), l, c])?
+        .to_device(&store.device())?;
+    let x = tape.constant(x);
+    let y = model.forward(&mut tape, x)?;
+    tape.value(y).to_vec()
 }
 
 /// Sets the skip path to the linear fit of the network's targets under the

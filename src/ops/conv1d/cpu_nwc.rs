@@ -33,7 +33,7 @@ fn transpose_blocks<T: Float>(rows: usize, cols: usize, src: &[T], dst: &mut [T]
 }
 
 /// w [c_out, c_in, k] as [c_out, k, c_in].
-fn taps_major<T: Float>(d: &Conv1dDims, w: &[T]) -> Vec<T> {
+pub(crate) fn taps_major<T: Float>(d: &Conv1dDims, w: &[T]) -> Vec<T> {
     let mut out = vec![T::ZERO; w.len()];
     transpose_blocks(d.c_in, d.kernel, w, &mut out);
     out
@@ -95,21 +95,35 @@ pub fn conv1d_forward_nwc<T: Float>(
     bias: Option<&[T]>,
     y: &mut [T],
 ) {
+    assert_eq!(w.len(), d.w_len());
+    conv1d_forward_taps(d, x, &taps_major(d, w), bias, y, &mut Vec::new());
+}
+
+/// [`conv1d_forward_nwc`] with the weights already in [`taps_major`] order and
+/// the im2col buffer `cols` supplied (grown as needed), so a caller running
+/// many batches converts the weights and allocates the buffer once.
+pub(crate) fn conv1d_forward_taps<T: Float>(
+    d: &Conv1dDims,
+    x: &[T],
+    w_taps: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    cols: &mut Vec<T>,
+) {
     assert_eq!(
-        (x.len(), w.len(), y.len()),
+        (x.len(), w_taps.len(), y.len()),
         (d.x_len(), d.w_len(), d.y_len())
     );
     let (rows, width) = (d.batch * d.out_len(), d.kernel * d.c_in);
-    let mut cols = vec![T::ZERO; rows * width];
-    im2col(d, x, &mut cols);
-    let wt = taps_major(d, w);
+    cols.resize(rows * width, T::ZERO);
+    im2col(d, x, cols);
     gemm(
         rows,
         width,
         d.c_out,
-        &cols,
+        cols,
         false,
-        &wt,
+        w_taps,
         true,
         y,
         false,
