@@ -14,6 +14,8 @@ pub mod fastmath;
 pub mod gemm;
 pub(crate) mod lanes;
 pub mod sgemm;
+#[cfg(target_arch = "x86_64")]
+mod sgemm_avx512;
 
 pub use gemm::as_parallel_piece;
 

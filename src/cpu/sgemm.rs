@@ -13,7 +13,10 @@
 //!
 //! Each element of C sums its products over p in increasing order, block by
 //! block, whatever m and n are, so a product cut into blocks of rows or columns
-//! gives the same bits. CPUs without AVX2/FMA take matrixmultiply.
+//! gives the same bits. CPUs with AVX-512F run the same loops with a wider
+//! tile ([`super::sgemm_avx512`]), again with the same bits;
+//! `CONVFORMER_SGEMM=avx2` keeps them on the AVX2 kernel (for A/B
+//! measurements). CPUs without AVX2/FMA take matrixmultiply.
 
 use std::cell::RefCell;
 
@@ -22,9 +25,10 @@ const MR: usize = 6;
 /// Columns of C per micro-kernel call (two AVX registers).
 const NR: usize = 16;
 /// Rows of A that stream past one panel of B before the next panel.
-const MC: usize = 96;
+pub(super) const MC: usize = 96;
 /// Depth of one packed block of B: 256·16 floats = 16 KiB per panel, in L1.
-const KC: usize = 256;
+/// Every kernel sums in blocks of this depth (it fixes the rounding).
+pub(super) const KC: usize = 256;
 
 thread_local! {
     /// Packed B, reused between calls on the same thread.
@@ -71,24 +75,42 @@ pub unsafe fn sgemm(
         if n <= NR && k <= KC && csb == 1 && csc == 1 {
             return avx2::sgemm_narrow(m, k, n, alpha, beta, mats);
         }
-        PACKED_B.with(|buf| avx2::sgemm(m, k, n, alpha, beta, mats, &mut buf.borrow_mut()));
+        PACKED_B.with(|buf| {
+            let packed = &mut buf.borrow_mut();
+            if use_avx512() {
+                super::sgemm_avx512::sgemm(m, k, n, alpha, beta, mats, packed)
+            } else {
+                avx2::sgemm(m, k, n, alpha, beta, mats, packed)
+            }
+        });
         return;
     }
     matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
 }
 
+/// Whether the packed products take the AVX-512 kernel: the CPU has it and
+/// `CONVFORMER_SGEMM` does not say `avx2` (read once).
+#[cfg(target_arch = "x86_64")]
+fn use_avx512() -> bool {
+    static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        super::sgemm_avx512::has_avx512f()
+            && std::env::var("CONVFORMER_SGEMM").map_or(true, |v| v != "avx2")
+    })
+}
+
 /// The three operands of one product.
 #[derive(Clone, Copy)]
-struct Mats {
-    a: *const f32,
-    rsa: isize,
-    csa: isize,
-    b: *const f32,
-    rsb: isize,
-    csb: isize,
-    c: *mut f32,
-    rsc: isize,
-    csc: isize,
+pub(super) struct Mats {
+    pub a: *const f32,
+    pub rsa: isize,
+    pub csa: isize,
+    pub b: *const f32,
+    pub rsb: isize,
+    pub csb: isize,
+    pub c: *mut f32,
+    pub rsc: isize,
+    pub csc: isize,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -333,6 +355,105 @@ mod avx2 {
                     fma(beta, *dst, alpha * v)
                 };
             }
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::{avx2, Mats, KC};
+    use crate::cpu::sgemm_avx512;
+    use proptest::prelude::*;
+
+    /// C from one kernel: m×k A and k×n B at the given layouts, C [m, n]
+    /// (or [n, m] if `c_t`) preset to `c0` (NaN where beta = 0 must not read).
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        wide: bool,
+        (m, k, n): (usize, usize, usize),
+        (a_t, b_t, c_t): (bool, bool, bool),
+        a: &[f32],
+        b: &[f32],
+        c0: &[f32],
+        alpha: f32,
+        beta: f32,
+    ) -> Vec<f32> {
+        let (rsa, csa) = if a_t {
+            (1, m as isize)
+        } else {
+            (k as isize, 1)
+        };
+        let (rsb, csb) = if b_t {
+            (1, k as isize)
+        } else {
+            (n as isize, 1)
+        };
+        let (rsc, csc) = if c_t {
+            (1, m as isize)
+        } else {
+            (n as isize, 1)
+        };
+        let mut c = c0.to_vec();
+        let mats = Mats {
+            a: a.as_ptr(),
+            rsa,
+            csa,
+            b: b.as_ptr(),
+            rsb,
+            csb,
+            c: c.as_mut_ptr(),
+            rsc,
+            csc,
+        };
+        let mut packed = Vec::new();
+        // SAFETY: the strides describe a, b and c; the CPU was checked.
+        unsafe {
+            if wide {
+                sgemm_avx512::sgemm(m, k, n, alpha, beta, mats, &mut packed);
+            } else {
+                avx2::sgemm(m, k, n, alpha, beta, mats, &mut packed);
+            }
+        }
+        c
+    }
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Same bits from the AVX-512 and the AVX2 kernel, on ragged shapes
+        /// (tails of rows and of every vector count), every layout, K past
+        /// one block, and with beta = 0 over a C full of NaN.
+        #[test]
+        fn avx512_kernel_gives_the_avx2_bits(
+            m in 1usize..40,
+            k in prop_oneof![1usize..40, (KC - 2)..(KC + 40)],
+            n in 1usize..120,
+            layout in any::<(bool, bool, bool)>(),
+            scale in prop_oneof![Just((1.0f32, 0.0f32)), Just((0.5, 1.0)), Just((-1.5, 0.25))],
+            seed in any::<u64>(),
+        ) {
+            if !(sgemm_avx512::has_avx512f() && super::super::fastmath::has_avx2_fma()) {
+                eprintln!("SKIPPED: this CPU lacks AVX-512F or AVX2, one of the kernels compared");
+                return Ok(());
+            }
+            let (a, b) = (values(m * k, seed), values(k * n, seed ^ 0xABCD));
+            let c0 = if scale.1 == 0.0 { vec![f32::NAN; m * n] } else { values(m * n, seed ^ 7) };
+            let run = |wide| run(wide, (m, k, n), layout, &a, &b, &c0, scale.0, scale.1);
+            let (wide, narrow) = (run(true), run(false));
+            prop_assert!(wide.iter().all(|v| v.is_finite()), "an element of C was not written");
+            let differ = wide.iter().zip(&narrow).position(|(x, y)| x.to_bits() != y.to_bits());
+            prop_assert!(differ.is_none(), "element {:?}: {:?}", differ, differ.map(|i| (wide[i], narrow[i])));
         }
     }
 }
