@@ -6,7 +6,8 @@
 //!
 //! The CPU results are independent of the thread count but not of the GEMM
 //! kernel: the hashes hold on x86-64 CPUs with AVX2 + FMA (the engine's own
-//! SGEMM), which is where they were recorded.
+//! SGEMM), which is where they were recorded; its AVX-512 paths give the same
+//! bits (they pass here both with and without `CONVFORMER_SIMD=avx2`).
 //!
 //! Regenerate (only when a change of the numerics is intended):
 //!   CONVFORMER_WRITE_GOLDEN=1 cargo test --release --test train_step_golden

@@ -48,6 +48,17 @@ pub(crate) fn has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
+/// Whether the CPU has AVX-512F, and `CONVFORMER_SIMD` does not say `avx2`
+/// (read once: it keeps every kernel on its AVX2 path, for A/B runs).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx512f() -> bool {
+    static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::env::var("CONVFORMER_SIMD").map_or(true, |v| v != "avx2")
+    })
+}
+
 /// Runs `f` in a function compiled for AVX2 + FMA when the CPU has them (the
 /// default x86-64 target is SSE2 only); `f`, inlined there, vectorises 8 wide.
 /// Results are identical either way: Rust never contracts a·b + c into an FMA
@@ -66,19 +77,28 @@ pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Defines a kernel generic over `T: Float` twice from one body: as written, and
-/// compiled for AVX2 + FMA, and dispatches to the second when the CPU has them.
-/// For bodies too large for [`with_avx2`], whose closure the compiler may then
-/// keep out of line (so compiled for the default target after all).
+/// Defines a kernel generic over `T: Float` three times from one body: as
+/// written, compiled for AVX2 + FMA and compiled for AVX-512F, and dispatches
+/// to the widest the CPU has. For bodies too large for [`with_avx2`], whose
+/// closure the compiler may then keep out of line (so compiled for the default
+/// target after all). The results are the same on every path (see
+/// [`with_avx2`]: only the vector width changes).
 macro_rules! avx2_kernel {
     ($(#[$meta:meta])* $vis:vis fn $name:ident<T: Float>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
         $vis fn $name<T: Float>($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn with_avx512<T: Float>($($arg: $ty),*) $body
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn with_avx2_fma<T: Float>($($arg: $ty),*) $body
+                if $crate::cpu::fastmath::has_avx512f() {
+                    // SAFETY: the CPU has AVX-512F (checked just above).
+                    return unsafe { with_avx512::<T>($($arg),*) };
+                }
                 if $crate::cpu::fastmath::has_avx2_fma() {
                     // SAFETY: the CPU has AVX2 and FMA (checked just above).
                     return unsafe { with_avx2_fma::<T>($($arg),*) };

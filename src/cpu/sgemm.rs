@@ -15,7 +15,7 @@
 //! block, whatever m and n are, so a product cut into blocks of rows or columns
 //! gives the same bits. CPUs with AVX-512F run the same loops with a wider
 //! tile ([`super::sgemm_avx512`]), again with the same bits;
-//! `CONVFORMER_SGEMM=avx2` keeps them on the AVX2 kernel (for A/B
+//! `CONVFORMER_SIMD=avx2` keeps them on the AVX2 kernel (for A/B
 //! measurements). CPUs without AVX2/FMA take matrixmultiply.
 
 use std::cell::RefCell;
@@ -77,7 +77,7 @@ pub unsafe fn sgemm(
         }
         PACKED_B.with(|buf| {
             let packed = &mut buf.borrow_mut();
-            if use_avx512() {
+            if super::fastmath::has_avx512f() {
                 super::sgemm_avx512::sgemm(m, k, n, alpha, beta, mats, packed)
             } else {
                 avx2::sgemm(m, k, n, alpha, beta, mats, packed)
@@ -86,17 +86,6 @@ pub unsafe fn sgemm(
         return;
     }
     matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
-}
-
-/// Whether the packed products take the AVX-512 kernel: the CPU has it and
-/// `CONVFORMER_SGEMM` does not say `avx2` (read once).
-#[cfg(target_arch = "x86_64")]
-fn use_avx512() -> bool {
-    static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *CHOICE.get_or_init(|| {
-        super::sgemm_avx512::has_avx512f()
-            && std::env::var("CONVFORMER_SGEMM").map_or(true, |v| v != "avx2")
-    })
 }
 
 /// The three operands of one product.
@@ -443,7 +432,7 @@ mod tests {
             scale in prop_oneof![Just((1.0f32, 0.0f32)), Just((0.5, 1.0)), Just((-1.5, 0.25))],
             seed in any::<u64>(),
         ) {
-            if !(sgemm_avx512::has_avx512f() && super::super::fastmath::has_avx2_fma()) {
+            if !(super::super::fastmath::has_avx512f() && super::super::fastmath::has_avx2_fma()) {
                 eprintln!("SKIPPED: this CPU lacks AVX-512F or AVX2, one of the kernels compared");
                 return Ok(());
             }

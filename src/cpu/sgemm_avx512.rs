@@ -18,11 +18,6 @@ const VECS: usize = 3;
 /// Columns of C per panel of packed B.
 const NR: usize = 16 * VECS;
 
-/// Whether the CPU runs AVX-512F (std caches the detection).
-pub(crate) fn has_avx512f() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-}
-
 /// C ← alpha·A·B + beta·C (see [`super::sgemm::sgemm`]).
 ///
 /// # Safety
