@@ -342,17 +342,8 @@ fn check_layernorm(rows: usize, c: usize, seed: u64) {
     let (x, w, b, dy) = (rng.vec(rows * c), rng.vec(c), rng.vec(c), rng.vec(rows * c));
     let (xb, wb, bb, dyb) = (up(&x), up(&w), up(&b), up(&dy));
     let (y, mean, rstd) = (out(rows * c), out(rows), out(rows));
-    layer_norm::cuda::layernorm_fwd(
-        &EmuBackend,
-        &LayerNormDims { rows, dim: c, eps },
-        &xb,
-        &wb,
-        &bb,
-        &y,
-        &mean,
-        &rstd,
-    )
-    .unwrap();
+    let d = LayerNormDims { rows, dim: c, eps };
+    layer_norm::cuda::layernorm_fwd(&EmuBackend, &d, &xb, &wb, &bb, &y, &mean, &rstd).unwrap();
     let (x64, w64, b64, dy64) = (to64(&x), to64(&w), to64(&b), to64(&dy));
     let (want, want_mean, want_rstd) = layernorm(&x64, &w64, &b64, c, eps);
     let tag = format!("layernorm {rows}x{c}");
@@ -373,19 +364,8 @@ fn check_layernorm(rows: usize, c: usize, seed: u64) {
     );
 
     let (dx, dw, db) = (out(rows * c), out(c), out(c));
-    layer_norm::cuda::layernorm_bwd(
-        &EmuBackend,
-        &LayerNormDims { rows, dim: c, eps },
-        &xb,
-        &wb,
-        &mean,
-        &rstd,
-        &dyb,
-        &dx,
-        &dw,
-        &db,
-    )
-    .unwrap();
+    layer_norm::cuda::layernorm_bwd(&EmuBackend, &d, &xb, &wb, &mean, &rstd, &dyb, &dx, &dw, &db)
+        .unwrap();
     let gx = numeric_grad(&x64, |xv| dot(&layernorm(xv, &w64, &b64, c, eps).0, &dy64));
     let gw = numeric_grad(&w64, |wv| dot(&layernorm(&x64, wv, &b64, c, eps).0, &dy64));
     let gb = numeric_grad(&b64, |bv| dot(&layernorm(&x64, &w64, bv, c, eps).0, &dy64));
