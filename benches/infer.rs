@@ -21,6 +21,9 @@ use convformer::nn::{ConvFormerNet, ModelConfig, SeedRng};
 #[path = "support/proc_stats.rs"]
 #[allow(dead_code)] // its cpu_seconds serves the load benches
 mod proc_stats;
+#[path = "support/stats.rs"]
+mod stats;
+use stats::{env_count, median};
 
 const THREADS: usize = 2;
 const CHILD_ENV: &str = "CONVFORMER_INFER_CHILD";
@@ -38,11 +41,6 @@ fn config(seq_len: usize) -> ModelConfig {
         in_channels: SERIES_CHANNELS.len(),
         ..ModelConfig::default()
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// One measurement of ours, in a child: `batch,seq,passes,path` from the
@@ -85,7 +83,7 @@ fn child(spec: &str) {
     }
     println!(
         "ours ms_per_pass={:.4} peak_mib={:.1}",
-        median(times) * 1e3,
+        median(&times) * 1e3,
         proc_stats::peak_rss_mib()
     );
 }
@@ -178,10 +176,7 @@ fn main() {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         return child(&spec);
     }
-    let rounds: usize = std::env::var("CONVFORMER_BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3);
+    let rounds = env_count("CONVFORMER_BENCH_ROUNDS", 3);
     println!(
         "ConvFormerNet inference, default config (48 filters, 6 heads, ff 243, pre-norm), {} input channels, {THREADS} threads, {rounds} interleaved rounds\n",
         SERIES_CHANNELS.len()

@@ -7,7 +7,10 @@
 
 #[path = "support/proc_stats.rs"]
 mod proc_stats;
+#[path = "support/stats.rs"]
+mod stats;
 use convformer::data::{self, synth, Format, LoadOptions};
+use stats::{env_count, median};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -47,12 +50,10 @@ fn time_runs(runs: usize, mut f: impl FnMut() -> usize) -> (Timing, usize) {
         wall.push(t0.elapsed().as_secs_f64());
         cpu.push(cpu_seconds() - c0);
     }
-    wall.sort_by(f64::total_cmp);
-    cpu.sort_by(f64::total_cmp);
     let timing = Timing {
-        best: wall[0],
-        median: wall[wall.len() / 2],
-        cpu: cpu[cpu.len() / 2],
+        best: wall.iter().copied().fold(f64::INFINITY, f64::min),
+        median: median(&wall),
+        cpu: median(&cpu),
     };
     (timing, out)
 }
@@ -84,10 +85,7 @@ fn main() {
     let file = bench_file();
     let bytes = std::fs::metadata(&file).expect("benchmark file").len();
     let mb = bytes as f64 / 1e6;
-    let runs: usize = std::env::var("CONVFORMER_BENCH_RUNS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3);
+    let runs = env_count("CONVFORMER_BENCH_RUNS", 3);
     let opts = LoadOptions::default();
 
     // The floor: quote-aware CSV records only, one thread, no featurising.

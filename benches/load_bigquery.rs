@@ -14,8 +14,11 @@
 
 #[path = "support/proc_stats.rs"]
 mod proc_stats;
+#[path = "support/stats.rs"]
+mod stats;
 use convformer::data::bigquery::write::ParquetCompression;
 use convformer::data::{self, synth, Format, LoadOptions};
+use stats::{env_count, median};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -125,23 +128,12 @@ fn parquet_uncompressed_bytes(file: &Path) -> u64 {
         .sum()
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     if let Ok(file) = std::env::var(CHILD_ENV) {
         return child(&file);
     }
-    let rows: usize = std::env::var("CONVFORMER_BENCH_ROWS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(150_000);
-    let rounds: usize = std::env::var("CONVFORMER_BENCH_RUNS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3);
+    let rows = env_count("CONVFORMER_BENCH_ROWS", 150_000);
+    let rounds = env_count("CONVFORMER_BENCH_RUNS", 3);
     let files = bench_files(rows);
     let ndjson_bytes = std::fs::metadata(&files[0].1).expect("export").len();
     // (input, uncompressed MB, peer kind) per file.
@@ -187,7 +179,7 @@ fn main() {
     for (k, (name, file, mb, kind)) in inputs.iter().enumerate() {
         let file_mb = std::fs::metadata(file).map_or(0.0, |m| m.len() as f64 / 1e6);
         let ndjson_mb = ndjson_bytes as f64 / 1e6;
-        let ours_s = median(&mut ours_runs[k].iter().map(|r| r.seconds).collect::<Vec<_>>());
+        let ours_s = median(&ours_runs[k].iter().map(|r| r.seconds).collect::<Vec<_>>());
         let ours_cpu = median(
             &mut ours_runs[k]
                 .iter()
@@ -202,8 +194,8 @@ fn main() {
         );
         match &peer_runs[k] {
             Ok(runs) if !runs.is_empty() => {
-                let s = median(&mut runs.iter().map(|r| r.seconds).collect::<Vec<_>>());
-                let cpu = median(&mut runs.iter().map(|r| r.cpu_seconds).collect::<Vec<_>>());
+                let s = median(&runs.iter().map(|r| r.seconds).collect::<Vec<_>>());
+                let cpu = median(&runs.iter().map(|r| r.cpu_seconds).collect::<Vec<_>>());
                 let peak = runs.iter().map(|r| r.peak_mib).fold(0.0, f64::max);
                 assert_eq!(
                     runs[0].samples, ours_runs[k][0].samples,

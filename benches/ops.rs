@@ -13,7 +13,8 @@ use convformer::ops::losses;
 use convformer::ops::matmul::{self, LinearDims};
 use convformer::ops::permute;
 use convformer::ops::pool::{self, PoolDims};
-use convformer::ops::{softmax, unary};
+use convformer::ops::softmax;
+use convformer::ops::unary::{self, Unary};
 use convformer::{ParamStore, Tape, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::time::Duration;
@@ -159,24 +160,17 @@ fn pointwise(c: &mut Criterion) {
             softmax::cpu::softmax_backward(seq, &y, &g, &mut dx);
         })
     });
-    bench(c, "gelu_243", |seq| {
-        let n = BATCH * seq * FF;
-        let (x, g) = (data(n, 1), data(n, 2));
-        let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
-        Box::new(move || {
-            unary::cpu::gelu_forward(&x, &mut y);
-            unary::cpu::gelu_backward(&x, &g, &mut dx);
-        })
-    });
-    bench(c, "relu_243", |seq| {
-        let n = BATCH * seq * FF;
-        let (x, g) = (data(n, 1), data(n, 2));
-        let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
-        Box::new(move || {
-            unary::cpu::relu_forward(&x, &mut y);
-            unary::cpu::relu_backward(&x, &g, &mut dx);
-        })
-    });
+    for (name, op) in [("gelu_243", Unary::Gelu), ("relu_243", Unary::Relu)] {
+        bench(c, name, |seq| {
+            let n = BATCH * seq * FF;
+            let (x, g) = (data(n, 1), data(n, 2));
+            let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
+            Box::new(move || {
+                unary::cpu::forward(op, &x, &mut y);
+                unary::cpu::backward(op, &x, &g, &mut dx);
+            })
+        });
+    }
     bench(c, "dropout_243", |seq| {
         let n = BATCH * seq * FF;
         let d = DropoutDims {

@@ -15,6 +15,11 @@ use convformer::nn::{ConvFormerNet, ModelConfig, SeedRng};
 use convformer::optim::{AdamConfig, AdamW};
 use convformer::Tensor;
 
+#[path = "support/stats.rs"]
+#[allow(dead_code)] // its env_count serves the load and inference benches
+mod stats;
+use stats::median;
+
 const THREADS: usize = 2;
 const ROUNDS: usize = 3;
 
@@ -42,11 +47,6 @@ fn forward_flops(c: &ModelConfig) -> f64 {
     let ffn = 2.0 * 2.0 * t * f * c.ff_dim as f64;
     let head = 2.0 * f * c.dense_units as f64 + 2.0 * c.dense_units as f64;
     conv + c.num_blocks as f64 * (attn + ffn) + head
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 /// Median seconds per training step.
@@ -86,7 +86,7 @@ fn ours(batch: usize, seq_len: usize, steps: usize) -> f64 {
             times.push(started.elapsed().as_secs_f64());
         }
     }
-    median(times)
+    median(&times)
 }
 
 /// Median seconds per step in PyTorch at its best of two OpenMP wait policies
@@ -164,7 +164,7 @@ fn gemm_peak() -> f64 {
         }
         times.push(started.elapsed().as_secs_f64());
     }
-    2.0 * (n * n * n) as f64 / median(times) / 1e9
+    2.0 * (n * n * n) as f64 / median(&times) / 1e9
 }
 
 fn main() {

@@ -13,17 +13,9 @@ use convformer::bohb::objectives::{Branin, BRANIN_MINIMUM};
 use convformer::bohb::{self, ModelSettings, RunOptions, Schedule, TuneSettings};
 use std::sync::Arc;
 
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number, got {v}"))
-        })
-        .unwrap_or(default)
-}
+#[path = "support/args.rs"]
+mod args;
+use args::arg;
 
 fn main() {
     let seeds: u64 = arg("--seeds", 20);

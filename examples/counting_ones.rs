@@ -12,6 +12,10 @@ use convformer::bohb::{
 use rayon::prelude::*;
 use std::sync::Arc;
 
+#[path = "support/args.rs"]
+mod args;
+use args::arg;
+
 const MIN_BUDGET: f64 = 9.0;
 const MAX_BUDGET: f64 = 729.0;
 const ETA: u32 = 3;
@@ -35,18 +39,6 @@ impl Method {
             Method::Bohb => "BOHB",
         }
     }
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number, got {v}"))
-        })
-        .unwrap_or(default)
 }
 
 /// Budget one Hyperband round spends (all methods get the same total).
@@ -111,8 +103,8 @@ fn regret_at(problem: &CountingOnes, outcome: &TuneOutcome, budget: f64) -> f64 
 }
 
 fn main() {
-    let seeds = arg("--seeds", 20) as u64;
-    let rounds = arg("--rounds", 24);
+    let seeds: u64 = arg("--seeds", 20);
+    let rounds: usize = arg("--rounds", 24);
     let total = rounds as f64 * round_budget() / MAX_BUDGET;
     println!("counting ones, budgets {MIN_BUDGET}..{MAX_BUDGET}, eta {ETA}, {rounds} Hyperband rounds ({total:.1} max budgets), {seeds} seeds");
     println!("regret = true loss / dims + 1 of the incumbent; mean ± sd over seeds at cumulative budget (x max budget)\n");

@@ -50,6 +50,18 @@ pub trait Float:
     fn is_finite(self) -> bool;
 }
 
+/// Methods of `Float` that call the primitive's method of the same name.
+macro_rules! same_named {
+    ($t:ty: $($f:ident($($a:ident: $at:ty),*) -> $r:ty),* $(,)?) => {
+        $(
+            #[inline]
+            fn $f(self $(, $a: $at)*) -> $r {
+                <$t>::$f(self $(, $a)*)
+            }
+        )*
+    };
+}
+
 macro_rules! impl_float {
     ($t:ty) => {
         impl Float for $t {
@@ -64,38 +76,16 @@ macro_rules! impl_float {
             fn to_f64(self) -> f64 {
                 self as f64
             }
-            #[inline]
-            fn exp(self) -> Self {
-                <$t>::exp(self)
-            }
-            #[inline]
-            fn ln(self) -> Self {
-                <$t>::ln(self)
-            }
-            #[inline]
-            fn sqrt(self) -> Self {
-                <$t>::sqrt(self)
-            }
-            #[inline]
-            fn tanh(self) -> Self {
-                <$t>::tanh(self)
-            }
-            #[inline]
-            fn abs(self) -> Self {
-                <$t>::abs(self)
-            }
-            #[inline]
-            fn max(self, o: Self) -> Self {
-                <$t>::max(self, o)
-            }
-            #[inline]
-            fn min(self, o: Self) -> Self {
-                <$t>::min(self, o)
-            }
-            #[inline]
-            fn is_finite(self) -> bool {
-                <$t>::is_finite(self)
-            }
+            same_named!($t:
+                exp() -> Self,
+                ln() -> Self,
+                sqrt() -> Self,
+                tanh() -> Self,
+                abs() -> Self,
+                max(o: Self) -> Self,
+                min(o: Self) -> Self,
+                is_finite() -> bool,
+            );
         }
     };
 }

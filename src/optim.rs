@@ -4,6 +4,7 @@
 use crate::autograd::{Grads, ParamStore};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::ops::adamw::cpu::AdamCoefs;
 use crate::ops::adamw::{self, AdamStep};
 use crate::ops::elementwise::scaled;
 use crate::tensor::Tensor;
@@ -34,7 +35,8 @@ impl Default for AdamConfig {
 /// AdamW (Loshchilov & Hutter): p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + eps), with
 /// m̂ = m/(1 − β1ᵗ), v̂ = v/(1 − β2ᵗ). Moments are kept in `T`, one buffer per
 /// parameter, created on the first step that sees its gradient. Parameters on
-/// a GPU keep their moments there and update with the fused `adamw_step` kernel.
+/// a GPU keep their moments there and update with the fused `adamw_step` kernel;
+/// the others with the CPU kernel of `ops::adamw::cpu`.
 #[derive(Clone, Debug)]
 pub struct AdamW<T: Float = f32> {
     pub config: AdamConfig,
@@ -85,14 +87,7 @@ impl<T: Float> AdamW<T> {
             ..
         } = self.config;
         let t = self.step as i32;
-        let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
-        let (b1, b2) = (T::from_f64(beta1), T::from_f64(beta2));
-        let decay = T::from_f64(1.0 - lr * weight_decay);
-        let (step_size, inv_c2, eps) = (
-            T::from_f64(lr / c1),
-            T::from_f64(1.0 / c2),
-            T::from_f64(eps),
-        );
+        let coefs = AdamCoefs::<T>::new(lr, beta1, beta2, eps, weight_decay, t);
         for id in store.ids().collect::<Vec<_>>() {
             let Some(g) = grads.get(id) else { continue };
             let name = store.name(id).to_string();
@@ -110,7 +105,7 @@ impl<T: Float> AdamW<T> {
                     lr: lr as f32,
                     beta1: beta1 as f32,
                     beta2: beta2 as f32,
-                    eps: eps.to_f64() as f32,
+                    eps: eps as f32,
                     weight_decay: weight_decay as f32,
                     t: t as u32,
                 };
@@ -148,11 +143,7 @@ impl<T: Float> AdamW<T> {
                 m.resize(p.len(), T::ZERO);
                 v.resize(p.len(), T::ZERO);
             }
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                *m = b1 * *m + (T::ONE - b1) * g;
-                *v = b2 * *v + (T::ONE - b2) * g * g;
-                *p = *p * decay - step_size * *m / ((*v * inv_c2).sqrt() + eps);
-            }
+            adamw::cpu::adamw_step(&coefs, p, g, m, v)?;
         }
         Ok(())
     }
@@ -168,10 +159,7 @@ pub fn clip_grad_norm<T: Float>(grads: &mut Grads<T>, max_norm: f64) -> Result<f
         sum_sq += if g.device().is_gpu() {
             adamw::sum_squares(g)?
         } else {
-            g.as_slice()?
-                .iter()
-                .map(|&v| v.to_f64() * v.to_f64())
-                .sum::<f64>()
+            adamw::cpu::sum_squares(g.as_slice()?)
         };
     }
     let norm = sum_sq.sqrt();

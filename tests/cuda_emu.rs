@@ -9,7 +9,7 @@
 
 mod support;
 
-use convformer::cuda::{Backend, DeviceBuffer, EmuBackend};
+use convformer::cuda::{Arg, Backend, DeviceBuffer, EmuBackend, LaunchCfg};
 use convformer::ops::adamw;
 use convformer::ops::attention::{self, cuda::AttentionPath, AttentionDims};
 use convformer::ops::conv1d::{self, Conv1dDims, Padding};
@@ -42,6 +42,25 @@ fn out(n: usize) -> Buf {
 fn down(b: &Buf, n: usize) -> Vec<f32> {
     EmuBackend.download_f32(b, n).unwrap()
 }
+/// The raw `scale` kernel (y = 2 x) with `len` as its length argument, bypassing
+/// the typed wrapper's checks: what the emulator itself must catch.
+fn raw_scale(x: &Buf, y: &Buf, len: Arg, cfg: LaunchCfg) -> String {
+    let args = [Arg::Ptr(x.addr()), Arg::Ptr(y.addr()), Arg::F32(2.0), len];
+    match EmuBackend.launch("scale", cfg, &args) {
+        Ok(()) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+/// The buffer holds the gradient of `loss` at `at` (central differences).
+fn assert_grad(what: &str, got: &Buf, at: &[f64], loss: impl Fn(&[f64]) -> f64) {
+    assert_close(
+        what,
+        &down(got, at.len()),
+        &numeric_grad(at, loss),
+        ATOL,
+        RTOL,
+    );
+}
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -67,19 +86,7 @@ fn out_of_bounds_write_is_an_error() {
     // `scale` told to write 70 elements into a buffer of 64.
     let x = up(&TestRng::new(1).vec(80));
     let y = out(64);
-    let err = EmuBackend
-        .launch(
-            "scale",
-            convformer::cuda::LaunchCfg::linear(1, 256),
-            &[
-                convformer::cuda::Arg::Ptr(x.addr()),
-                convformer::cuda::Arg::Ptr(y.addr()),
-                convformer::cuda::Arg::F32(2.0),
-                convformer::cuda::Arg::I64(70),
-            ],
-        )
-        .unwrap_err()
-        .to_string();
+    let err = raw_scale(&x, &y, Arg::I64(70), LaunchCfg::linear(1, 256));
     assert!(
         err.contains("out of bounds") && err.contains("past the end"),
         "{err}"
@@ -88,18 +95,10 @@ fn out_of_bounds_write_is_an_error() {
 
 #[test]
 fn out_of_bounds_reads_are_nan_and_far_writes_are_caught() {
-    use convformer::cuda::{Arg, LaunchCfg};
     // Reads 70 elements of a 64-element buffer: the last 6 come from the guard (NaN).
     let (x, y) = (up(&[1.0; 64]), out(80));
-    let args = [
-        Arg::Ptr(x.addr()),
-        Arg::Ptr(y.addr()),
-        Arg::F32(2.0),
-        Arg::I64(70),
-    ];
-    EmuBackend
-        .launch("scale", LaunchCfg::linear(1, 256), &args)
-        .unwrap();
+    let err = raw_scale(&x, &y, Arg::I64(70), LaunchCfg::linear(1, 256));
+    assert!(err.is_empty(), "{err}");
     let got = down(&y, 70);
     assert!(
         got[..64].iter().all(|&v| v == 2.0) && got[64..].iter().all(|v| v.is_nan()),
@@ -107,16 +106,7 @@ fn out_of_bounds_reads_are_nan_and_far_writes_are_caught() {
     );
     // Writes 3000 elements into 64: the damage reaches ~12 KB past the end.
     let (x, y) = (up(&[1.0; 3000]), out(64));
-    let args = [
-        Arg::Ptr(x.addr()),
-        Arg::Ptr(y.addr()),
-        Arg::F32(2.0),
-        Arg::I64(3000),
-    ];
-    let err = EmuBackend
-        .launch("scale", LaunchCfg::linear(4, 256), &args)
-        .unwrap_err()
-        .to_string();
+    let err = raw_scale(&x, &y, Arg::I64(3000), LaunchCfg::linear(4, 256));
     assert!(
         err.contains("past the end of a buffer of 256 bytes"),
         "{err}"
@@ -126,19 +116,7 @@ fn out_of_bounds_reads_are_nan_and_far_writes_are_caught() {
 #[test]
 fn wrong_argument_types_are_an_error() {
     let x = up(&[1.0; 4]);
-    let err = EmuBackend
-        .launch(
-            "scale",
-            convformer::cuda::LaunchCfg::linear(1, 32),
-            &[
-                convformer::cuda::Arg::Ptr(x.addr()),
-                convformer::cuda::Arg::Ptr(x.addr()),
-                convformer::cuda::Arg::F32(2.0),
-                convformer::cuda::Arg::I32(4),
-            ],
-        )
-        .unwrap_err()
-        .to_string();
+    let err = raw_scale(&x, &x, Arg::I32(4), LaunchCfg::linear(1, 32));
     assert!(err.contains("'ppfi'") && err.contains("'ppfl'"), "{err}");
 }
 
@@ -334,27 +312,9 @@ fn check_conv(
             &dy64,
         )
     };
-    assert_close(
-        &format!("{tag} dx"),
-        &down(&dx, x.len()),
-        &numeric_grad(&x64, loss_x),
-        ATOL,
-        RTOL,
-    );
-    assert_close(
-        &format!("{tag} dw"),
-        &down(&dw, w.len()),
-        &numeric_grad(&w64, loss_w),
-        ATOL,
-        RTOL,
-    );
-    assert_close(
-        &format!("{tag} db"),
-        &down(&db, cout),
-        &numeric_grad(&b64, loss_b),
-        ATOL,
-        RTOL,
-    );
+    assert_grad(&format!("{tag} dx"), &dx, &x64, loss_x);
+    assert_grad(&format!("{tag} dw"), &dw, &w64, loss_w);
+    assert_grad(&format!("{tag} db"), &db, &b64, loss_b);
 }
 
 #[test]
@@ -382,17 +342,8 @@ fn check_layernorm(rows: usize, c: usize, seed: u64) {
     let (x, w, b, dy) = (rng.vec(rows * c), rng.vec(c), rng.vec(c), rng.vec(rows * c));
     let (xb, wb, bb, dyb) = (up(&x), up(&w), up(&b), up(&dy));
     let (y, mean, rstd) = (out(rows * c), out(rows), out(rows));
-    layer_norm::cuda::layernorm_fwd(
-        &EmuBackend,
-        &LayerNormDims { rows, dim: c, eps },
-        &xb,
-        &wb,
-        &bb,
-        &y,
-        &mean,
-        &rstd,
-    )
-    .unwrap();
+    let d = LayerNormDims { rows, dim: c, eps };
+    layer_norm::cuda::layernorm_fwd(&EmuBackend, &d, &xb, &wb, &bb, &y, &mean, &rstd).unwrap();
     let (x64, w64, b64, dy64) = (to64(&x), to64(&w), to64(&b), to64(&dy));
     let (want, want_mean, want_rstd) = layernorm(&x64, &w64, &b64, c, eps);
     let tag = format!("layernorm {rows}x{c}");
@@ -413,19 +364,8 @@ fn check_layernorm(rows: usize, c: usize, seed: u64) {
     );
 
     let (dx, dw, db) = (out(rows * c), out(c), out(c));
-    layer_norm::cuda::layernorm_bwd(
-        &EmuBackend,
-        &LayerNormDims { rows, dim: c, eps },
-        &xb,
-        &wb,
-        &mean,
-        &rstd,
-        &dyb,
-        &dx,
-        &dw,
-        &db,
-    )
-    .unwrap();
+    layer_norm::cuda::layernorm_bwd(&EmuBackend, &d, &xb, &wb, &mean, &rstd, &dyb, &dx, &dw, &db)
+        .unwrap();
     let gx = numeric_grad(&x64, |xv| dot(&layernorm(xv, &w64, &b64, c, eps).0, &dy64));
     let gw = numeric_grad(&w64, |wv| dot(&layernorm(&x64, wv, &b64, c, eps).0, &dy64));
     let gb = numeric_grad(&b64, |bv| dot(&layernorm(&x64, &w64, bv, c, eps).0, &dy64));
@@ -710,51 +650,25 @@ fn dropout_rate_and_edge_probabilities() {
     let n = 4000;
     let x = up(&vec![1.0; n]);
     let y = out(n);
-    dropout::cuda::dropout(
-        &EmuBackend,
-        &DropoutDims {
-            p: 0.25,
+    // One mask (seed 42, call 7) at three drop probabilities.
+    let drop = |p: f64| {
+        let d = DropoutDims {
+            p,
             seed: 42,
             call: 7,
             offset: 0,
-        },
-        n,
-        &x,
-        &y,
-    )
-    .unwrap();
+        };
+        dropout::cuda::dropout(&EmuBackend, &d, n, &x, &y).unwrap();
+    };
+    drop(0.25);
     let dropped = down(&y, n).iter().filter(|&&v| v == 0.0).count() as f64 / n as f64;
     assert!((dropped - 0.25).abs() < 0.03, "dropped fraction {dropped}");
-    dropout::cuda::dropout(
-        &EmuBackend,
-        &DropoutDims {
-            p: 0.0,
-            seed: 42,
-            call: 7,
-            offset: 0,
-        },
-        n,
-        &x,
-        &y,
-    )
-    .unwrap();
+    drop(0.0);
     assert!(
         down(&y, n).iter().all(|&v| v == 1.0),
         "p = 0 keeps everything unscaled"
     );
-    dropout::cuda::dropout(
-        &EmuBackend,
-        &DropoutDims {
-            p: 1.0,
-            seed: 42,
-            call: 7,
-            offset: 0,
-        },
-        n,
-        &x,
-        &y,
-    )
-    .unwrap();
+    drop(1.0);
     assert!(
         down(&y, n).iter().all(|&v| v == 0.0),
         "p = 1 drops everything"
@@ -861,9 +775,9 @@ fn launch_selftest(
     threads: u32,
     blocks: u32,
     shared: u32,
-    args: &[convformer::cuda::Arg],
+    args: &[Arg],
 ) -> convformer::Result<()> {
-    let cfg = convformer::cuda::LaunchCfg {
+    let cfg = LaunchCfg {
         grid: [blocks, 1, 1],
         block: [threads, 1, 1],
         shared_bytes: shared,
@@ -873,7 +787,6 @@ fn launch_selftest(
 
 #[test]
 fn emulator_warp_shuffles_and_votes() {
-    use convformer::cuda::Arg;
     let buf = out(64 * 8);
     launch_selftest("selftest_warp_ops", 64, 1, 0, &[Arg::Ptr(buf.addr())]).unwrap();
     let mut bytes = vec![0u8; 64 * 8 * 4];
@@ -901,7 +814,6 @@ fn emulator_warp_shuffles_and_votes() {
 
 #[test]
 fn emulator_atomics_count_every_thread() {
-    use convformer::cuda::Arg;
     let buf = up(&[0.0; 4]);
     launch_selftest("selftest_atomics", 96, 3, 0, &[Arg::Ptr(buf.addr())]).unwrap();
     assert_eq!(down(&buf, 4), vec![288.0, 96.0, 96.0, 96.0]);
@@ -909,7 +821,6 @@ fn emulator_atomics_count_every_thread() {
 
 #[test]
 fn emulator_missing_barrier_reads_poisoned_shared_memory() {
-    use convformer::cuda::Arg;
     let buf = out(64);
     launch_selftest(
         "selftest_neighbour",
@@ -947,7 +858,6 @@ fn emulator_missing_barrier_reads_poisoned_shared_memory() {
 
 #[test]
 fn emulator_reports_misused_collectives_and_poisoned_dynamic_shared() {
-    use convformer::cuda::Arg;
     let buf = out(32);
     let err = launch_selftest("selftest_exited_lane", 32, 1, 0, &[Arg::Ptr(buf.addr())])
         .unwrap_err()

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 #[path = "support/real_rows.rs"]
 mod real_rows;
-use real_rows::{with_cell, KAGGLE_HEAD as HEAD, ONE_SERIES as SERIES};
+use real_rows::{
+    cell_error, kaggle_from_memory, with_cell, KAGGLE_HEAD as HEAD, ONE_SERIES as SERIES,
+};
 
 fn head_bytes() -> Vec<u8> {
     std::fs::read(HEAD).unwrap()
@@ -14,6 +16,24 @@ fn head_bytes() -> Vec<u8> {
 
 fn write_tmp(name: &str, bytes: &[u8]) -> PathBuf {
     real_rows::write_tmp(&real_rows::tmp_dir("bad-input", ""), name, bytes)
+}
+
+/// The real series with the max_memory_usage cell of CSV line `line` set to
+/// `value`, written as `name`, and the error its default load gives.
+fn series_with_peak(line: usize, value: &str, name: &str) -> (PathBuf, DataError) {
+    let text = std::fs::read_to_string(SERIES).unwrap();
+    let path = write_tmp(
+        name,
+        with_cell(&text, line, "max_memory_usage", value).as_bytes(),
+    );
+    let err = data::load(&path, Format::InstanceUsage, &LoadOptions::default()).unwrap_err();
+    (path, err)
+}
+
+/// `err` is a cell error of max_memory_usage on file line `line`.
+fn assert_peak_cell(err: &DataError, line: u64) {
+    let (_, got_line, column, _) = cell_error(err);
+    assert_eq!((got_line, column), (line, "max_memory_usage"), "{err}");
 }
 
 fn skip() -> LoadOptions {
@@ -41,21 +61,11 @@ fn malformed_cell_names_file_line_column_and_text() {
         ),
     );
     let err = data::load(&path, Format::Kaggle, &LoadOptions::default()).unwrap_err();
-    match &err {
-        DataError::Cell {
-            file,
-            line,
-            column,
-            text,
-            ..
-        } => {
-            assert_eq!(file, &path);
-            assert_eq!(*line, 5);
-            assert_eq!(column, "average_usage");
-            assert_eq!(text, "{'cpus': 0.0, 'memory': 9.5x}");
-        }
-        other => panic!("unexpected {other:?}"),
-    }
+    let (file, line, column, text) = cell_error(&err);
+    assert_eq!(file, path);
+    assert_eq!(line, 5);
+    assert_eq!(column, "average_usage");
+    assert_eq!(text, "{'cpus': 0.0, 'memory': 9.5x}");
     let msg = err.to_string();
     assert!(
         msg.contains("bad_dict.csv:5") && msg.contains("`average_usage`") && msg.contains("9.5x"),
@@ -258,14 +268,8 @@ fn series_gap_and_window_options() {
     };
     assert!(data::load(Path::new(SERIES), Format::InstanceUsage, &opts).is_err());
     // A negative max memory in a series is an error with its place.
-    let text = std::fs::read_to_string(SERIES).unwrap();
-    let edited = with_cell(&text, 5, "max_memory_usage", "-0.5");
-    let path = write_tmp("neg_series.csv", edited.as_bytes());
-    let err = data::load(&path, Format::InstanceUsage, &LoadOptions::default()).unwrap_err();
-    assert!(
-        matches!(&err, DataError::Cell { line: 6, column, .. } if column == "max_memory_usage"),
-        "{err}"
-    );
+    let (path, err) = series_with_peak(5, "-0.5", "neg_series.csv");
+    assert_peak_cell(&err, 6);
     let ds = data::load(&path, Format::InstanceUsage, &skip()).unwrap();
     assert_eq!(ds.report.dropped.get("negative value"), Some(&1));
     // The skipped row (the 5th) leaves a 10-minute gap that no window crosses: the windows
@@ -375,13 +379,7 @@ fn every_located_error_names_the_line_its_record_and_its_cell_start_on() {
             let mut text = bytes[..range.start].to_vec();
             text.extend_from_slice(bad.as_bytes());
             text.extend_from_slice(&bytes[range.end..]);
-            let err = data::load_from_memory(
-                &text,
-                Path::new("m.csv"),
-                Format::Kaggle,
-                &LoadOptions::default(),
-            )
-            .unwrap_err();
+            let err = kaggle_from_memory(&text, "m.csv").unwrap_err();
             match &err {
                 DataError::Cell {
                     line,
@@ -417,14 +415,8 @@ fn every_located_error_names_the_line_its_record_and_its_cell_start_on() {
 #[test]
 fn implausible_usage_is_a_located_error_or_a_skip_counted_per_column() {
     // 1e30 in one window's max memory: trace usage is normalised to the largest machine.
-    let series = std::fs::read_to_string(SERIES).unwrap();
-    let one_cell = with_cell(&series, 4, "max_memory_usage", "1e30");
-    let path = write_tmp("implausible.csv", one_cell.as_bytes());
-    let err = data::load(&path, Format::InstanceUsage, &LoadOptions::default()).unwrap_err();
-    assert!(
-        matches!(&err, DataError::Cell { line: 5, column, .. } if column == "max_memory_usage"),
-        "{err}"
-    );
+    let (path, err) = series_with_peak(4, "1e30", "implausible.csv");
+    assert_peak_cell(&err, 5);
     assert!(err.to_string().contains("largest machine"), "{err}");
     let ds = data::load(&path, Format::InstanceUsage, &skip()).unwrap();
     assert_eq!(ds.report.dropped.get("implausible value"), Some(&1));
@@ -480,20 +472,8 @@ fn columns_no_feature_uses_cannot_reject_a_row() {
     for r in ranges {
         text.splice(r, b"1.68846E+11 junk".iter().copied());
     }
-    let ds = data::load_from_memory(
-        &text,
-        Path::new("junk.csv"),
-        Format::Kaggle,
-        &LoadOptions::default(),
-    )
-    .unwrap();
-    let original = data::load_from_memory(
-        &bytes,
-        Path::new("head.csv"),
-        Format::Kaggle,
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let ds = kaggle_from_memory(&text, "junk.csv").unwrap();
+    let original = kaggle_from_memory(&bytes, "head.csv").unwrap();
     assert_eq!(ds.report.records, 400);
     assert_eq!(ds.inputs.len(), original.inputs.len());
     assert!(ds

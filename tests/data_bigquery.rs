@@ -14,7 +14,7 @@ use std::process::Command;
 
 #[path = "support/real_rows.rs"]
 mod real_rows;
-use real_rows::{with_cell, write_tmp, ONE_SERIES, SERIES_DIR as DIR};
+use real_rows::{cell_error, real_series, with_cell, write_tmp, ONE_SERIES, SERIES_DIR as DIR};
 
 fn tmp_dir(name: &str) -> PathBuf {
     real_rows::tmp_dir("bigquery", name)
@@ -62,12 +62,7 @@ fn assert_same_samples(a: &Dataset, b: &Dataset, what: &str) {
 
 #[test]
 fn shared_series_as_exports_load_like_the_csv() {
-    let csv = data::load(
-        Path::new(DIR),
-        Format::InstanceUsage,
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let csv = real_series();
     assert!(csv.len() > 20_000 && csv.report.missing.iter().any(|&m| m > 0));
     let dir = tmp_dir("shared");
     for (name, compression) in [
@@ -348,20 +343,10 @@ fn error_of(name: &str, line: usize, edit: impl Fn(&str) -> String) -> DataError
 }
 
 fn assert_cell(err: &DataError, name: &str, want_line: u64, want_column: &str, want_text: &str) {
-    match err {
-        DataError::Cell {
-            file,
-            line,
-            column,
-            text,
-            ..
-        } => {
-            assert!(file.ends_with(name), "{file:?}");
-            assert_eq!((*line, column.as_str()), (want_line, want_column), "{err}");
-            assert!(text.contains(want_text), "{err}");
-        }
-        other => panic!("expected a cell error, got {other:?}"),
-    }
+    let (file, line, column, text) = cell_error(err);
+    assert!(file.ends_with(name), "{file:?}");
+    assert_eq!((line, column), (want_line, want_column), "{err}");
+    assert!(text.contains(want_text), "{err}");
     let msg = err.to_string();
     assert!(
         msg.contains(&format!("{name}:{want_line}")) && msg.contains(want_column),
@@ -522,12 +507,7 @@ fn directories_globs_and_gzip_members_load_in_name_order() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    let csv = data::load(
-        Path::new(DIR),
-        Format::InstanceUsage,
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let csv = real_series();
     // One shard per series, of mixed encodings, as `bq extract` names them.
     let shards = dir.join("exports");
     std::fs::create_dir_all(&shards).unwrap();

@@ -2,16 +2,12 @@
 // The literals are the exact text of the file; f32 rounding of them is what is checked.
 #![allow(clippy::excessive_precision)]
 
-use convformer::data::{self, Format, LoadOptions, KAGGLE_FEATURES};
+use convformer::data::{self, Format, KAGGLE_FEATURES};
 use std::path::Path;
 
 #[path = "support/real_rows.rs"]
 mod real_rows;
-use real_rows::KAGGLE_HEAD as HEAD;
-
-fn load_head() -> data::Dataset {
-    data::load(Path::new(HEAD), Format::Kaggle, &LoadOptions::default()).unwrap()
-}
+use real_rows::{kaggle_from_memory, real_kaggle, KAGGLE_HEAD as HEAD};
 
 fn feature(name: &str) -> usize {
     KAGGLE_FEATURES.iter().position(|f| *f == name).unwrap()
@@ -19,7 +15,7 @@ fn feature(name: &str) -> usize {
 
 #[test]
 fn head400_counts_match_the_readme() {
-    let ds = load_head();
+    let ds = real_kaggle();
     assert_eq!(ds.report.records, 400);
     assert_eq!(ds.len(), 399);
     assert_eq!(ds.report.samples, 399);
@@ -50,7 +46,7 @@ fn head400_counts_match_the_readme() {
 
 #[test]
 fn head400_first_row_is_exact() {
-    let ds = load_head();
+    let ds = real_kaggle();
     let s = ds.sample(0);
     let expect: [(&str, f32); 16] = [
         ("average_usage.cpus", 0.004_661_560_058_593_75),
@@ -103,7 +99,7 @@ fn head400_first_row_is_exact() {
 /// stays: it is measured over the same window but is not a component of the maximum.
 #[test]
 fn no_feature_leaks_the_target() {
-    let ds = load_head();
+    let ds = real_kaggle();
     assert!(!KAGGLE_FEATURES
         .iter()
         .any(|f| f.contains("maximum_usage.memory")));
@@ -132,14 +128,8 @@ fn spreadsheet_resaved_rows_load_as_the_same_records_within_the_rounding() {
         text.contains("E+11") && text.contains("E+12"),
         "ids and times were rewritten"
     );
-    let sheet = data::load_from_memory(
-        &sheet_text,
-        Path::new("sheet.csv"),
-        Format::Kaggle,
-        &LoadOptions::default(),
-    )
-    .unwrap();
-    let original = load_head();
+    let sheet = kaggle_from_memory(&sheet_text, "sheet.csv").unwrap();
+    let original = real_kaggle();
     assert_eq!(sheet.report.records, 400);
     assert_eq!(sheet.len(), original.len());
     // The target sits in dict text, which a spreadsheet leaves alone.

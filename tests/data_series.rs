@@ -6,7 +6,7 @@ use std::path::Path;
 
 #[path = "support/real_rows.rs"]
 mod real_rows;
-use real_rows::SERIES_DIR as DIR;
+use real_rows::{real_series, SERIES_DIR as DIR};
 
 /// Rows of each file read with plain `csv`: (time, max_memory_usage), keyed by unique_id.
 fn raw_series() -> BTreeMap<String, Vec<(u64, f32, Vec<String>)>> {
@@ -129,12 +129,7 @@ fn first_window_holds_the_first_rows_and_the_next_max() {
 
 #[test]
 fn percentile_sentinels_are_missing_values() {
-    let ds = data::load(
-        Path::new(DIR),
-        Format::InstanceUsage,
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let ds = real_series();
     // Eight rows write -1 (no CPU distribution) in all 19 percentiles: read as missing.
     for (c, name) in SERIES_CHANNELS.iter().enumerate() {
         let want = if name.starts_with('p') { 8 } else { 0 };

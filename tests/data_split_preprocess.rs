@@ -1,27 +1,11 @@
 //! Splits and train-only preprocessing, on the real sets.
 
-use convformer::data::{
-    self, Format, LoadOptions, PreprocessOptions, Preprocessor, SplitKind, Splits,
-};
+use convformer::data::{self, Format, PreprocessOptions, Preprocessor, SplitKind, Splits};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 #[path = "support/real_rows.rs"]
 mod real_rows;
-use real_rows::{KAGGLE_HEAD as HEAD, SERIES_DIR as DIR};
-
-fn kaggle() -> data::Dataset {
-    data::load(Path::new(HEAD), Format::Kaggle, &LoadOptions::default()).unwrap()
-}
-
-fn series() -> data::Dataset {
-    data::load(
-        Path::new(DIR),
-        Format::InstanceUsage,
-        &LoadOptions::default(),
-    )
-    .unwrap()
-}
+use real_rows::{real_kaggle as kaggle, real_series as series};
 
 fn assert_partition(s: &Splits, n: usize) {
     let mut all: Vec<usize> = s

@@ -16,7 +16,7 @@ use std::path::Path;
 
 #[path = "support/real_rows.rs"]
 mod real_rows;
-use real_rows::{KAGGLE_HEAD as HEAD, SERIES_DIR as DIR};
+use real_rows::{real_kaggle, real_series, KAGGLE_HEAD as HEAD, SERIES_DIR as DIR};
 
 fn col(ds: &Dataset, name: &str) -> Vec<f32> {
     let f = KAGGLE_FEATURES.iter().position(|n| *n == name).unwrap();
@@ -73,9 +73,7 @@ fn kaggle_stats(ds: &Dataset) -> KaggleStats {
 
 #[test]
 fn generated_kaggle_rows_match_real_summary_statistics() {
-    let real = kaggle_stats(
-        &data::load(Path::new(HEAD), Format::Kaggle, &LoadOptions::default()).unwrap(),
-    );
+    let real = kaggle_stats(&real_kaggle());
     let gen_ds = synth::default_trace(Format::Kaggle, 11);
     assert_eq!(gen_ds.report.records, 4000);
     let gen = kaggle_stats(&gen_ds);
@@ -294,12 +292,7 @@ fn ridge_and_naive_mae(ds: &Dataset) -> (f64, f64) {
 /// margin (real rows here: ratio 0.64; the README's 4.94e-5 / 7.26e-5 = 0.68).
 #[test]
 fn generated_series_are_as_predictable_beyond_the_last_value_as_real_ones() {
-    let real = data::load(
-        Path::new(DIR),
-        Format::InstanceUsage,
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let real = real_series();
     let (naive, ridge) = ridge_and_naive_mae(&real);
     let real_ratio = ridge / naive;
     println!("real rows: last-value MAE {naive:.3e}, ridge MAE {ridge:.3e}, ratio {real_ratio:.3}");

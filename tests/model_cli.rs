@@ -34,28 +34,50 @@ fn temp(name: &str) -> PathBuf {
     d
 }
 
+/// Runs the binary and asserts it succeeded (its output is the message).
+fn succeeds(args: &[&str]) -> Output {
+    let o = bin(args);
+    assert!(o.status.success(), "{args:?}: {}", text(&o));
+    o
+}
+
+/// Runs the binary and asserts it failed with every one of `needles` in its output.
+fn fails_saying(args: &[&str], needles: &[&str]) {
+    let o = bin(args);
+    assert!(!o.status.success(), "{args:?} succeeded: {}", text(&o));
+    for n in needles {
+        assert!(text(&o).contains(n), "{args:?}: no {n:?} in {}", text(&o));
+    }
+}
+
+/// Writes `body` to `dir/name` and returns the path.
+fn write_file(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path.display().to_string()
+}
+
+/// A config of a small model ([conv_filters, num_heads, ff_dim]) for short runs.
+fn small_config(dir: &Path, [filters, heads, ff]: [usize; 3], batch: usize) -> String {
+    let body = format!(
+        r#"{{"model": {{"conv_filters": {filters}, "num_heads": {heads}, "ff_dim": {ff}}}, "train": {{"batch_size": {batch}}}}}"#
+    );
+    write_file(dir, "small.json", &body)
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 #[test]
 fn train_eval_predict_round_trip() {
     let dir = temp("run");
-    let cfg = dir.join("small.json");
-    std::fs::write(
-        &cfg,
-        r#"{"model": {"conv_filters": 12, "num_heads": 3, "ff_dim": 24}, "train": {"batch_size": 128}}"#,
-    )
-    .unwrap();
+    let cfg = small_config(&dir, [12, 3, 24], 128);
     let run = dir.join("run");
     let run_s = run.display().to_string();
-    let o = bin(&[
-        "train",
-        "--out",
-        &run_s,
-        "--epochs",
-        "2",
-        "--quiet",
-        "--config",
-        &cfg.display().to_string(),
+    let o = succeeds(&[
+        "train", "--out", &run_s, "--epochs", "2", "--quiet", "--config", &cfg,
     ]);
-    assert!(o.status.success(), "{}", text(&o));
     if convformer::cuda::driver::probe_driver().is_err() {
         // The default --device auto falls back to the CPU, saying so once.
         assert_eq!(text(&o).matches("using the CPU").count(), 1, "{}", text(&o));
@@ -81,8 +103,7 @@ fn train_eval_predict_round_trip() {
     }
     let png = std::fs::read(run.join("loss.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
-    let metrics: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("metrics.json")).unwrap()).unwrap();
+    let metrics = read_json(&run.join("metrics.json"));
     for split in ["train", "val", "test"] {
         for key in ["model_trace", "model_scaled", "naive_trace", "ridge_trace"] {
             let mae = metrics[split][key]["mae"].as_f64();
@@ -95,8 +116,8 @@ fn train_eval_predict_round_trip() {
     assert_eq!(metrics["history"].as_array().unwrap().len(), 2);
 
     // eval on generated data of the same format.
-    let csv = dir.join("series.csv");
-    let o = bin(&[
+    let csv = dir.join("series.csv").display().to_string();
+    succeeds(&[
         "data",
         "synth",
         "--format",
@@ -106,18 +127,9 @@ fn train_eval_predict_round_trip() {
         "--seed",
         "3",
         "--out",
-        &csv.display().to_string(),
+        &csv,
     ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let o = bin(&[
-        "eval",
-        "--model",
-        &run_s,
-        "--data",
-        &csv.display().to_string(),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    let o = succeeds(&["eval", "--model", &run_s, "--data", &csv, "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(
         report["test"]["model_trace"]["r2"].as_f64().is_some(),
@@ -133,8 +145,7 @@ fn train_eval_predict_round_trip() {
         .unwrap()
         .contains("every window"));
     // ...and ridge and every margin are the run's own, fitted on nothing of it.
-    let calibration: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("calibration.json")).unwrap()).unwrap();
+    let calibration = read_json(&run.join("calibration.json"));
     assert_eq!(report["ridge_lambda"], calibration["ridge"]["lambda"]);
     let test_rows = report["reservations"]
         .as_array()
@@ -154,29 +165,15 @@ fn train_eval_predict_round_trip() {
         assert!((0.0..=1.0).contains(&cov), "{row}");
     }
     // `--split` re-splits the file as at training time instead.
-    let o = bin(&[
-        "eval",
-        "--model",
-        &run_s,
-        "--data",
-        &csv.display().to_string(),
-        "--split",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    let o = succeeds(&["eval", "--model", &run_s, "--data", &csv, "--split"]);
     assert!(text(&o).contains("val split"), "{}", text(&o));
     assert!(text(&o).contains("reservations"), "{}", text(&o));
 
     let preds = dir.join("preds.csv");
-    let o = bin(&[
-        "predict",
-        "--model",
-        &run_s,
-        "--data",
-        &csv.display().to_string(),
-        "--out",
-        &preds.display().to_string(),
+    let preds_s = preds.display().to_string();
+    succeeds(&[
+        "predict", "--model", &run_s, "--data", &csv, "--out", &preds_s,
     ]);
-    assert!(o.status.success(), "{}", text(&o));
     let body = std::fs::read_to_string(&preds).unwrap();
     let mut lines = body.lines();
     assert_eq!(
@@ -196,35 +193,23 @@ fn train_eval_predict_round_trip() {
     }
 
     // A finished run is not replaced without --force.
-    let o = bin(&["train", "--out", &run_s, "--epochs", "1", "--quiet"]);
-    assert!(!o.status.success());
-    assert!(
-        text(&o).contains("already holds a run") && text(&o).contains("--force"),
-        "{}",
-        text(&o)
+    fails_saying(
+        &["train", "--out", &run_s, "--epochs", "1", "--quiet"],
+        &["already holds a run", "--force"],
     );
 
     // A kaggle file given to a series model is refused with what it expected.
-    let o = bin(&[
-        "predict",
-        "--model",
-        &run_s,
-        "--data",
-        &real("kaggle_head400.csv"),
-        "--out",
-        &preds.display().to_string(),
-    ]);
-    assert!(!o.status.success());
-    assert!(
-        text(&o).contains("trained on instance-usage"),
-        "{}",
-        text(&o)
+    let kaggle = real("kaggle_head400.csv");
+    fails_saying(
+        &[
+            "predict", "--model", &run_s, "--data", &kaggle, "--out", &preds_s,
+        ],
+        &["trained on instance-usage"],
     );
 
     // Resuming a finished run trains nothing more and gives the same model.
     let before = std::fs::read(run.join("model.safetensors")).unwrap();
-    let o = bin(&["train", "--resume", &run_s, "--quiet"]);
-    assert!(o.status.success(), "{}", text(&o));
+    succeeds(&["train", "--resume", &run_s, "--quiet"]);
     assert_eq!(
         before,
         std::fs::read(run.join("model.safetensors")).unwrap()
@@ -238,60 +223,49 @@ fn clear_errors_for_bad_requests() {
     let out = dir.join("r").display().to_string();
     // Without a driver (this machine), --device cuda says what is missing.
     if convformer::cuda::driver::probe_driver().is_err() {
-        let o = bin(&["train", "--out", &out, "--device", "cuda"]);
-        assert!(!o.status.success());
-        assert!(text(&o).contains("no NVIDIA driver"), "{}", text(&o));
+        fails_saying(
+            &["train", "--out", &out, "--device", "cuda"],
+            &["no NVIDIA driver"],
+        );
         for cmd in ["eval", "predict"] {
             let mut args = vec![cmd, "--model", &out, "--data", &out, "--device", "cuda"];
             if cmd == "predict" {
                 args.extend(["--out", &out]);
             }
-            let o = bin(&args);
-            assert!(!o.status.success());
-            assert!(text(&o).contains("no NVIDIA driver"), "{cmd}: {}", text(&o));
+            fails_saying(&args, &["no NVIDIA driver"]);
         }
     }
-    let o = bin(&["train", "--out", &out, "--loss", "quantile:2"]);
-    assert!(!o.status.success());
-    assert!(text(&o).contains("quantile"), "{}", text(&o));
+    fails_saying(
+        &["train", "--out", &out, "--loss", "quantile:2"],
+        &["quantile"],
+    );
     for bad in ["1.5", "0", "1", "-0.2", "nan"] {
-        let o = bin(&["train", "--out", &out, "--reserve", bad]);
-        assert!(!o.status.success(), "--reserve {bad}");
-        assert!(
-            text(&o).contains("strictly between 0 and 1"),
-            "--reserve {bad}: {}",
-            text(&o)
+        fails_saying(
+            &["train", "--out", &out, "--reserve", bad],
+            &["strictly between 0 and 1"],
         );
     }
-    let o = bin(&["train", "--out", &out, "--reserve", "high"]);
-    assert!(!o.status.success());
-    assert!(text(&o).contains("--reserve"), "{}", text(&o));
-    let cfg = dir.join("c.json");
-    std::fs::write(&cfg, "{\"model\": {\"conv_filter\": 3}}").unwrap();
-    let o = bin(&[
-        "train",
-        "--out",
-        &out,
-        "--config",
-        &cfg.display().to_string(),
-    ]);
-    assert!(!o.status.success());
-    assert!(
-        text(&o).contains("c.json:1:") && text(&o).contains("conv_filter"),
-        "{}",
-        text(&o)
+    fails_saying(
+        &["train", "--out", &out, "--reserve", "high"],
+        &["--reserve"],
     );
-    let o = bin(&[
-        "eval",
-        "--model",
-        &dir.join("nothing").display().to_string(),
-        "--data",
-        &real("kaggle_head400.csv"),
-    ]);
-    assert!(!o.status.success());
-    assert!(text(&o).contains("config.json"), "{}", text(&o));
-    let o = bin(&["devices"]);
-    assert!(o.status.success());
+    let cfg = write_file(&dir, "c.json", "{\"model\": {\"conv_filter\": 3}}");
+    fails_saying(
+        &["train", "--out", &out, "--config", &cfg],
+        &["c.json:1:", "conv_filter"],
+    );
+    let nothing = dir.join("nothing").display().to_string();
+    fails_saying(
+        &[
+            "eval",
+            "--model",
+            &nothing,
+            "--data",
+            &real("kaggle_head400.csv"),
+        ],
+        &["config.json"],
+    );
+    let o = succeeds(&["devices"]);
     assert!(
         text(&o).contains("cpu:") && text(&o).contains("cuda"),
         "{}",
@@ -304,17 +278,11 @@ fn clear_errors_for_bad_requests() {
 fn per_instance_calibration_is_recorded_and_never_narrower_than_the_pooled_one() {
     // One short run per scope on the built-in trace, whole instances in validation.
     let dir = temp("scope");
-    let cfg = dir.join("small.json");
-    std::fs::write(
-        &cfg,
-        r#"{"model": {"conv_filters": 8, "num_heads": 2, "ff_dim": 16}, "train": {"batch_size": 256}}"#,
-    )
-    .unwrap();
+    let cfg_s = small_config(&dir, [8, 2, 16], 256);
     let margins = |scope: &str| {
         let run = dir.join(scope);
         let run_s = run.display().to_string();
-        let cfg_s = cfg.display().to_string();
-        let o = bin(&[
+        succeeds(&[
             "train",
             "--out",
             &run_s,
@@ -328,9 +296,7 @@ fn per_instance_calibration_is_recorded_and_never_narrower_than_the_pooled_one()
             "--calibrate",
             scope,
         ]);
-        assert!(o.status.success(), "{}", text(&o));
-        let cal: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(run.join("calibration.json")).unwrap()).unwrap();
+        let cal = read_json(&run.join("calibration.json"));
         assert_eq!(cal["scope"], scope);
         cal["calibrations"].as_array().unwrap().clone()
     };
@@ -353,13 +319,9 @@ fn per_instance_calibration_is_recorded_and_never_narrower_than_the_pooled_one()
         wider += (kp > kg) as usize;
     }
     assert!(wider > 0, "some margin must widen for the hardest instance");
-    let o = bin(&[
-        "train",
-        "--out",
-        &dir.join("x").display().to_string(),
-        "--calibrate",
-        "local",
-    ]);
-    assert!(!o.status.success());
-    assert!(text(&o).contains("per-instance"), "{}", text(&o));
+    let x = dir.join("x").display().to_string();
+    fails_saying(
+        &["train", "--out", &x, "--calibrate", "local"],
+        &["per-instance"],
+    );
 }

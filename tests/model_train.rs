@@ -152,17 +152,12 @@ fn resume_gives_the_uninterrupted_result() {
     let part = fit(&small_model(), &cfg, &data, &first).unwrap();
     assert!(!part.finished);
     assert_eq!(part.history.len(), 2);
-    let resumed = fit(
-        &small_model(),
-        &cfg,
-        &data,
-        &FitOptions {
-            checkpoint_dir: Some(dir.clone()),
-            resume: true,
-            ..FitOptions::default()
-        },
-    )
-    .unwrap();
+    let resume = FitOptions {
+        checkpoint_dir: Some(dir.clone()),
+        resume: true,
+        ..FitOptions::default()
+    };
+    let resumed = fit(&small_model(), &cfg, &data, &resume).unwrap();
     assert!(resumed.finished);
     assert_eq!(resumed.history, full.history);
     assert_eq!(resumed.best_epoch, full.best_epoch);
@@ -176,18 +171,9 @@ fn resume_gives_the_uninterrupted_result() {
     }
     // A checkpoint of another configuration is refused.
     let other = TrainConfig { lr: 5e-4, ..cfg };
-    let err = fit(
-        &small_model(),
-        &other,
-        &data,
-        &FitOptions {
-            checkpoint_dir: Some(dir.clone()),
-            resume: true,
-            ..FitOptions::default()
-        },
-    )
-    .err()
-    .expect("a mismatched checkpoint must be refused");
+    let err = fit(&small_model(), &other, &data, &resume)
+        .err()
+        .expect("a mismatched checkpoint must be refused");
     assert!(err.to_string().contains("another configuration"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }

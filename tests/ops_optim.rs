@@ -150,3 +150,26 @@ fn warmup_cosine_schedule() {
     assert!(lrs.windows(2).all(|w| w[1] <= w[0]), "monotone decay");
     assert_eq!(LrSchedule::Constant(0.3).lr_at(1234), 0.3);
 }
+
+#[test]
+fn cpu_adamw_kernel_rejects_mismatched_lengths_and_sums_squares() {
+    use convformer::ops::adamw::cpu::{adamw_step, sum_squares, AdamCoefs};
+    let c = AdamCoefs::<f64>::new(0.1, 0.9, 0.99, 1e-8, 0.0, 1);
+    let (mut p, mut m, mut v) = (vec![1.0; 4], vec![0.0; 4], vec![0.0; 3]);
+    let err = adamw_step(&c, &mut p, &[0.5; 4], &mut m, &mut v).unwrap_err();
+    assert!(err.to_string().contains("differ in length"), "{err}");
+    assert_eq!(
+        p,
+        vec![1.0; 4],
+        "a rejected step must not touch the parameters"
+    );
+    // First step from zero moments: m̂ = g, v̂ = g², so p moves by lr·g/(|g| + eps).
+    let mut v = vec![0.0; 4];
+    let g = [0.5f64, -2.0, 0.25, 1.0];
+    adamw_step(&c, &mut p, &g, &mut m, &mut v).unwrap();
+    for (&pi, &gi) in p.iter().zip(&g) {
+        let want = 1.0 - 0.1 * gi / (gi.abs() + 1e-8);
+        assert!((pi - want).abs() < 1e-12, "{pi} vs {want}");
+    }
+    assert_eq!(sum_squares(&[3.0f32, -4.0, 0.5]), 25.25);
+}

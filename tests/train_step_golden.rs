@@ -22,6 +22,7 @@ use convformer::autograd::{shard_rows, sharded_backward, LossKind, ParamStore};
 use convformer::nn::{ConvFormerNet, ModelConfig, SeedRng};
 use convformer::optim::{AdamConfig, AdamW};
 use convformer::{Device, Tensor};
+use support::param_values;
 
 fn golden_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/train_step.txt")
@@ -95,11 +96,7 @@ fn sharded_default_run(steps: usize, batch: usize, seq_len: usize) -> (Vec<f64>,
         losses.push(loss);
         opt.step(&mut store, &grads, 1e-3).unwrap();
     }
-    let params = store
-        .ids()
-        .map(|id| store.get(id).to_vec().unwrap())
-        .collect();
-    (losses, params)
+    (losses, param_values(&store))
 }
 
 #[test]

@@ -2,14 +2,16 @@
 
 use std::path::PathBuf;
 
-use crate::data::{detect_format, Format};
+use crate::data::{detect_format, Dataset, Format};
 use crate::error::Result;
 use crate::train::run::{evaluate, forecasts, DataSource, LoadedRun};
 
 use super::device_choice::{resolve, DeviceArg};
 
+/// What `eval` and `predict` both read: a trained run, a data set for it and
+/// the device the network runs on.
 #[derive(clap::Args, Debug)]
-pub struct EvalArgs {
+pub struct RunInput {
     /// A run directory written by `convformer train`.
     #[arg(long)]
     pub model: PathBuf,
@@ -18,6 +20,36 @@ pub struct EvalArgs {
     /// Layout of --data (detected from its header when left out).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Where the network runs (auto: CUDA when usable, else the CPU).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
+}
+
+impl RunInput {
+    /// The run with its parameters on the chosen device, and --data loaded
+    /// with the run's window and horizon, in its own (or the given) format.
+    pub fn open(&self) -> Result<(LoadedRun, Dataset)> {
+        let device = resolve(self.device)?;
+        let mut run = LoadedRun::open(&self.model)?;
+        run.store = run.store.to_device(&device)?;
+        let format = match self.format {
+            Some(f) => f,
+            None => detect_format(&self.data)?,
+        };
+        let source = DataSource {
+            path: Some(self.data.clone()),
+            format,
+            ..run.run.data.clone()
+        };
+        let ds = source.load(false)?;
+        Ok((run, ds))
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub input: RunInput,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -28,34 +60,10 @@ pub struct EvalArgs {
     /// Also draw reservation.png (slack against violation rate) into DIR.
     #[arg(long)]
     pub plots: Option<PathBuf>,
-    /// Where the network runs (auto: CUDA when usable, else the CPU).
-    #[arg(long, value_enum, default_value = "auto")]
-    pub device: DeviceArg,
-}
-
-/// Loads `path` with the run's window and horizon, in its own detected format.
-pub fn load_for_run(
-    run: &LoadedRun,
-    path: &std::path::Path,
-    format: Option<Format>,
-) -> Result<crate::data::Dataset> {
-    let format = match format {
-        Some(f) => f,
-        None => detect_format(path)?,
-    };
-    let source = DataSource {
-        path: Some(path.to_path_buf()),
-        format,
-        ..run.run.data.clone()
-    };
-    source.load(false)
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let device = resolve(args.device)?;
-    let mut run = LoadedRun::open(&args.model)?;
-    run.store = run.store.to_device(&device)?;
-    let ds = load_for_run(&run, &args.data, args.format)?;
+    let (run, ds) = args.input.open()?;
     let (data, evaluated) = if args.split {
         (run.prepare(&ds)?, "--data split as at training time")
     } else {

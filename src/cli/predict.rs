@@ -2,37 +2,25 @@
 
 use std::path::PathBuf;
 
-use crate::data::Format;
 use crate::error::{Error, Result};
 use crate::train::baselines::Predictor;
 use crate::train::reserve::column_name;
-use crate::train::run::{forecasts, LoadedRun};
+use crate::train::run::forecasts;
 
-use super::device_choice::{resolve, DeviceArg};
+use super::eval::RunInput;
 
 #[derive(clap::Args, Debug)]
 pub struct PredictArgs {
-    /// A run directory written by `convformer train`.
-    #[arg(long)]
-    pub model: PathBuf,
-    #[arg(long)]
-    pub data: PathBuf,
-    #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    #[command(flatten)]
+    pub input: RunInput,
     /// CSV to write: id, actual, prediction and one reserved_qNN column per
     /// calibrated level (trace units).
     #[arg(long)]
     pub out: PathBuf,
-    /// Where the network runs (auto: CUDA when usable, else the CPU).
-    #[arg(long, value_enum, default_value = "auto")]
-    pub device: DeviceArg,
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
-    let device = resolve(args.device)?;
-    let mut run = LoadedRun::open(&args.model)?;
-    run.store = run.store.to_device(&device)?;
-    let ds = super::eval::load_for_run(&run, &args.data, args.format)?;
+    let (run, ds) = args.input.open()?;
     // Every window as the test split, forecast as `eval` does: nothing is fitted on it.
     let data = run.prepare_all(&ds)?;
     let (baselines, batch) = (&run.baselines, run.run.train.eval_batch_size);

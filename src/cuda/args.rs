@@ -3,6 +3,7 @@
 //! kernel shapes (grid-stride, rows per block, column reductions).
 
 use super::launch::{Arg, DeviceBuffer, LaunchCfg};
+use super::shared_constants::WARP_SIZE;
 use crate::error::{Error, Result};
 
 pub(crate) const THREADS: u32 = 256;
@@ -70,21 +71,36 @@ pub(crate) fn grid_y(op: &'static str, v: usize) -> Result<u32> {
 /// Static shared memory a block may use without opting in.
 pub(crate) const SHARED_LIMIT: usize = 48 * 1024;
 
-pub(crate) fn row_cfg(rows: usize, rows_per_block: usize, threads: u32) -> LaunchCfg {
-    LaunchCfg::linear(rows.div_ceil(rows_per_block).max(1) as u32, threads)
+/// One warp per row, `warps` rows per block.
+pub(crate) fn warp_rows_cfg(rows: usize, warps: usize) -> LaunchCfg {
+    LaunchCfg::linear(rows.div_ceil(warps).max(1) as u32, WARP_SIZE * warps as u32)
+}
+
+/// A grid of x × y × z blocks of `block` threads with `shared_bytes` of dynamic
+/// shared memory; x must fit a u32, y and z the 65535 limit.
+pub(crate) fn grid_cfg(
+    op: &'static str,
+    [x, y, z]: [usize; 3],
+    block: [u32; 3],
+    shared_bytes: usize,
+) -> Result<LaunchCfg> {
+    let x = u32::try_from(x)
+        .map_err(|_| Error::Invalid(format!("{op}: grid dimension {x} exceeds u32")))?;
+    Ok(LaunchCfg {
+        grid: [x, grid_y(op, y)?, grid_y(op, z)?],
+        block,
+        shared_bytes: shared_bytes as u32,
+    })
 }
 
 /// Rows one block of a column reduction sums before a second pass adds the chunks.
 pub(crate) const ROWS_PER_CHUNK: usize = 512;
 
 pub(crate) fn column_cfg(c: usize, chunks: usize) -> Result<LaunchCfg> {
-    Ok(LaunchCfg {
-        grid: [
-            c.div_ceil(32) as u32,
-            grid_y("column reduction", chunks)?,
-            1,
-        ],
-        block: [32, 16, 1],
-        shared_bytes: 0,
-    })
+    grid_cfg(
+        "column reduction",
+        [c.div_ceil(32), chunks, 1],
+        [32, 16, 1],
+        0,
+    )
 }

@@ -407,6 +407,17 @@ fn column_indices(
                 .to_string()
         })
         .collect();
+    find_columns(file, &found, required)
+}
+
+/// The position of each required column among the `found` names of `file`
+/// (a CSV header or a Parquet schema); a missing one lists what was expected
+/// and found.
+pub(crate) fn find_columns(
+    file: &Path,
+    found: &[String],
+    required: &[&str],
+) -> Result<Vec<usize>, DataError> {
     let mut idx = Vec::with_capacity(required.len());
     let mut missing = Vec::new();
     for name in required {
@@ -420,7 +431,7 @@ fn column_indices(
             file: file.to_path_buf(),
             missing,
             expected: required.iter().map(|s| s.to_string()).collect(),
-            found,
+            found: found.to_vec(),
         });
     }
     Ok(idx)

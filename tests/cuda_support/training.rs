@@ -9,7 +9,7 @@ use convformer::nn::{ConvFormerNet, ModelConfig};
 use convformer::optim::{clip_grad_norm, AdamConfig, AdamW};
 use convformer::{Device, Tensor};
 
-use crate::support::TestRng;
+use crate::support::{param_values, TestRng};
 
 pub fn config() -> ModelConfig {
     ModelConfig {
@@ -60,11 +60,7 @@ pub fn train(device: Device, steps: usize, batch: usize) -> (Vec<f64>, Vec<Vec<f
         assert!(norm > 0.05, "the clip never triggers (norm {norm})");
         opt.step(&mut store, &grads, 3e-3).unwrap();
     }
-    let params = store
-        .ids()
-        .map(|id| store.get(id).to_vec().unwrap())
-        .collect();
-    (losses, params)
+    (losses, param_values(&store))
 }
 
 /// Losses within 1e-4 relative at every step; parameters within 1e-4

@@ -73,6 +73,14 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
     }
 }
 
+/// Every parameter's values on the host, in the store's order.
+pub fn param_values(store: &convformer::ParamStore<f32>) -> Vec<Vec<f32>> {
+    store
+        .ids()
+        .map(|id| store.get(id).to_vec().unwrap())
+        .collect()
+}
+
 pub fn to64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }

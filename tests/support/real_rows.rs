@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use convformer::data::{self, DataError, Dataset, Format, LoadOptions};
 use std::path::{Path, PathBuf};
 
 /// The first 400 records of the Kaggle extract `borg_traces_data.csv`.
@@ -50,4 +51,48 @@ pub fn with_cell(csv: &str, line: usize, column: &str, value: &str) -> String {
     cells[col] = value;
     lines[line] = cells.join(",");
     lines.join("\n") + "\n"
+}
+
+/// The ten real series, loaded with the default options.
+pub fn real_series() -> Dataset {
+    data::load(
+        Path::new(SERIES_DIR),
+        Format::InstanceUsage,
+        &LoadOptions::default(),
+    )
+    .unwrap()
+}
+
+/// The Kaggle head, loaded with the default options.
+pub fn real_kaggle() -> Dataset {
+    data::load(
+        Path::new(KAGGLE_HEAD),
+        Format::Kaggle,
+        &LoadOptions::default(),
+    )
+    .unwrap()
+}
+
+/// `bytes` loaded as a Kaggle file labelled `name`, with the default options.
+pub fn kaggle_from_memory(bytes: &[u8], name: &str) -> Result<Dataset, DataError> {
+    data::load_from_memory(
+        bytes,
+        Path::new(name),
+        Format::Kaggle,
+        &LoadOptions::default(),
+    )
+}
+
+/// The file, line, column and text of a cell error; panics on any other error.
+pub fn cell_error(err: &DataError) -> (&Path, u64, &str, &str) {
+    match err {
+        DataError::Cell {
+            file,
+            line,
+            column,
+            text,
+            ..
+        } => (file, *line, column, text),
+        other => panic!("expected a cell error, got {other:?}"),
+    }
 }

@@ -3,7 +3,7 @@
 //! task, a wave of row groups per thread count at a time so that memory stays bounded.
 
 use super::{field, Collector, Distribution, Parsed, RawRow, Usage, Value};
-use crate::data::DataError;
+use crate::data::{find_columns, DataError};
 use ::parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
@@ -85,19 +85,7 @@ pub(super) fn read_file(file: &Path, collector: &mut Collector) -> Result<(), Da
     })?;
     let schema = meta.schema();
     let found: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let missing: Vec<String> = REQUIRED
-        .iter()
-        .filter(|name| !found.iter().any(|f| f == *name))
-        .map(|s| s.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(DataError::MissingColumns {
-            file: file.to_path_buf(),
-            missing,
-            expected: REQUIRED.iter().map(|s| s.to_string()).collect(),
-            found,
-        });
-    }
+    find_columns(file, &found, &REQUIRED)?;
     let roots = found
         .iter()
         .enumerate()

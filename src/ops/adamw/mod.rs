@@ -1,8 +1,9 @@
-//! The optimizer's device kernels: the fused AdamW step and the L2 norm used
-//! by gradient clipping (`cuda`, on a parameter's device). The CPU update and
-//! the schedule live in [`crate::optim`], which calls these for parameters on
-//! a GPU.
+//! The optimizer's kernels: the AdamW step and the sum of squares used by
+//! gradient clipping, on the CPU (`cpu`) and fused on a GPU (`cuda`). The
+//! optimizer's state, its API and the schedules live in [`crate::optim`],
+//! which calls these on each parameter's device.
 
+pub mod cpu;
 pub mod cuda;
 
 pub use cuda::AdamStep;

@@ -1,7 +1,7 @@
 //! CUDA launches of the attention kernels (`kernels/attention.cu`).
 
 use super::AttentionDims;
-use crate::cuda::args::{check_len, dim, f32s, grid_y, SHARED_LIMIT};
+use crate::cuda::args::{check_len, dim, f32s, grid_cfg, SHARED_LIMIT};
 use crate::cuda::launch::{Arg, Backend, DeviceBuffer, LaunchCfg};
 use crate::cuda::shared_constants::{ATT_MAX_DIM, ATT_MAX_SMEM_TK, ATT_WARPS};
 use crate::error::{Error, Result};
@@ -43,13 +43,8 @@ impl AttentionDims {
     }
     /// (batch·heads, row blocks): batch·heads goes in x, which has no 65535 limit.
     fn cfg(&self, rows: usize, op: &'static str) -> Result<LaunchCfg> {
-        let bh = u32::try_from(self.batch * self.heads)
-            .map_err(|_| Error::Invalid(format!("{op}: batch·heads exceeds u32")))?;
-        Ok(LaunchCfg {
-            grid: [bh, grid_y(op, rows.div_ceil(ATT_WARPS))?, 1],
-            block: [(ATT_WARPS * 32) as u32, 1, 1],
-            shared_bytes: 0,
-        })
+        let grid = [self.batch * self.heads, rows.div_ceil(ATT_WARPS), 1];
+        grid_cfg(op, grid, [(ATT_WARPS * 32) as u32, 1, 1], 0)
     }
     fn dims(&self, op: &'static str) -> Result<[Arg; 6]> {
         Ok([

@@ -1,7 +1,7 @@
 //! CUDA launches of the stride-1 convolution kernels (`kernels/conv1d.cu`).
 
 use super::Conv1dDims;
-use crate::cuda::args::{dim, f32s, grid_y, opt_f32s, SHARED_LIMIT};
+use crate::cuda::args::{dim, f32s, grid_cfg, opt_f32s, SHARED_LIMIT};
 use crate::cuda::launch::{Arg, Backend, LaunchCfg};
 use crate::cuda::shared_constants::{CONV_CI_CHUNK, CONV_TILE};
 use crate::error::{Error, Result};
@@ -40,14 +40,15 @@ pub fn conv1d_fwd<B: Backend>(
     let w = f32s(OP, "w", w, s.c_out * s.c_in * s.kernel)?;
     let bias = opt_f32s(OP, "bias", bias, s.c_out)?;
     let y = f32s(OP, "y", y, s.batch * s.c_out * lout)?;
-    let tiles = lout.div_ceil(CONV_TILE) as u32;
+    let tiles = lout.div_ceil(CONV_TILE);
     let cin1_shared = (window + s.c_out * s.kernel) * 4;
     if s.c_in == 1 && cin1_shared <= SHARED_LIMIT {
-        let cfg = LaunchCfg {
-            grid: [tiles, grid_y(OP, s.batch)?, 1],
-            block: [CONV_TILE as u32, 1, 1],
-            shared_bytes: cin1_shared as u32,
-        };
+        let cfg = grid_cfg(
+            OP,
+            [tiles, s.batch, 1],
+            [CONV_TILE as u32, 1, 1],
+            cin1_shared,
+        )?;
         let args = [
             x,
             w,
@@ -68,11 +69,12 @@ pub fn conv1d_fwd<B: Backend>(
             s.kernel
         )));
     }
-    let cfg = LaunchCfg {
-        grid: [tiles, grid_y(OP, s.c_out)?, grid_y(OP, s.batch)?],
-        block: [CONV_TILE as u32, 1, 1],
-        shared_bytes: shared as u32,
-    };
+    let cfg = grid_cfg(
+        OP,
+        [tiles, s.c_out, s.batch],
+        [CONV_TILE as u32, 1, 1],
+        shared,
+    )?;
     let args = [
         x,
         w,
@@ -114,15 +116,7 @@ pub fn conv1d_bwd<B: Backend>(
     );
     let batch = Arg::I32(dim(OP, s.batch)?);
     if let Some(dx) = dx {
-        let cfg = LaunchCfg {
-            grid: [
-                s.len.div_ceil(256) as u32,
-                grid_y(OP, s.c_in)?,
-                grid_y(OP, s.batch)?,
-            ],
-            block: [256, 1, 1],
-            shared_bytes: 0,
-        };
+        let cfg = grid_cfg(OP, [s.len.div_ceil(256), s.c_in, s.batch], [256, 1, 1], 0)?;
         let args = [
             dyp,
             f32s(OP, "w", w, s.c_out * s.c_in * s.kernel)?,
@@ -137,11 +131,7 @@ pub fn conv1d_bwd<B: Backend>(
         be.launch("conv1d_bwd_input", cfg, &args)?;
     }
     if let Some(dw) = dw {
-        let cfg = LaunchCfg {
-            grid: [s.kernel as u32, grid_y(OP, s.c_in)?, grid_y(OP, s.c_out)?],
-            block: [256, 1, 1],
-            shared_bytes: 0,
-        };
+        let cfg = grid_cfg(OP, [s.kernel, s.c_in, s.c_out], [256, 1, 1], 0)?;
         let args = [
             dyp,
             f32s(OP, "x", x, s.batch * s.c_in * s.len)?,

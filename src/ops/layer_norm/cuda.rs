@@ -1,9 +1,9 @@
 //! CUDA launches of the layer-norm kernels (`kernels/layer_norm.cu`).
 
 use super::LayerNormDims;
-use crate::cuda::args::{column_cfg, dim, f32s, row_cfg, ROWS_PER_CHUNK};
+use crate::cuda::args::{column_cfg, dim, f32s, warp_rows_cfg, ROWS_PER_CHUNK};
 use crate::cuda::launch::{Arg, Backend, DeviceBuffer};
-use crate::cuda::shared_constants::{LN_WARPS, WARP_SIZE};
+use crate::cuda::shared_constants::LN_WARPS;
 use crate::error::Result;
 use crate::ops::elementwise::cuda::column_sum;
 
@@ -32,11 +32,7 @@ pub fn layernorm_fwd<B: Backend>(
         Arg::I32(dim(OP, c)?),
         Arg::F32(d.eps as f32),
     ];
-    be.launch(
-        "layernorm_fwd",
-        row_cfg(rows, LN_WARPS, WARP_SIZE * LN_WARPS as u32),
-        &args,
-    )
+    be.launch("layernorm_fwd", warp_rows_cfg(rows, LN_WARPS), &args)
 }
 
 /// dx, dw, db of layer_norm from dy and the saved mean/rstd.
@@ -68,11 +64,7 @@ pub fn layernorm_bwd<B: Backend>(
         r,
         cc,
     ];
-    be.launch(
-        "layernorm_bwd_input",
-        row_cfg(rows, LN_WARPS, WARP_SIZE * LN_WARPS as u32),
-        &args,
-    )?;
+    be.launch("layernorm_bwd_input", warp_rows_cfg(rows, LN_WARPS), &args)?;
     let chunks = rows.div_ceil(ROWS_PER_CHUNK).max(1);
     if chunks == 1 {
         let args = [

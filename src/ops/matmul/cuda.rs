@@ -1,8 +1,8 @@
 //! CUDA launch of the tiled SGEMM (`kernels/matmul.cu`) with its fused bias and
 //! activation epilogue: the GPU backend of matmul and linear.
 
-use crate::cuda::args::{dim, f32s, grid_y, opt_f32s};
-use crate::cuda::launch::{Arg, Backend, LaunchCfg};
+use crate::cuda::args::{dim, f32s, grid_cfg, opt_f32s};
+use crate::cuda::launch::{Arg, Backend};
 use crate::error::Result;
 
 /// Activation fused after the bias in [`sgemm`].
@@ -100,15 +100,8 @@ pub fn sgemm<B: Backend>(
             Arg::F32(g.beta),
             Arg::I32(g.epilogue as i32),
         ];
-        let cfg = LaunchCfg {
-            grid: [
-                g.n.div_ceil(GEMM_TILE) as u32,
-                grid_y(OP, g.m.div_ceil(GEMM_TILE))?,
-                count as u32,
-            ],
-            block: [GEMM_THREADS, 1, 1],
-            shared_bytes: 0,
-        };
+        let grid = [g.n.div_ceil(GEMM_TILE), g.m.div_ceil(GEMM_TILE), count];
+        let cfg = grid_cfg(OP, grid, [GEMM_THREADS, 1, 1], 0)?;
         be.launch("sgemm_tiled", cfg, &args)?;
     }
     Ok(())

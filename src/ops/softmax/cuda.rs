@@ -1,8 +1,8 @@
 //! CUDA launches of the softmax kernels (`kernels/softmax.cu`).
 
-use crate::cuda::args::{dim, f32s, row_cfg};
+use crate::cuda::args::{dim, f32s, warp_rows_cfg};
 use crate::cuda::launch::{Arg, Backend};
-use crate::cuda::shared_constants::{SOFTMAX_WARPS, WARP_SIZE};
+use crate::cuda::shared_constants::SOFTMAX_WARPS;
 use crate::error::Result;
 
 /// Softmax over the last dim of [rows, c].
@@ -20,11 +20,7 @@ pub fn softmax_fwd<B: Backend>(
         Arg::I32(dim(OP, rows)?),
         Arg::I32(dim(OP, c)?),
     ];
-    be.launch(
-        "softmax_fwd",
-        row_cfg(rows, SOFTMAX_WARPS, WARP_SIZE * SOFTMAX_WARPS as u32),
-        &args,
-    )
+    be.launch("softmax_fwd", warp_rows_cfg(rows, SOFTMAX_WARPS), &args)
 }
 
 pub fn softmax_bwd<B: Backend>(
@@ -44,9 +40,5 @@ pub fn softmax_bwd<B: Backend>(
         Arg::I32(dim(OP, rows)?),
         Arg::I32(dim(OP, c)?),
     ];
-    be.launch(
-        "softmax_bwd",
-        row_cfg(rows, SOFTMAX_WARPS, WARP_SIZE * SOFTMAX_WARPS as u32),
-        &args,
-    )
+    be.launch("softmax_bwd", warp_rows_cfg(rows, SOFTMAX_WARPS), &args)
 }

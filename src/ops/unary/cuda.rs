@@ -5,6 +5,14 @@ use crate::cuda::args::{f32s, grid_stride_cfg};
 use crate::cuda::launch::{Arg, Backend};
 use crate::error::Result;
 
+/// The forward and backward kernels of `op`.
+fn kernels(op: Unary) -> [&'static str; 2] {
+    match op {
+        Unary::Relu => ["relu_fwd", "relu_bwd"],
+        Unary::Gelu => ["gelu_fwd", "gelu_bwd"],
+    }
+}
+
 /// y = op(x).
 pub fn unary_fwd<B: Backend>(
     be: &B,
@@ -14,12 +22,8 @@ pub fn unary_fwd<B: Backend>(
     y: &B::Buffer,
 ) -> Result<()> {
     const OP: &str = "unary_fwd";
-    let kernel = match op {
-        Unary::Relu => "relu_fwd",
-        Unary::Gelu => "gelu_fwd",
-    };
     be.launch(
-        kernel,
+        kernels(op)[0],
         grid_stride_cfg(n),
         &[
             f32s(OP, "x", x, n)?,
@@ -39,15 +43,11 @@ pub fn unary_bwd<B: Backend>(
     dx: &B::Buffer,
 ) -> Result<()> {
     const OP: &str = "unary_bwd";
-    let kernel = match op {
-        Unary::Relu => "relu_bwd",
-        Unary::Gelu => "gelu_bwd",
-    };
     let args = [
         f32s(OP, "x", x, n)?,
         f32s(OP, "dy", dy, n)?,
         f32s(OP, "dx", dx, n)?,
         Arg::I64(n as i64),
     ];
-    be.launch(kernel, grid_stride_cfg(n), &args)
+    be.launch(kernels(op)[1], grid_stride_cfg(n), &args)
 }
