@@ -12,16 +12,15 @@
 //! result, and Optuna sees one COMPLETE trial per finished job.
 
 use super::bracket::{next_run, Bracket};
-use super::hyperband::budget_ladder;
-use super::master::{check_same_settings, eval_seed};
+use super::hyperband::{budget_ladder, planned_jobs};
+use super::master::{apply_result, check_same_settings, eval_seed, Finished, JobSpec};
 use super::model::{Model, Origin};
 use super::optuna_log::{self as op, TrialState};
 use super::rng::Rng;
 use super::space::Config;
-use super::types::{Evaluation, Incumbent, TrajectoryPoint, TuneOutcome, TuneSettings};
+use super::types::{TuneOutcome, TuneSettings};
 use super::EvalContext;
 use crate::{Error, Result};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use std::time::{Duration, Instant};
 
@@ -33,18 +32,6 @@ const JOB_ATTR: &str = "bohb:job";
 const HEARTBEAT_ATTR: &str = "bohb:heartbeat";
 /// Trial system attribute set before an attempt ends FAIL without a result.
 const END_ATTR: &str = "bohb:end";
-
-/// What an attempt says about its job (the `bohb:job` attribute).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct JobSpec {
-    job: u64,
-    bracket: usize,
-    stage: usize,
-    slot: usize,
-    budget: f64,
-    origin: Origin,
-    config: Config,
-}
 
 struct Job {
     spec: JobSpec,
@@ -157,15 +144,9 @@ impl StudyView {
 
     /// Upper bound on the study's evaluations (fewer when results fail).
     pub fn planned(&self) -> usize {
-        let Some(s) = &self.settings else { return 0 };
-        (0..s.iterations)
-            .map(|i| {
-                super::hyperband::bracket_plan(&self.ladder, s.eta, i)
-                    .sizes
-                    .iter()
-                    .sum::<usize>()
-            })
-            .sum()
+        self.settings
+            .as_ref()
+            .map_or(0, |s| planned_jobs(&self.ladder, s.eta, s.iterations))
     }
 
     /// Applies entries read from the log, in order.
@@ -379,61 +360,26 @@ impl StudyView {
             return Ok(());
         }
         let loss = match state {
-            TrialState::Complete => Some(
-                loss.filter(|l| l.is_finite())
-                    .ok_or_else(|| bad(at, "a COMPLETE trial without a finite value"))?,
-            ),
-            _ => None,
+            TrialState::Complete => Ok(loss
+                .filter(|l| l.is_finite())
+                .ok_or_else(|| bad(at, "a COMPLETE trial without a finite value"))?),
+            _ => Err(error.unwrap_or_else(|| "failed (no message recorded)".into())),
         };
         self.jobs[job].resolved_by = Some(trial);
-        let error = match loss {
-            Some(_) => None,
-            None => Some(error.unwrap_or_else(|| "failed (no message recorded)".into())),
-        };
-        self.apply_result(job, loss, error, seconds);
-        Ok(())
-    }
-
-    /// Job `job`'s result, applied as the in-process master applies it.
-    fn apply_result(&mut self, job: usize, loss: Option<f64>, error: Option<String>, seconds: f64) {
-        let spec = &self.jobs[job].spec;
-        let bracket = &mut self.brackets[spec.bracket];
-        bracket.current.losses[spec.slot] = Some(loss);
-        if let Some(model) = self.model.as_mut() {
-            model.observe(&spec.config, spec.budget, loss);
-        }
-        let outcome = &mut self.outcome;
-        outcome.total_budget += spec.budget;
-        match loss {
-            None => outcome.failures += 1,
-            Some(loss) => {
-                if Incumbent::beaten_by(outcome.incumbent.as_ref(), spec.budget, loss) {
-                    outcome.incumbent = Some(Incumbent {
-                        job: spec.job,
-                        config: spec.config.clone(),
-                        budget: spec.budget,
-                        loss,
-                    });
-                    outcome.trajectory.push(TrajectoryPoint {
-                        cumulative_budget: outcome.total_budget,
-                        loss,
-                        job: spec.job,
-                    });
-                }
-            }
-        }
-        outcome.evaluations.push(Evaluation {
-            job: spec.job,
-            bracket: spec.bracket,
-            stage: spec.stage,
-            budget: spec.budget,
-            origin: spec.origin,
-            config: spec.config.clone(),
+        let model = self.model.as_mut().expect("a study with jobs has settings");
+        let finished = Finished {
             loss,
-            error,
             seconds,
             replayed: false,
-        });
+        };
+        apply_result(
+            &mut self.brackets,
+            model,
+            &mut self.outcome,
+            &self.jobs[job].spec,
+            &finished,
+        );
+        Ok(())
     }
 
     /// The intermediate-value step of `budget`: the budget itself when every
