@@ -146,14 +146,7 @@ fn planned(settings: &TuneSettings) -> usize {
     let ladder =
         bohb::hyperband::budget_ladder(settings.min_budget, settings.max_budget, settings.eta)
             .unwrap();
-    (0..settings.iterations)
-        .map(|i| {
-            bohb::hyperband::bracket_plan(&ladder, settings.eta, i)
-                .sizes
-                .iter()
-                .sum::<usize>()
-        })
-        .sum()
+    bohb::hyperband::planned_jobs(&ladder, settings.eta, settings.iterations)
 }
 
 fn in_process(settings: &TuneSettings) -> bohb::TuneOutcome {
@@ -244,7 +237,16 @@ fn four_processes_on(log: &str) {
     let workers: std::collections::BTreeSet<&str> =
         view.attempts().map(|a| a.worker.as_str()).collect();
     assert_eq!(workers.len(), 4, "all four processes evaluated jobs");
-    println!("4 processes: {n} jobs, each finished once; jobs per worker:");
+    let idle = view.idle();
+    println!(
+        "4 processes: {n} jobs, each finished once; told to wait {} times, {} of them while a job was runnable; jobs per worker:",
+        idle.records, idle.while_work_existed
+    );
+    assert!(idle.records > 0, "BOHB's stage barriers make workers wait");
+    assert_eq!(
+        idle.while_work_existed, 0,
+        "an idle hand-out while work existed"
+    );
     for w in &workers {
         println!(
             "  {w}: {}",
@@ -296,9 +298,10 @@ fn sigkill_on(log: &str) {
     let outcome = view.outcome();
     assert_eq!(outcome.evaluations.len(), n);
     assert_eq!(outcome.failures, 0);
+    let idle = view.idle();
     println!(
-        "killed 2 of 4: {n} jobs finished once each, {} attempts given up and retried, {} finished after the retry's result, {} trials",
-        counts.abandoned, counts.superseded, counts.trials
+        "killed 2 of 4: {n} jobs finished once each, {} attempts given up and retried, {} finished after the retry's result, {} trials; told to wait {} times, {} while a job was runnable",
+        counts.abandoned, counts.superseded, counts.trials, idle.records, idle.while_work_existed
     );
     assert_eq!(counts.trials, n + counts.abandoned + counts.superseded);
     assert!(counts.abandoned >= 1, "no killed claim was retried");
@@ -399,6 +402,59 @@ fn late_result_on(log: &str) {
     assert_eq!(counts.abandoned, 1);
 }
 
+/// The idle count is the log's: a wait recorded while BOHB could hand out
+/// a job counts (here a second worker held back by the study's `--workers
+/// 1`), a wait at a stage barrier does not, and a wait decided on a stale
+/// view is never recorded.
+#[test]
+fn idle_records_count_only_waits_while_work_existed() {
+    let log = file_study("idle");
+    let s = settings(2, 1, 27.0, 1);
+    create(&log, &s);
+    let (mut a_store, mut b_store) = (storage::open(&log).unwrap(), storage::open(&log).unwrap());
+    let (mut a, mut b) = (StudyView::default(), StudyView::default());
+    sync(&mut *a_store, &mut a).unwrap();
+    sync(&mut *b_store, &mut b).unwrap();
+    let Action::Claim { entries, .. } = a.next_action("A", Duration::from_secs(60)).unwrap() else {
+        panic!("A finds work")
+    };
+    assert!(a_store.append_if_current(&entries).unwrap());
+    // B decided before A's claim: its record is refused.
+    assert!(!b_store
+        .append_if_current(&[StudyView::idle_entry("B")])
+        .unwrap());
+    sync(&mut *b_store, &mut b).unwrap();
+    assert!(matches!(
+        b.next_action("B", Duration::from_secs(60)).unwrap(),
+        Action::Wait
+    ));
+    assert!(b_store
+        .append_if_current(&[StudyView::idle_entry("B")])
+        .unwrap());
+    let idle = view_of(&log).idle();
+    assert_eq!((idle.records, idle.while_work_existed), (1, 1));
+    // With two workers allowed, run the 27-budget bracket's stage to its
+    // barrier: every slot handed out, results missing.
+    let log = file_study("idle-barrier");
+    let s = settings(2, 9, 27.0, 1);
+    create(&log, &s);
+    let mut store = storage::open(&log).unwrap();
+    let mut view = StudyView::default();
+    loop {
+        sync(&mut *store, &mut view).unwrap();
+        match view.next_action("A", Duration::from_secs(60)).unwrap() {
+            Action::Claim { entries, .. } => assert!(store.append_if_current(&entries).unwrap()),
+            Action::Wait => break,
+            Action::Done => panic!("nothing finished yet"),
+        }
+    }
+    assert!(store
+        .append_if_current(&[StudyView::idle_entry("A")])
+        .unwrap());
+    let idle = view_of(&log).idle();
+    assert_eq!((idle.records, idle.while_work_existed), (1, 0));
+}
+
 #[test]
 fn a_torn_last_line_is_cut_before_the_next_append() {
     let dir = scratch("torn");
@@ -468,6 +524,7 @@ fn regret_on(backend: &str, study_of: &(dyn Fn(u64) -> String + Sync)) {
         ..CountingOnes::new(8, 8)
     };
     let (mut local, mut shared) = (Vec::new(), Vec::new());
+    let mut idle = (0, 0);
     let start = Instant::now();
     for seed in 0..10 {
         let s = settings(seed, 4, 243.0, 5);
@@ -493,6 +550,12 @@ fn regret_on(backend: &str, study_of: &(dyn Fn(u64) -> String + Sync)) {
         let outcome = &outcomes[0].outcome;
         assert_eq!(outcome.evaluations.len(), planned(&s));
         assert!(raw_counts(&log).complete.values().all(|&c| c == 1));
+        let seen = view_of(&log).idle();
+        assert_eq!(
+            seen.while_work_existed, 0,
+            "seed {seed}: an idle hand-out while work existed"
+        );
+        idle = (idle.0 + seen.records, idle.1 + seen.while_work_existed);
         shared.push(truth.regret(&outcome.incumbent.clone().unwrap().config));
     }
     let stats = |v: &[f64]| {
@@ -503,11 +566,13 @@ fn regret_on(backend: &str, study_of: &(dyn Fn(u64) -> String + Sync)) {
     let ((ml, vl), (ms, vs)) = (stats(&local), stats(&shared));
     let se = (vl / 10.0 + vs / 10.0).sqrt();
     println!(
-        "final regret over 10 seeds: in-process async {ml:.4} (sd {:.4}), {backend} 4 workers {ms:.4} (sd {:.4}); difference {:.4}, 3 SE {:.4}; {:.1} s",
+        "final regret over 10 seeds: in-process async {ml:.4} (sd {:.4}), {backend} 4 workers {ms:.4} (sd {:.4}); difference {:.4}, 3 SE {:.4}; {} waits, {} while a job was runnable; {:.1} s",
         vl.sqrt(),
         vs.sqrt(),
         ms - ml,
         3.0 * se,
+        idle.0,
+        idle.1,
         start.elapsed().as_secs_f64()
     );
     assert!(

@@ -32,6 +32,10 @@ const JOB_ATTR: &str = "bohb:job";
 const HEARTBEAT_ATTR: &str = "bohb:heartbeat";
 /// Trial system attribute set before an attempt ends FAIL without a result.
 const END_ATTR: &str = "bohb:end";
+/// Study system attribute a worker sets when it is told to wait (its value
+/// names the worker); appended only onto the log position the worker decided
+/// on, so the log shows what the worker saw when it went idle.
+const IDLE_ATTR: &str = "bohb:idle";
 
 struct Job {
     spec: JobSpec,
@@ -92,6 +96,20 @@ pub struct StudyView {
     trials: Vec<Option<Attempt>>,
     outcome: TuneOutcome,
     entries: usize,
+    /// Entries that can change what is runnable (all but heartbeats and idle records).
+    changes: usize,
+    idle: IdleCount,
+}
+
+/// The log's idle records: a worker asked for a job and was told to wait.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdleCount {
+    pub records: usize,
+    /// Of those, records at a log position where a job was runnable: BOHB
+    /// could hand one out (the study's `--workers` bound aside), or an
+    /// unresolved job had no RUNNING attempt. An idle hand-out while work
+    /// existed; 0 when the schedule wastes no worker.
+    pub while_work_existed: usize,
 }
 
 fn bad(entry: usize, why: impl std::fmt::Display) -> Error {
@@ -152,13 +170,47 @@ impl StudyView {
     /// Applies entries read from the log, in order.
     pub fn apply_all(&mut self, entries: Vec<Json>) -> Result<()> {
         for entry in entries {
-            self.apply(&entry)?;
+            if self.apply(&entry)? {
+                self.changes += 1;
+            }
             self.entries += 1;
         }
         Ok(())
     }
 
-    fn apply(&mut self, entry: &Json) -> Result<()> {
+    /// How many entries so far can change what is runnable: a worker that
+    /// waited at this count has nothing new to decide on.
+    pub fn changes(&self) -> usize {
+        self.changes
+    }
+
+    pub fn idle(&self) -> IdleCount {
+        self.idle
+    }
+
+    /// Whether the log read so far holds a job a free worker could take:
+    /// one BOHB would hand out next, or an unresolved job that no RUNNING
+    /// attempt works on. (A silent attempt's staleness is a matter of the
+    /// reader's clock, not of the log, so it does not count.)
+    fn work_exists(&self) -> bool {
+        let Some(s) = &self.settings else {
+            return false;
+        };
+        let mut brackets = self.brackets.clone();
+        next_run(&mut brackets, &self.ladder, s.eta, s.iterations).is_some()
+            || self.jobs.iter().any(|j| {
+                j.resolved_by.is_none()
+                    && !j.attempts.iter().any(|&t| {
+                        self.trials[t]
+                            .as_ref()
+                            .is_some_and(|a| a.state == TrialState::Running)
+                    })
+            })
+    }
+
+    /// Applies one entry; `false` for a heartbeat or an idle record (they
+    /// change nothing BOHB decides on).
+    fn apply(&mut self, entry: &Json) -> Result<bool> {
         let at = self.entries;
         let code = field(entry, "op_code", at)?
             .as_u64()
@@ -169,8 +221,16 @@ impl StudyView {
                 self.name = Some(name.as_str().unwrap_or_default().to_string());
             }
             op::SET_STUDY_SYSTEM_ATTR if index(entry, "study_id", at)? == 0 => {
-                if let Some(value) = field(entry, "system_attr", at)?.get(SETTINGS_ATTR) {
+                let attr = field(entry, "system_attr", at)?;
+                if let Some(value) = attr.get(SETTINGS_ATTR) {
                     self.set_settings(value, at)?;
+                }
+                if attr.get(IDLE_ATTR).is_some() {
+                    self.idle.records += 1;
+                    if self.work_exists() {
+                        self.idle.while_work_existed += 1;
+                    }
+                    return Ok(false);
                 }
             }
             op::CREATE_TRIAL => self.create_trial(entry, at)?,
@@ -201,21 +261,25 @@ impl StudyView {
             op::SET_TRIAL_SYSTEM_ATTR => {
                 let trial = index(entry, "trial_id", at)?;
                 let attr = field(entry, "system_attr", at)?.clone();
+                let beat = attr.get(HEARTBEAT_ATTR).and_then(Json::as_str);
                 if let Some(a) = self.running_attempt(trial) {
                     a.last_seen = Instant::now();
                     if let Some(end) = attr.get(END_ATTR).and_then(Json::as_str) {
                         a.end = Some(end.to_string());
                     }
-                    if let Some(beat) = attr.get(HEARTBEAT_ATTR).and_then(Json::as_str) {
+                    if let Some(beat) = beat {
                         a.last_beat = Some(beat.to_string());
                     }
+                }
+                if beat.is_some() {
+                    return Ok(false);
                 }
             }
             // Params are read from `bohb:job` (bit-exact, typed); studies
             // deletion and user attributes change nothing BOHB decides.
             _ => {}
         }
-        Ok(())
+        Ok(true)
     }
 
     fn set_settings(&mut self, value: &Json, at: usize) -> Result<()> {
@@ -605,6 +669,11 @@ impl StudyView {
             op::create_study(worker, name),
             op::set_study_system_attr(worker, SETTINGS_ATTR, value),
         ])
+    }
+
+    /// The record of `worker` being told to wait.
+    pub fn idle_entry(worker: &str) -> Json {
+        op::set_study_system_attr(worker, IDLE_ATTR, json!(worker))
     }
 
     /// A heartbeat of attempt `trial`.
