@@ -598,41 +598,44 @@ fn install_optuna() -> Result<PathBuf, String> {
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
+/// The pinned optuna's install prefix, or `None` after a loud SKIPPED line.
+fn optuna_or_skip(test: &str) -> Option<PathBuf> {
+    match install_optuna() {
+        Ok(prefix) => Some(prefix),
+        Err(why) => {
+            eprintln!("\n==================== SKIPPED: {test} (Optuna) ====================\n{why}\n==============================================================\n");
+            None
+        }
+    }
+}
+
+/// Every trial as Optuna's own API returns it, in the shape [`same_trials`]
+/// compares: params as Python's `str` of their values.
 const OPTUNA_DUMP: &str = r#"
 import json, sys
 import optuna
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-study = optuna.load_study(study_name=None, storage=JournalStorage(JournalFileBackend(sys.argv[1])))
+kind, where = sys.argv[1], sys.argv[2]
+backend = (JournalFileBackend(where) if kind == "journal"
+           else JournalRedisBackend(where, prefix=sys.argv[3]))
+study = optuna.load_study(study_name=None, storage=JournalStorage(backend))
 print(json.dumps({"version": optuna.__version__, "trials": [
-    {"number": t.number, "state": t.state.name, "params": t.params, "value": t.value,
+    {"state": t.state.name, "value": t.value,
+     "params": {k: str(v) for k, v in t.params.items()},
      "intermediate": {str(k): v for k, v in t.intermediate_values.items()},
-     "user_attrs": t.user_attrs, "job": t.system_attrs["bohb:job"]["job"]}
+     "job": t.user_attrs["bohb_job"], "budget": t.user_attrs["budget"],
+     "bracket": t.user_attrs["bohb_bracket"]}
     for t in study.get_trials(deepcopy=False)]}))
 "#;
 
-#[test]
-fn optuna_reads_every_trial_as_convformer_sees_it() {
-    let prefix = match install_optuna() {
-        Ok(p) => p,
-        Err(why) => {
-            eprintln!("\n==================== SKIPPED: Optuna reads the journal ====================\n{why}\n===========================================================================\n");
-            return;
-        }
-    };
-    let dir = scratch("optuna");
-    let log = dir.join("study.log");
-    let s = settings(4, 2, 243.0, 5);
-    create(&url(&log), &s);
-    let children: Vec<Child> = (0..2).map(|_| join_worker(&url(&log), 30.0, 2)).collect();
-    for c in children {
-        wait_ok(c, "worker");
-    }
+/// Runs [`OPTUNA_DUMP`] with `args` (`journal PATH` or `redis URL PREFIX`).
+fn optuna_dump(prefix: &Path, args: &[&str]) -> Json {
     let out = Command::new("python3")
         .args(["-c", OPTUNA_DUMP])
-        .arg(&log)
-        .env("PYTHONPATH", &prefix)
+        .args(args)
+        .env("PYTHONPATH", prefix)
         .output()
         .unwrap();
     assert!(
@@ -642,9 +645,33 @@ fn optuna_reads_every_trial_as_convformer_sees_it() {
     );
     let dump: Json = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(dump["version"], "4.6.0");
-    let trials = dump["trials"].as_array().unwrap();
-    let outcome = view_of(&url(&log)).outcome();
-    let complete: Vec<&Json> = trials.iter().filter(|t| t["state"] == "COMPLETE").collect();
+    dump
+}
+
+/// A study run by two worker processes, for the readers to read.
+fn two_workers_study(study: &str) {
+    create(study, &settings(4, 2, 243.0, 5));
+    let children: Vec<Child> = (0..2).map(|_| join_worker(study, 30.0, 2)).collect();
+    for c in children {
+        wait_ok(c, "worker");
+    }
+}
+
+/// Asserts that `trials` (one JSON object per trial: state, value, params as
+/// text, intermediate values by step, job, budget, bracket) hold every
+/// evaluation of the study in `study` with its params, budget and loss, once,
+/// as a COMPLETE trial. Returns (trials, COMPLETE trials).
+fn same_trials(trials: &[Json], study: &str) -> (usize, usize) {
+    let outcome = view_of(study).outcome();
+    let complete: Vec<&Json> = trials
+        .iter()
+        .filter(|t| {
+            t["state"]
+                .as_str()
+                .unwrap()
+                .eq_ignore_ascii_case("complete")
+        })
+        .collect();
     assert_eq!(complete.len(), outcome.evaluations.len());
     for e in &outcome.evaluations {
         let t = complete
@@ -655,26 +682,196 @@ fn optuna_reads_every_trial_as_convformer_sees_it() {
         assert_eq!(t["value"].as_f64(), Some(loss), "job {}", e.job);
         let step = (e.budget as i64).to_string();
         assert_eq!(t["intermediate"][&step].as_f64(), Some(loss));
-        assert_eq!(t["user_attrs"]["budget"].as_f64(), Some(e.budget));
-        assert_eq!(t["user_attrs"]["bohb_bracket"], e.bracket);
+        assert_eq!(t["budget"].as_f64(), Some(e.budget));
+        assert_eq!(t["bracket"], e.bracket);
         let params = t["params"].as_object().unwrap();
         assert_eq!(params.len(), e.config.len());
         for (name, value) in &e.config {
-            let seen = &params[name];
+            let seen = params[name].as_str().unwrap();
             match value {
-                Value::Int(i) => assert_eq!(seen.as_i64(), Some(*i), "{name}"),
-                Value::Float(x) => assert_eq!(seen.as_f64(), Some(*x), "{name}"),
-                Value::Str(v) => assert_eq!(seen.as_str(), Some(v.as_str()), "{name}"),
+                Value::Int(i) => assert_eq!(seen.parse::<i64>().ok(), Some(*i), "{name}"),
+                Value::Float(x) => assert_eq!(seen.parse::<f64>().ok(), Some(*x), "{name}"),
+                Value::Str(v) => assert_eq!(seen, v, "{name}"),
             }
         }
     }
-    println!(
-        "optuna {} read {} trials, {} COMPLETE, equal to convformer's {} evaluations",
-        dump["version"],
-        trials.len(),
-        complete.len(),
-        outcome.evaluations.len()
+    (trials.len(), complete.len())
+}
+
+#[test]
+fn optuna_reads_every_trial_as_convformer_sees_it() {
+    let Some(prefix) = optuna_or_skip("Optuna reads the journal") else {
+        return;
+    };
+    let log = scratch("optuna").join("study.log");
+    two_workers_study(&url(&log));
+    let dump = optuna_dump(&prefix, &["journal", log.to_str().unwrap()]);
+    let (all, complete) = same_trials(dump["trials"].as_array().unwrap(), &url(&log));
+    println!("optuna 4.6.0 read the journal: {all} trials, {complete} COMPLETE, equal to convformer's evaluations");
+}
+
+#[test]
+fn redis_optuna_reads_every_trial_as_convformer_sees_it() {
+    let Some(prefix) = optuna_or_skip("Optuna reads Redis") else {
+        return;
+    };
+    let Some(server) = RedisServer::start("Optuna reads Redis") else {
+        return;
+    };
+    let study = server.study("optuna");
+    two_workers_study(&study);
+    let dump = optuna_dump(&prefix, &["redis", &server.url(), "optuna"]);
+    let (all, complete) = same_trials(dump["trials"].as_array().unwrap(), &study);
+    println!("optuna 4.6.0 read Redis (JournalRedisBackend, prefix \"optuna\"): {all} trials, {complete} COMPLETE, equal to convformer's evaluations");
+}
+
+/// A free loopback port (the listener closes before the server binds it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `path` from 127.0.0.1:`port`: (status code, body).
+fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, body.to_string()))
+}
+
+/// The dashboard's trials (`/api/studies/<id>`) in [`same_trials`]' shape.
+fn dashboard_trials(port: u16) -> Vec<Json> {
+    let start = Instant::now();
+    let studies = loop {
+        match http_get(port, "/api/studies") {
+            Ok((200, body)) => break serde_json::from_str::<Json>(&body).unwrap(),
+            _ if start.elapsed() < Duration::from_secs(60) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            other => panic!("optuna-dashboard did not answer on port {port}: {other:?}"),
+        }
+    };
+    let summaries = studies["study_summaries"].as_array().unwrap();
+    assert_eq!(summaries.len(), 1, "{studies}");
+    let id = &summaries[0]["study_id"];
+    let (code, body) = http_get(port, &format!("/api/studies/{id}")).unwrap();
+    assert_eq!(code, 200, "{body}");
+    let detail: Json = serde_json::from_str(&body).unwrap();
+    let attr = |t: &Json, key: &str| -> Json {
+        let text = t["user_attrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == key)
+            .unwrap_or_else(|| panic!("no user attribute {key} in {t}"))["value"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        serde_json::from_str(&text).unwrap()
+    };
+    detail["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let params: serde_json::Map<String, Json> = t["params"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    let name = p["name"].as_str().unwrap().to_string();
+                    (name, p["param_external_value"].clone())
+                })
+                .collect();
+            let intermediate: serde_json::Map<String, Json> = t["intermediate_values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| (v["step"].to_string(), v["value"].clone()))
+                .collect();
+            serde_json::json!({
+                "state": t["state"], "value": t["values"].get(0), "params": params,
+                "intermediate": intermediate, "job": attr(t, "bohb_job"),
+                "budget": attr(t, "budget"), "bracket": attr(t, "bohb_bracket"),
+            })
+        })
+        .collect()
+}
+
+/// The pinned optuna-dashboard started as `$prefix/bin/optuna-dashboard PATH`
+/// (the README's command) shows every evaluation with its params, budget and loss.
+#[test]
+fn optuna_dashboard_shows_every_evaluation() {
+    let Some(prefix) = optuna_or_skip("optuna-dashboard serves the journal") else {
+        return;
+    };
+    let log = scratch("dashboard").join("study.log");
+    two_workers_study(&url(&log));
+    let port = free_port();
+    let dashboard = Served::spawn(
+        Command::new("python3")
+            .arg(prefix.join("bin/optuna-dashboard"))
+            .arg(&log)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--quiet",
+            ])
+            .env("PYTHONPATH", &prefix),
+        port,
+    )
+    .unwrap();
+    let (all, complete) = same_trials(&dashboard_trials(dashboard.port), &url(&log));
+    println!("optuna-dashboard 0.21.0 on the journal: /api/studies/0 shows {all} trials, {complete} COMPLETE, equal to convformer's evaluations");
+}
+
+/// The dashboard over Redis: its command line reads only the empty key
+/// prefix, so the README's Redis recipe starts it with `run_server` and
+/// the study's prefix; this is that command.
+#[test]
+fn redis_optuna_dashboard_shows_every_evaluation() {
+    let Some(prefix) = optuna_or_skip("optuna-dashboard serves Redis") else {
+        return;
+    };
+    let Some(server) = RedisServer::start("optuna-dashboard serves Redis") else {
+        return;
+    };
+    let study = server.study("dash");
+    two_workers_study(&study);
+    let port = free_port();
+    let serve = format!(
+        "from optuna.storages import JournalStorage\n\
+         from optuna.storages.journal import JournalRedisBackend\n\
+         from optuna_dashboard import run_server\n\
+         run_server(JournalStorage(JournalRedisBackend('{}', prefix='dash')), host='127.0.0.1', port={port})",
+        server.url()
     );
+    let dashboard = Served::spawn(
+        Command::new("python3")
+            .args(["-c", &serve])
+            .env("PYTHONPATH", &prefix),
+        port,
+    )
+    .unwrap();
+    let (all, complete) = same_trials(&dashboard_trials(dashboard.port), &study);
+    println!("optuna-dashboard 0.21.0 on Redis (run_server, prefix \"dash\"): {all} trials, {complete} COMPLETE, equal to convformer's evaluations");
 }
 
 #[test]
@@ -748,10 +945,47 @@ fn status_and_cli_round_trip() {
     );
 }
 
-/// A `redis-server` on a loopback port, stopped (SIGKILL) when dropped.
-struct RedisServer {
+/// A server process on a loopback port, stopped (SIGKILL) when dropped.
+struct Served {
     child: Child,
     port: u16,
+}
+
+impl Served {
+    /// Spawns `command` (its output discarded) and waits until `port` takes
+    /// connections; `Err` says why not.
+    fn spawn(command: &mut Command, port: u16) -> Result<Served, String> {
+        let program = command.get_program().to_string_lossy().into_owned();
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {program}: {e}"))?;
+        let mut served = Served { child, port };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = served.child.try_wait() {
+                return Err(format!("{program} exited ({status}) before listening"));
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err(format!("{program} did not listen on 127.0.0.1:{port}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(served)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `redis-server` on a loopback port, stopped when dropped.
+struct RedisServer {
+    server: Served,
 }
 
 impl RedisServer {
@@ -767,43 +1001,24 @@ impl RedisServer {
         }
         static NEXT: AtomicU16 = AtomicU16::new(0);
         let port = 20_000 + (std::process::id() % 2_000) as u16 * 16 + NEXT.fetch_add(1, SeqCst);
-        let child = match Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => return skip(format!("cannot start redis-server: {e}")),
-        };
-        let server = RedisServer { child, port };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if start.elapsed() > Duration::from_secs(10) {
-                return skip(format!("redis-server did not listen on 127.0.0.1:{port}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"]);
+        match Served::spawn(&mut command, port) {
+            Ok(server) => Some(RedisServer { server }),
+            Err(why) => skip(why),
         }
-        Some(server)
     }
 
+    /// The server's URL, as Optuna's `JournalRedisBackend` takes it.
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.server.port)
+    }
+
+    /// The study `name` on this server, as `--storage` takes it.
     fn study(&self, name: &str) -> String {
-        format!("redis://127.0.0.1:{}/{name}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        format!("{}/{name}", self.url())
     }
 }
 
