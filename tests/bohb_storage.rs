@@ -31,7 +31,7 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// The CLI's counting ones (8+8) with the CLI's default model settings.
+/// The CLI's counting ones (8+8) with the default model settings (the CLI's too).
 fn settings(seed: u64, workers: usize, max_budget: f64, iterations: usize) -> TuneSettings {
     TuneSettings {
         objective: "counting-ones".into(),
@@ -43,14 +43,7 @@ fn settings(seed: u64, workers: usize, max_budget: f64, iterations: usize) -> Tu
         workers,
         seed,
         schedule: Schedule::Async,
-        model: ModelSettings {
-            min_points_in_model: None,
-            top_n_percent: 15,
-            num_samples: 64,
-            random_fraction: 1.0 / 3.0,
-            bandwidth_factor: 3.0,
-            min_bandwidth: 1e-3,
-        },
+        model: ModelSettings::default(),
     }
 }
 
@@ -192,11 +185,6 @@ fn evals(outcome: &bohb::TuneOutcome) -> Evals {
         .collect()
 }
 
-#[test]
-fn one_worker_thread_reproduces_the_in_process_run() {
-    one_worker_on(&file_study("one"));
-}
-
 fn one_worker_on(log: &str) {
     let s = settings(3, 1, 243.0, 5);
     create(log, &s);
@@ -210,11 +198,6 @@ fn one_worker_on(log: &str) {
     assert_eq!(report.outcome.incumbent, expected.incumbent);
     // A fresh reader of the file derives the same study.
     assert_eq!(evals(&view_of(log).outcome()), evals(&expected));
-}
-
-#[test]
-fn four_worker_processes_finish_every_planned_job_once() {
-    four_processes_on(&file_study("four"));
 }
 
 fn four_processes_on(log: &str) {
@@ -253,11 +236,6 @@ fn four_processes_on(log: &str) {
             view.attempts().filter(|a| a.worker == *w).count()
         );
     }
-}
-
-#[test]
-fn sigkilled_workers_lose_nothing_and_finish_nothing_twice() {
-    sigkill_on(&file_study("kill"));
 }
 
 fn sigkill_on(log: &str) {
@@ -307,11 +285,6 @@ fn sigkill_on(log: &str) {
     assert!(counts.abandoned >= 1, "no killed claim was retried");
 }
 
-#[test]
-fn a_killed_lone_worker_resumes_to_the_uninterrupted_run() {
-    lone_worker_on(&file_study("lone"));
-}
-
 fn lone_worker_on(log: &str) {
     let s = settings(7, 1, 243.0, 5);
     create(log, &s);
@@ -340,11 +313,6 @@ fn lone_worker_on(log: &str) {
 
 /// Drives two views by hand: attempt A goes silent, B takes the job over,
 /// then A's late result arrives first and is kept; B's is marked superseded.
-#[test]
-fn a_late_result_is_kept_once() {
-    late_result_on(&file_study("late"));
-}
-
 fn late_result_on(log: &str) {
     let s = settings(2, 2, 27.0, 1);
     create(log, &s);
@@ -657,6 +625,38 @@ fn two_workers_study(study: &str) {
     }
 }
 
+/// The pinned Python packages and a two-worker study in a journal file
+/// (its path), or `None` after a SKIPPED line.
+fn journal_study_for_python(test: &str, name: &str) -> Option<(PathBuf, PathBuf)> {
+    let prefix = optuna_or_skip(test)?;
+    let log = scratch(name).join("study.log");
+    two_workers_study(&url(&log));
+    Some((prefix, log))
+}
+
+/// The pinned Python packages and a two-worker study `name` on a fresh
+/// redis-server (its `--storage` URL), or `None` after a SKIPPED line.
+fn redis_study_for_python(test: &str, name: &str) -> Option<(PathBuf, RedisServer, String)> {
+    let prefix = optuna_or_skip(test)?;
+    let server = RedisServer::start(test)?;
+    let study = server.study(name);
+    two_workers_study(&study);
+    Some((prefix, server, study))
+}
+
+/// `python3 ARGS` with the pinned packages, ARGS = `args_for(port)` for a
+/// free loopback port, once it serves there.
+fn python_server(prefix: &Path, args_for: impl FnOnce(u16) -> Vec<String>) -> Served {
+    let port = free_port();
+    Served::spawn(
+        Command::new("python3")
+            .args(args_for(port))
+            .env("PYTHONPATH", prefix),
+        port,
+    )
+    .unwrap()
+}
+
 /// Asserts that `trials` (one JSON object per trial: state, value, params as
 /// text, intermediate values by step, job, budget, bracket) hold every
 /// evaluation of the study in `study` with its params, budget and loss, once,
@@ -700,11 +700,9 @@ fn same_trials(trials: &[Json], study: &str) -> (usize, usize) {
 
 #[test]
 fn optuna_reads_every_trial_as_convformer_sees_it() {
-    let Some(prefix) = optuna_or_skip("Optuna reads the journal") else {
+    let Some((prefix, log)) = journal_study_for_python("Optuna reads the journal", "optuna") else {
         return;
     };
-    let log = scratch("optuna").join("study.log");
-    two_workers_study(&url(&log));
     let dump = optuna_dump(&prefix, &["journal", log.to_str().unwrap()]);
     let (all, complete) = same_trials(dump["trials"].as_array().unwrap(), &url(&log));
     println!("optuna 4.6.0 read the journal: {all} trials, {complete} COMPLETE, equal to convformer's evaluations");
@@ -712,14 +710,10 @@ fn optuna_reads_every_trial_as_convformer_sees_it() {
 
 #[test]
 fn redis_optuna_reads_every_trial_as_convformer_sees_it() {
-    let Some(prefix) = optuna_or_skip("Optuna reads Redis") else {
+    let Some((prefix, server, study)) = redis_study_for_python("Optuna reads Redis", "optuna")
+    else {
         return;
     };
-    let Some(server) = RedisServer::start("Optuna reads Redis") else {
-        return;
-    };
-    let study = server.study("optuna");
-    two_workers_study(&study);
     let dump = optuna_dump(&prefix, &["redis", &server.url(), "optuna"]);
     let (all, complete) = same_trials(dump["trials"].as_array().unwrap(), &study);
     println!("optuna 4.6.0 read Redis (JournalRedisBackend, prefix \"optuna\"): {all} trials, {complete} COMPLETE, equal to convformer's evaluations");
@@ -817,27 +811,27 @@ fn dashboard_trials(port: u16) -> Vec<Json> {
 /// (the README's command) shows every evaluation with its params, budget and loss.
 #[test]
 fn optuna_dashboard_shows_every_evaluation() {
-    let Some(prefix) = optuna_or_skip("optuna-dashboard serves the journal") else {
+    let Some((prefix, log)) =
+        journal_study_for_python("optuna-dashboard serves the journal", "dashboard")
+    else {
         return;
     };
-    let log = scratch("dashboard").join("study.log");
-    two_workers_study(&url(&log));
-    let port = free_port();
-    let dashboard = Served::spawn(
-        Command::new("python3")
-            .arg(prefix.join("bin/optuna-dashboard"))
-            .arg(&log)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--quiet",
-            ])
-            .env("PYTHONPATH", &prefix),
-        port,
-    )
-    .unwrap();
+    let command = prefix.join("bin/optuna-dashboard");
+    let dashboard = python_server(&prefix, |port| {
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let port = port.to_string();
+        [
+            &path(&command),
+            &path(&log),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--quiet",
+        ]
+        .map(String::from)
+        .to_vec()
+    });
     let (all, complete) = same_trials(&dashboard_trials(dashboard.port), &url(&log));
     println!("optuna-dashboard 0.21.0 on the journal: /api/studies/0 shows {all} trials, {complete} COMPLETE, equal to convformer's evaluations");
 }
@@ -847,29 +841,21 @@ fn optuna_dashboard_shows_every_evaluation() {
 /// the study's prefix; this is that command.
 #[test]
 fn redis_optuna_dashboard_shows_every_evaluation() {
-    let Some(prefix) = optuna_or_skip("optuna-dashboard serves Redis") else {
+    let Some((prefix, server, study)) =
+        redis_study_for_python("optuna-dashboard serves Redis", "dash")
+    else {
         return;
     };
-    let Some(server) = RedisServer::start("optuna-dashboard serves Redis") else {
-        return;
-    };
-    let study = server.study("dash");
-    two_workers_study(&study);
-    let port = free_port();
-    let serve = format!(
-        "from optuna.storages import JournalStorage\n\
-         from optuna.storages.journal import JournalRedisBackend\n\
-         from optuna_dashboard import run_server\n\
-         run_server(JournalStorage(JournalRedisBackend('{}', prefix='dash')), host='127.0.0.1', port={port})",
-        server.url()
-    );
-    let dashboard = Served::spawn(
-        Command::new("python3")
-            .args(["-c", &serve])
-            .env("PYTHONPATH", &prefix),
-        port,
-    )
-    .unwrap();
+    let dashboard = python_server(&prefix, |port| {
+        let serve = format!(
+            "from optuna.storages import JournalStorage\n\
+             from optuna.storages.journal import JournalRedisBackend\n\
+             from optuna_dashboard import run_server\n\
+             run_server(JournalStorage(JournalRedisBackend('{}', prefix='dash')), host='127.0.0.1', port={port})",
+            server.url()
+        );
+        vec!["-c".into(), serve]
+    });
     let (all, complete) = same_trials(&dashboard_trials(dashboard.port), &study);
     println!("optuna-dashboard 0.21.0 on Redis (run_server, prefix \"dash\"): {all} trials, {complete} COMPLETE, equal to convformer's evaluations");
 }
@@ -1050,39 +1036,35 @@ fn ensure_redis_server() -> Result<(), String> {
     }
 }
 
-#[test]
-fn redis_one_worker_thread_reproduces_the_in_process_run() {
-    if let Some(server) = RedisServer::start("redis one worker") {
-        one_worker_on(&server.study("one"));
-    }
+/// Each scenario twice: on a fresh journal file, and on a fresh
+/// `redis-server` (SKIPPED loudly without one).
+macro_rules! on_both_stores {
+    ($($journal:ident, $redis:ident: $run:ident,)*) => {$(
+        #[test]
+        fn $journal() {
+            $run(&file_study(stringify!($journal)));
+        }
+
+        #[test]
+        fn $redis() {
+            if let Some(server) = RedisServer::start(stringify!($redis)) {
+                $run(&server.study("study"));
+            }
+        }
+    )*};
 }
 
-#[test]
-fn redis_four_worker_processes_finish_every_planned_job_once() {
-    if let Some(server) = RedisServer::start("redis four workers") {
-        four_processes_on(&server.study("four"));
-    }
-}
-
-#[test]
-fn redis_sigkilled_workers_lose_nothing_and_finish_nothing_twice() {
-    if let Some(server) = RedisServer::start("redis sigkill") {
-        sigkill_on(&server.study("kill"));
-    }
-}
-
-#[test]
-fn redis_a_killed_lone_worker_resumes_to_the_uninterrupted_run() {
-    if let Some(server) = RedisServer::start("redis lone worker") {
-        lone_worker_on(&server.study("lone"));
-    }
-}
-
-#[test]
-fn redis_a_late_result_is_kept_once() {
-    if let Some(server) = RedisServer::start("redis late result") {
-        late_result_on(&server.study("late"));
-    }
+on_both_stores! {
+    one_worker_thread_reproduces_the_in_process_run,
+    redis_one_worker_thread_reproduces_the_in_process_run: one_worker_on,
+    four_worker_processes_finish_every_planned_job_once,
+    redis_four_worker_processes_finish_every_planned_job_once: four_processes_on,
+    sigkilled_workers_lose_nothing_and_finish_nothing_twice,
+    redis_sigkilled_workers_lose_nothing_and_finish_nothing_twice: sigkill_on,
+    a_killed_lone_worker_resumes_to_the_uninterrupted_run,
+    redis_a_killed_lone_worker_resumes_to_the_uninterrupted_run: lone_worker_on,
+    a_late_result_is_kept_once,
+    redis_a_late_result_is_kept_once: late_result_on,
 }
 
 #[test]
