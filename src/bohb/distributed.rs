@@ -209,7 +209,7 @@ pub fn status_text(view: &StudyView) -> String {
     }
     let idle = view.idle();
     out += &format!(
-        "{} times a worker was told to wait, {} of them while a job was runnable\n",
+        "idle records (a worker told to wait): {}, {} of them while a job was runnable\n",
         idle.records, idle.while_work_existed
     );
     let retried = view
