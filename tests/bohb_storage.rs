@@ -1085,4 +1085,13 @@ fn redis_urls_are_checked() {
         .unwrap()
         .to_string();
     assert!(err.contains("cannot connect to Redis"), "{err}");
+    let err = storage::open("redis://:s3cret@127.0.0.1:1/study")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.starts_with("redis://:***@127.0.0.1:1/study: cannot connect")
+            && !err.contains("s3cret"),
+        "{err}"
+    );
 }
