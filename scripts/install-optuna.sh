@@ -9,6 +9,9 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 prefix="$root/.cache/optuna"
 pins=("optuna==4.6.0" "optuna-dashboard==0.21.0" "redis==8.1.0")
 stamp="$prefix/.installed-$(IFS=_; echo "${pins[*]}")"
+mkdir -p "$root/.cache"
+exec 9>"$root/.cache/optuna.lock"
+flock 9  # one install at a time
 if [[ ! -f "$stamp" ]]; then
     rm -rf "$prefix"
     mkdir -p "$prefix"

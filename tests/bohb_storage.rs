@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_convformer");
@@ -551,19 +551,26 @@ fn regret_on(backend: &str, study_of: &(dyn Fn(u64) -> String + Sync)) {
     assert!(ml < 0.4 && ms < 0.4, "both find good configurations");
 }
 
-/// Installs the pinned optuna into .cache/optuna; `Err` says why not.
+/// Installs the pinned Python packages into .cache/optuna (once); `Err` says why not.
 fn install_optuna() -> Result<PathBuf, String> {
-    let out = Command::new("bash")
-        .arg(Path::new(ROOT).join("scripts/install-optuna.sh"))
-        .output()
-        .map_err(|e| format!("cannot run scripts/install-optuna.sh: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "scripts/install-optuna.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    // The tests run in parallel: one install per test process (the script
+    // also holds a lock, for other processes).
+    static INSTALLED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let out = Command::new("bash")
+                .arg(Path::new(ROOT).join("scripts/install-optuna.sh"))
+                .output()
+                .map_err(|e| format!("cannot run scripts/install-optuna.sh: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "scripts/install-optuna.sh failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        })
+        .clone()
 }
 
 /// The pinned optuna's install prefix, or `None` after a loud SKIPPED line.
