@@ -89,25 +89,22 @@ fn a_bad_space_file_is_reported_with_its_position() {
         "[\n  {\"name\": \"conv_filters\", \"type\": \"int\", \"low\": 16}\n]\n",
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_convformer"))
-        .args(["tune", "--objective", "convformer", "--space"])
-        .arg(&space)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let tune = |objective: &str| {
+        Command::new(env!("CARGO_BIN_EXE_convformer"))
+            .args(["tune", "--objective", objective, "--space"])
+            .arg(&space)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let o = tune("convformer");
     assert_eq!(o.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("space.json: line 2, column"), "{stderr}");
     assert!(stderr.contains("high"), "names the missing field: {stderr}");
     // --space with a synthetic objective is refused rather than ignored.
-    let o = Command::new(env!("CARGO_BIN_EXE_convformer"))
-        .args(["tune", "--objective", "branin", "--space"])
-        .arg(&space)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = tune("branin");
     assert!(String::from_utf8_lossy(&o.stderr)
         .contains("--space applies to --objective convformer only"));
 }

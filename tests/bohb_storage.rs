@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_convformer");
@@ -31,7 +31,7 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// The CLI's counting ones (8+8) with the CLI's default model settings.
+/// The CLI's counting ones (8+8) with the default model settings (the CLI's too).
 fn settings(seed: u64, workers: usize, max_budget: f64, iterations: usize) -> TuneSettings {
     TuneSettings {
         objective: "counting-ones".into(),
@@ -43,14 +43,7 @@ fn settings(seed: u64, workers: usize, max_budget: f64, iterations: usize) -> Tu
         workers,
         seed,
         schedule: Schedule::Async,
-        model: ModelSettings {
-            min_points_in_model: None,
-            top_n_percent: 15,
-            num_samples: 64,
-            random_fraction: 1.0 / 3.0,
-            bandwidth_factor: 3.0,
-            min_bandwidth: 1e-3,
-        },
+        model: ModelSettings::default(),
     }
 }
 
@@ -146,14 +139,7 @@ fn planned(settings: &TuneSettings) -> usize {
     let ladder =
         bohb::hyperband::budget_ladder(settings.min_budget, settings.max_budget, settings.eta)
             .unwrap();
-    (0..settings.iterations)
-        .map(|i| {
-            bohb::hyperband::bracket_plan(&ladder, settings.eta, i)
-                .sizes
-                .iter()
-                .sum::<usize>()
-        })
-        .sum()
+    bohb::hyperband::planned_jobs(&ladder, settings.eta, settings.iterations)
 }
 
 fn in_process(settings: &TuneSettings) -> bohb::TuneOutcome {
@@ -199,11 +185,6 @@ fn evals(outcome: &bohb::TuneOutcome) -> Evals {
         .collect()
 }
 
-#[test]
-fn one_worker_thread_reproduces_the_in_process_run() {
-    one_worker_on(&file_study("one"));
-}
-
 fn one_worker_on(log: &str) {
     let s = settings(3, 1, 243.0, 5);
     create(log, &s);
@@ -217,11 +198,6 @@ fn one_worker_on(log: &str) {
     assert_eq!(report.outcome.incumbent, expected.incumbent);
     // A fresh reader of the file derives the same study.
     assert_eq!(evals(&view_of(log).outcome()), evals(&expected));
-}
-
-#[test]
-fn four_worker_processes_finish_every_planned_job_once() {
-    four_processes_on(&file_study("four"));
 }
 
 fn four_processes_on(log: &str) {
@@ -244,18 +220,22 @@ fn four_processes_on(log: &str) {
     let workers: std::collections::BTreeSet<&str> =
         view.attempts().map(|a| a.worker.as_str()).collect();
     assert_eq!(workers.len(), 4, "all four processes evaluated jobs");
-    println!("4 processes: {n} jobs, each finished once; jobs per worker:");
+    let idle = view.idle();
+    println!(
+        "4 processes: {n} jobs, each finished once; told to wait {} times, {} of them while a job was runnable; jobs per worker:",
+        idle.records, idle.while_work_existed
+    );
+    assert!(idle.records > 0, "BOHB's stage barriers make workers wait");
+    assert_eq!(
+        idle.while_work_existed, 0,
+        "an idle hand-out while work existed"
+    );
     for w in &workers {
         println!(
             "  {w}: {}",
             view.attempts().filter(|a| a.worker == *w).count()
         );
     }
-}
-
-#[test]
-fn sigkilled_workers_lose_nothing_and_finish_nothing_twice() {
-    sigkill_on(&file_study("kill"));
 }
 
 fn sigkill_on(log: &str) {
@@ -296,17 +276,13 @@ fn sigkill_on(log: &str) {
     let outcome = view.outcome();
     assert_eq!(outcome.evaluations.len(), n);
     assert_eq!(outcome.failures, 0);
+    let idle = view.idle();
     println!(
-        "killed 2 of 4: {n} jobs finished once each, {} attempts given up and retried, {} finished after the retry's result, {} trials",
-        counts.abandoned, counts.superseded, counts.trials
+        "killed 2 of 4: {n} jobs finished once each, {} attempts given up and retried, {} finished after the retry's result, {} trials; told to wait {} times, {} while a job was runnable",
+        counts.abandoned, counts.superseded, counts.trials, idle.records, idle.while_work_existed
     );
     assert_eq!(counts.trials, n + counts.abandoned + counts.superseded);
     assert!(counts.abandoned >= 1, "no killed claim was retried");
-}
-
-#[test]
-fn a_killed_lone_worker_resumes_to_the_uninterrupted_run() {
-    lone_worker_on(&file_study("lone"));
 }
 
 fn lone_worker_on(log: &str) {
@@ -337,11 +313,6 @@ fn lone_worker_on(log: &str) {
 
 /// Drives two views by hand: attempt A goes silent, B takes the job over,
 /// then A's late result arrives first and is kept; B's is marked superseded.
-#[test]
-fn a_late_result_is_kept_once() {
-    late_result_on(&file_study("late"));
-}
-
 fn late_result_on(log: &str) {
     let s = settings(2, 2, 27.0, 1);
     create(log, &s);
@@ -397,6 +368,59 @@ fn late_result_on(log: &str) {
     let counts = raw_counts(log);
     assert_eq!(counts.complete[&0], 1);
     assert_eq!(counts.abandoned, 1);
+}
+
+/// The idle count is the log's: a wait recorded while BOHB could hand out
+/// a job counts (here a second worker held back by the study's `--workers
+/// 1`), a wait at a stage barrier does not, and a wait decided on a stale
+/// view is never recorded.
+#[test]
+fn idle_records_count_only_waits_while_work_existed() {
+    let log = file_study("idle");
+    let s = settings(2, 1, 27.0, 1);
+    create(&log, &s);
+    let (mut a_store, mut b_store) = (storage::open(&log).unwrap(), storage::open(&log).unwrap());
+    let (mut a, mut b) = (StudyView::default(), StudyView::default());
+    sync(&mut *a_store, &mut a).unwrap();
+    sync(&mut *b_store, &mut b).unwrap();
+    let Action::Claim { entries, .. } = a.next_action("A", Duration::from_secs(60)).unwrap() else {
+        panic!("A finds work")
+    };
+    assert!(a_store.append_if_current(&entries).unwrap());
+    // B decided before A's claim: its record is refused.
+    assert!(!b_store
+        .append_if_current(&[StudyView::idle_entry("B")])
+        .unwrap());
+    sync(&mut *b_store, &mut b).unwrap();
+    assert!(matches!(
+        b.next_action("B", Duration::from_secs(60)).unwrap(),
+        Action::Wait
+    ));
+    assert!(b_store
+        .append_if_current(&[StudyView::idle_entry("B")])
+        .unwrap());
+    let idle = view_of(&log).idle();
+    assert_eq!((idle.records, idle.while_work_existed), (1, 1));
+    // With two workers allowed, run the 27-budget bracket's stage to its
+    // barrier: every slot handed out, results missing.
+    let log = file_study("idle-barrier");
+    let s = settings(2, 9, 27.0, 1);
+    create(&log, &s);
+    let mut store = storage::open(&log).unwrap();
+    let mut view = StudyView::default();
+    loop {
+        sync(&mut *store, &mut view).unwrap();
+        match view.next_action("A", Duration::from_secs(60)).unwrap() {
+            Action::Claim { entries, .. } => assert!(store.append_if_current(&entries).unwrap()),
+            Action::Wait => break,
+            Action::Done => panic!("nothing finished yet"),
+        }
+    }
+    assert!(store
+        .append_if_current(&[StudyView::idle_entry("A")])
+        .unwrap());
+    let idle = view_of(&log).idle();
+    assert_eq!((idle.records, idle.while_work_existed), (1, 0));
 }
 
 #[test]
@@ -468,6 +492,7 @@ fn regret_on(backend: &str, study_of: &(dyn Fn(u64) -> String + Sync)) {
         ..CountingOnes::new(8, 8)
     };
     let (mut local, mut shared) = (Vec::new(), Vec::new());
+    let mut idle = (0, 0);
     let start = Instant::now();
     for seed in 0..10 {
         let s = settings(seed, 4, 243.0, 5);
@@ -493,6 +518,12 @@ fn regret_on(backend: &str, study_of: &(dyn Fn(u64) -> String + Sync)) {
         let outcome = &outcomes[0].outcome;
         assert_eq!(outcome.evaluations.len(), planned(&s));
         assert!(raw_counts(&log).complete.values().all(|&c| c == 1));
+        let seen = view_of(&log).idle();
+        assert_eq!(
+            seen.while_work_existed, 0,
+            "seed {seed}: an idle hand-out while work existed"
+        );
+        idle = (idle.0 + seen.records, idle.1 + seen.while_work_existed);
         shared.push(truth.regret(&outcome.incumbent.clone().unwrap().config));
     }
     let stats = |v: &[f64]| {
@@ -503,11 +534,13 @@ fn regret_on(backend: &str, study_of: &(dyn Fn(u64) -> String + Sync)) {
     let ((ml, vl), (ms, vs)) = (stats(&local), stats(&shared));
     let se = (vl / 10.0 + vs / 10.0).sqrt();
     println!(
-        "final regret over 10 seeds: in-process async {ml:.4} (sd {:.4}), {backend} 4 workers {ms:.4} (sd {:.4}); difference {:.4}, 3 SE {:.4}; {:.1} s",
+        "final regret over 10 seeds: in-process async {ml:.4} (sd {:.4}), {backend} 4 workers {ms:.4} (sd {:.4}); difference {:.4}, 3 SE {:.4}; {} waits, {} while a job was runnable; {:.1} s",
         vl.sqrt(),
         vs.sqrt(),
         ms - ml,
         3.0 * se,
+        idle.0,
+        idle.1,
         start.elapsed().as_secs_f64()
     );
     assert!(
@@ -518,56 +551,66 @@ fn regret_on(backend: &str, study_of: &(dyn Fn(u64) -> String + Sync)) {
     assert!(ml < 0.4 && ms < 0.4, "both find good configurations");
 }
 
-/// Installs the pinned optuna into .cache/optuna; `Err` says why not.
+/// Installs the pinned Python packages into .cache/optuna (once); `Err` says why not.
 fn install_optuna() -> Result<PathBuf, String> {
-    let out = Command::new("bash")
-        .arg(Path::new(ROOT).join("scripts/install-optuna.sh"))
-        .output()
-        .map_err(|e| format!("cannot run scripts/install-optuna.sh: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "scripts/install-optuna.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    // The tests run in parallel: one install per test process (the script
+    // also holds a lock, for other processes).
+    static INSTALLED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let out = Command::new("bash")
+                .arg(Path::new(ROOT).join("scripts/install-optuna.sh"))
+                .output()
+                .map_err(|e| format!("cannot run scripts/install-optuna.sh: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "scripts/install-optuna.sh failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        })
+        .clone()
 }
 
+/// The pinned optuna's install prefix, or `None` after a loud SKIPPED line.
+fn optuna_or_skip(test: &str) -> Option<PathBuf> {
+    match install_optuna() {
+        Ok(prefix) => Some(prefix),
+        Err(why) => {
+            eprintln!("\n==================== SKIPPED: {test} (Optuna) ====================\n{why}\n==============================================================\n");
+            None
+        }
+    }
+}
+
+/// Every trial as Optuna's own API returns it, in the shape [`same_trials`]
+/// compares: params as Python's `str` of their values.
 const OPTUNA_DUMP: &str = r#"
 import json, sys
 import optuna
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-study = optuna.load_study(study_name=None, storage=JournalStorage(JournalFileBackend(sys.argv[1])))
+kind, where = sys.argv[1], sys.argv[2]
+backend = (JournalFileBackend(where) if kind == "journal"
+           else JournalRedisBackend(where, prefix=sys.argv[3]))
+study = optuna.load_study(study_name=None, storage=JournalStorage(backend))
 print(json.dumps({"version": optuna.__version__, "trials": [
-    {"number": t.number, "state": t.state.name, "params": t.params, "value": t.value,
+    {"state": t.state.name, "value": t.value,
+     "params": {k: str(v) for k, v in t.params.items()},
      "intermediate": {str(k): v for k, v in t.intermediate_values.items()},
-     "user_attrs": t.user_attrs, "job": t.system_attrs["bohb:job"]["job"]}
+     "job": t.user_attrs["bohb_job"], "budget": t.user_attrs["budget"],
+     "bracket": t.user_attrs["bohb_bracket"]}
     for t in study.get_trials(deepcopy=False)]}))
 "#;
 
-#[test]
-fn optuna_reads_every_trial_as_convformer_sees_it() {
-    let prefix = match install_optuna() {
-        Ok(p) => p,
-        Err(why) => {
-            eprintln!("\n==================== SKIPPED: Optuna reads the journal ====================\n{why}\n===========================================================================\n");
-            return;
-        }
-    };
-    let dir = scratch("optuna");
-    let log = dir.join("study.log");
-    let s = settings(4, 2, 243.0, 5);
-    create(&url(&log), &s);
-    let children: Vec<Child> = (0..2).map(|_| join_worker(&url(&log), 30.0, 2)).collect();
-    for c in children {
-        wait_ok(c, "worker");
-    }
+/// Runs [`OPTUNA_DUMP`] with `args` (`journal PATH` or `redis URL PREFIX`).
+fn optuna_dump(prefix: &Path, args: &[&str]) -> Json {
     let out = Command::new("python3")
         .args(["-c", OPTUNA_DUMP])
-        .arg(&log)
-        .env("PYTHONPATH", &prefix)
+        .args(args)
+        .env("PYTHONPATH", prefix)
         .output()
         .unwrap();
     assert!(
@@ -577,9 +620,65 @@ fn optuna_reads_every_trial_as_convformer_sees_it() {
     );
     let dump: Json = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(dump["version"], "4.6.0");
-    let trials = dump["trials"].as_array().unwrap();
-    let outcome = view_of(&url(&log)).outcome();
-    let complete: Vec<&Json> = trials.iter().filter(|t| t["state"] == "COMPLETE").collect();
+    dump
+}
+
+/// A study run by two worker processes, for the readers to read.
+fn two_workers_study(study: &str) {
+    create(study, &settings(4, 2, 243.0, 5));
+    let children: Vec<Child> = (0..2).map(|_| join_worker(study, 30.0, 2)).collect();
+    for c in children {
+        wait_ok(c, "worker");
+    }
+}
+
+/// The pinned Python packages and a two-worker study in a journal file
+/// (its path), or `None` after a SKIPPED line.
+fn journal_study_for_python(test: &str, name: &str) -> Option<(PathBuf, PathBuf)> {
+    let prefix = optuna_or_skip(test)?;
+    let log = scratch(name).join("study.log");
+    two_workers_study(&url(&log));
+    Some((prefix, log))
+}
+
+/// The pinned Python packages and a two-worker study `name` on a fresh
+/// redis-server (its `--storage` URL), or `None` after a SKIPPED line.
+fn redis_study_for_python(test: &str, name: &str) -> Option<(PathBuf, RedisServer, String)> {
+    let prefix = optuna_or_skip(test)?;
+    let server = RedisServer::start(test)?;
+    let study = server.study(name);
+    two_workers_study(&study);
+    Some((prefix, server, study))
+}
+
+/// `python3 ARGS` with the pinned packages, ARGS = `args_for(port)` for a
+/// free loopback port, once it serves there.
+fn python_server(prefix: &Path, args_for: impl FnOnce(u16) -> Vec<String>) -> Served {
+    let port = free_port();
+    Served::spawn(
+        Command::new("python3")
+            .args(args_for(port))
+            .env("PYTHONPATH", prefix),
+        port,
+    )
+    .unwrap()
+}
+
+/// Asserts that `trials` (one JSON object per trial: state, value, params as
+/// text, intermediate values by step, job, budget, bracket) hold every
+/// evaluation of the study in `study` with its params, budget and loss, once,
+/// as a COMPLETE trial. Returns (trials, COMPLETE trials).
+fn same_trials(trials: &[Json], study: &str) -> (usize, usize) {
+    let outcome = view_of(study).outcome();
+    let complete: Vec<&Json> = trials
+        .iter()
+        .filter(|t| {
+            t["state"]
+                .as_str()
+                .unwrap()
+                .eq_ignore_ascii_case("complete")
+        })
+        .collect();
     assert_eq!(complete.len(), outcome.evaluations.len());
     for e in &outcome.evaluations {
         let t = complete
@@ -590,26 +689,182 @@ fn optuna_reads_every_trial_as_convformer_sees_it() {
         assert_eq!(t["value"].as_f64(), Some(loss), "job {}", e.job);
         let step = (e.budget as i64).to_string();
         assert_eq!(t["intermediate"][&step].as_f64(), Some(loss));
-        assert_eq!(t["user_attrs"]["budget"].as_f64(), Some(e.budget));
-        assert_eq!(t["user_attrs"]["bohb_bracket"], e.bracket);
+        assert_eq!(t["budget"].as_f64(), Some(e.budget));
+        assert_eq!(t["bracket"], e.bracket);
         let params = t["params"].as_object().unwrap();
         assert_eq!(params.len(), e.config.len());
         for (name, value) in &e.config {
-            let seen = &params[name];
+            let seen = params[name].as_str().unwrap();
             match value {
-                Value::Int(i) => assert_eq!(seen.as_i64(), Some(*i), "{name}"),
-                Value::Float(x) => assert_eq!(seen.as_f64(), Some(*x), "{name}"),
-                Value::Str(v) => assert_eq!(seen.as_str(), Some(v.as_str()), "{name}"),
+                Value::Int(i) => assert_eq!(seen.parse::<i64>().ok(), Some(*i), "{name}"),
+                Value::Float(x) => assert_eq!(seen.parse::<f64>().ok(), Some(*x), "{name}"),
+                Value::Str(v) => assert_eq!(seen, v, "{name}"),
             }
         }
     }
-    println!(
-        "optuna {} read {} trials, {} COMPLETE, equal to convformer's {} evaluations",
-        dump["version"],
-        trials.len(),
-        complete.len(),
-        outcome.evaluations.len()
-    );
+    (trials.len(), complete.len())
+}
+
+#[test]
+fn optuna_reads_every_trial_as_convformer_sees_it() {
+    let Some((prefix, log)) = journal_study_for_python("Optuna reads the journal", "optuna") else {
+        return;
+    };
+    let dump = optuna_dump(&prefix, &["journal", log.to_str().unwrap()]);
+    let (all, complete) = same_trials(dump["trials"].as_array().unwrap(), &url(&log));
+    println!("optuna 4.6.0 read the journal: {all} trials, {complete} COMPLETE, equal to convformer's evaluations");
+}
+
+#[test]
+fn redis_optuna_reads_every_trial_as_convformer_sees_it() {
+    let Some((prefix, server, study)) = redis_study_for_python("Optuna reads Redis", "optuna")
+    else {
+        return;
+    };
+    let dump = optuna_dump(&prefix, &["redis", &server.url(), "optuna"]);
+    let (all, complete) = same_trials(dump["trials"].as_array().unwrap(), &study);
+    println!("optuna 4.6.0 read Redis (JournalRedisBackend, prefix \"optuna\"): {all} trials, {complete} COMPLETE, equal to convformer's evaluations");
+}
+
+/// A free loopback port (the listener closes before the server binds it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `path` from 127.0.0.1:`port`: (status code, body).
+fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, body.to_string()))
+}
+
+/// The dashboard's trials (`/api/studies/<id>`) in [`same_trials`]' shape.
+fn dashboard_trials(port: u16) -> Vec<Json> {
+    let start = Instant::now();
+    let studies = loop {
+        match http_get(port, "/api/studies") {
+            Ok((200, body)) => break serde_json::from_str::<Json>(&body).unwrap(),
+            _ if start.elapsed() < Duration::from_secs(60) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            other => panic!("optuna-dashboard did not answer on port {port}: {other:?}"),
+        }
+    };
+    let summaries = studies["study_summaries"].as_array().unwrap();
+    assert_eq!(summaries.len(), 1, "{studies}");
+    let id = &summaries[0]["study_id"];
+    let (code, body) = http_get(port, &format!("/api/studies/{id}")).unwrap();
+    assert_eq!(code, 200, "{body}");
+    let detail: Json = serde_json::from_str(&body).unwrap();
+    let attr = |t: &Json, key: &str| -> Json {
+        let text = t["user_attrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == key)
+            .unwrap_or_else(|| panic!("no user attribute {key} in {t}"))["value"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        serde_json::from_str(&text).unwrap()
+    };
+    detail["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let params: serde_json::Map<String, Json> = t["params"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    let name = p["name"].as_str().unwrap().to_string();
+                    (name, p["param_external_value"].clone())
+                })
+                .collect();
+            let intermediate: serde_json::Map<String, Json> = t["intermediate_values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| (v["step"].to_string(), v["value"].clone()))
+                .collect();
+            serde_json::json!({
+                "state": t["state"], "value": t["values"].get(0), "params": params,
+                "intermediate": intermediate, "job": attr(t, "bohb_job"),
+                "budget": attr(t, "budget"), "bracket": attr(t, "bohb_bracket"),
+            })
+        })
+        .collect()
+}
+
+/// The pinned optuna-dashboard started as `$prefix/bin/optuna-dashboard PATH`
+/// (the README's command) shows every evaluation with its params, budget and loss.
+#[test]
+fn optuna_dashboard_shows_every_evaluation() {
+    let Some((prefix, log)) =
+        journal_study_for_python("optuna-dashboard serves the journal", "dashboard")
+    else {
+        return;
+    };
+    let command = prefix.join("bin/optuna-dashboard");
+    let dashboard = python_server(&prefix, |port| {
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let port = port.to_string();
+        [
+            &path(&command),
+            &path(&log),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--quiet",
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    let (all, complete) = same_trials(&dashboard_trials(dashboard.port), &url(&log));
+    println!("optuna-dashboard 0.21.0 on the journal: /api/studies/0 shows {all} trials, {complete} COMPLETE, equal to convformer's evaluations");
+}
+
+/// The dashboard over Redis: its command line reads only the empty key
+/// prefix, so the README's Redis recipe starts it with `run_server` and
+/// the study's prefix; this is that command.
+#[test]
+fn redis_optuna_dashboard_shows_every_evaluation() {
+    let Some((prefix, server, study)) =
+        redis_study_for_python("optuna-dashboard serves Redis", "dash")
+    else {
+        return;
+    };
+    let dashboard = python_server(&prefix, |port| {
+        let serve = format!(
+            "from optuna.storages import JournalStorage\n\
+             from optuna.storages.journal import JournalRedisBackend\n\
+             from optuna_dashboard import run_server\n\
+             run_server(JournalStorage(JournalRedisBackend('{}', prefix='dash')), host='127.0.0.1', port={port})",
+            server.url()
+        );
+        vec!["-c".into(), serve]
+    });
+    let (all, complete) = same_trials(&dashboard_trials(dashboard.port), &study);
+    println!("optuna-dashboard 0.21.0 on Redis (run_server, prefix \"dash\"): {all} trials, {complete} COMPLETE, equal to convformer's evaluations");
 }
 
 #[test]
@@ -683,10 +938,47 @@ fn status_and_cli_round_trip() {
     );
 }
 
-/// A `redis-server` on a loopback port, stopped (SIGKILL) when dropped.
-struct RedisServer {
+/// A server process on a loopback port, stopped (SIGKILL) when dropped.
+struct Served {
     child: Child,
     port: u16,
+}
+
+impl Served {
+    /// Spawns `command` (its output discarded) and waits until `port` takes
+    /// connections; `Err` says why not.
+    fn spawn(command: &mut Command, port: u16) -> Result<Served, String> {
+        let program = command.get_program().to_string_lossy().into_owned();
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {program}: {e}"))?;
+        let mut served = Served { child, port };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = served.child.try_wait() {
+                return Err(format!("{program} exited ({status}) before listening"));
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err(format!("{program} did not listen on 127.0.0.1:{port}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(served)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `redis-server` on a loopback port, stopped when dropped.
+struct RedisServer {
+    server: Served,
 }
 
 impl RedisServer {
@@ -702,43 +994,24 @@ impl RedisServer {
         }
         static NEXT: AtomicU16 = AtomicU16::new(0);
         let port = 20_000 + (std::process::id() % 2_000) as u16 * 16 + NEXT.fetch_add(1, SeqCst);
-        let child = match Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => return skip(format!("cannot start redis-server: {e}")),
-        };
-        let server = RedisServer { child, port };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if start.elapsed() > Duration::from_secs(10) {
-                return skip(format!("redis-server did not listen on 127.0.0.1:{port}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"]);
+        match Served::spawn(&mut command, port) {
+            Ok(server) => Some(RedisServer { server }),
+            Err(why) => skip(why),
         }
-        Some(server)
     }
 
+    /// The server's URL, as Optuna's `JournalRedisBackend` takes it.
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.server.port)
+    }
+
+    /// The study `name` on this server, as `--storage` takes it.
     fn study(&self, name: &str) -> String {
-        format!("redis://127.0.0.1:{}/{name}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        format!("{}/{name}", self.url())
     }
 }
 
@@ -770,39 +1043,35 @@ fn ensure_redis_server() -> Result<(), String> {
     }
 }
 
-#[test]
-fn redis_one_worker_thread_reproduces_the_in_process_run() {
-    if let Some(server) = RedisServer::start("redis one worker") {
-        one_worker_on(&server.study("one"));
-    }
+/// Each scenario twice: on a fresh journal file, and on a fresh
+/// `redis-server` (SKIPPED loudly without one).
+macro_rules! on_both_stores {
+    ($($journal:ident, $redis:ident: $run:ident,)*) => {$(
+        #[test]
+        fn $journal() {
+            $run(&file_study(stringify!($journal)));
+        }
+
+        #[test]
+        fn $redis() {
+            if let Some(server) = RedisServer::start(stringify!($redis)) {
+                $run(&server.study("study"));
+            }
+        }
+    )*};
 }
 
-#[test]
-fn redis_four_worker_processes_finish_every_planned_job_once() {
-    if let Some(server) = RedisServer::start("redis four workers") {
-        four_processes_on(&server.study("four"));
-    }
-}
-
-#[test]
-fn redis_sigkilled_workers_lose_nothing_and_finish_nothing_twice() {
-    if let Some(server) = RedisServer::start("redis sigkill") {
-        sigkill_on(&server.study("kill"));
-    }
-}
-
-#[test]
-fn redis_a_killed_lone_worker_resumes_to_the_uninterrupted_run() {
-    if let Some(server) = RedisServer::start("redis lone worker") {
-        lone_worker_on(&server.study("lone"));
-    }
-}
-
-#[test]
-fn redis_a_late_result_is_kept_once() {
-    if let Some(server) = RedisServer::start("redis late result") {
-        late_result_on(&server.study("late"));
-    }
+on_both_stores! {
+    one_worker_thread_reproduces_the_in_process_run,
+    redis_one_worker_thread_reproduces_the_in_process_run: one_worker_on,
+    four_worker_processes_finish_every_planned_job_once,
+    redis_four_worker_processes_finish_every_planned_job_once: four_processes_on,
+    sigkilled_workers_lose_nothing_and_finish_nothing_twice,
+    redis_sigkilled_workers_lose_nothing_and_finish_nothing_twice: sigkill_on,
+    a_killed_lone_worker_resumes_to_the_uninterrupted_run,
+    redis_a_killed_lone_worker_resumes_to_the_uninterrupted_run: lone_worker_on,
+    a_late_result_is_kept_once,
+    redis_a_late_result_is_kept_once: late_result_on,
 }
 
 #[test]
@@ -823,4 +1092,13 @@ fn redis_urls_are_checked() {
         .unwrap()
         .to_string();
     assert!(err.contains("cannot connect to Redis"), "{err}");
+    let err = storage::open("redis://:s3cret@127.0.0.1:1/study")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.starts_with("redis://:***@127.0.0.1:1/study: cannot connect")
+            && !err.contains("s3cret"),
+        "{err}"
+    );
 }

@@ -6,6 +6,7 @@ use super::model::Origin;
 use super::space::Config;
 
 /// One successive-halving stage of a bracket.
+#[derive(Clone)]
 pub(super) struct Stage {
     /// Indices into the bracket's configurations.
     pub members: Vec<usize>,
@@ -14,6 +15,7 @@ pub(super) struct Stage {
     pub sent: usize,
 }
 
+#[derive(Clone)]
 pub(super) struct Bracket {
     pub plan: BracketPlan,
     pub configs: Vec<(Config, Origin)>,

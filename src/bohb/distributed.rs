@@ -100,11 +100,21 @@ pub fn work(
         outcome: TuneOutcome::default(),
     };
     let me = options.worker_id.as_str();
+    // The view's change count at this worker's last idle record.
+    let mut idle_at = None;
     loop {
         sync(&mut *store, &mut view)?;
         let (entries, job, trial) = match view.next_action(me, options.heartbeat)? {
             Action::Done => break,
             Action::Wait => {
+                // Record the wait on the very log position decided on (or
+                // decide again on the longer log); once per state waited on.
+                if idle_at != Some(view.changes()) {
+                    if !store.append_if_current(&[StudyView::idle_entry(me)])? {
+                        continue;
+                    }
+                    idle_at = Some(view.changes());
+                }
                 report.waits += 1;
                 std::thread::sleep(options.poll);
                 continue;
@@ -197,6 +207,11 @@ pub fn status_text(view: &StudyView) -> String {
             );
         }
     }
+    let idle = view.idle();
+    out += &format!(
+        "idle records (a worker told to wait): {}, {} of them while a job was runnable\n",
+        idle.records, idle.while_work_existed
+    );
     let retried = view
         .attempts()
         .filter(|a| a.end.as_deref() == Some("abandoned"))

@@ -58,6 +58,14 @@ pub fn bracket_plan(ladder: &[f64], eta: u32, iteration: usize) -> BracketPlan {
     }
 }
 
+/// Evaluations planned for `iterations` Hyperband iterations (an upper
+/// bound: failed results promote fewer configurations).
+pub fn planned_jobs(ladder: &[f64], eta: u32, iterations: usize) -> usize {
+    (0..iterations)
+        .map(|i| bracket_plan(ladder, eta, i).sizes.iter().sum::<usize>())
+        .sum()
+}
+
 /// Successive halving's promotion: the indices of the `keep` lowest losses,
 /// best first. Failed (`None`) and non-finite losses are never promoted, so
 /// fewer than `keep` come back when fewer finite results exist. Ties keep the

@@ -2,7 +2,7 @@
 //! threads, journalled, resumable. Its inputs and outputs are in `types`.
 
 use super::bracket::{next_run, Bracket};
-use super::hyperband::{bracket_plan, budget_ladder};
+use super::hyperband::{budget_ladder, planned_jobs};
 use super::journal::{Journal, Record, Status, JOURNAL_VERSION};
 use super::model::{Model, Origin};
 use super::rng::Rng;
@@ -12,24 +12,29 @@ use super::types::{
 };
 use super::{EvalContext, Objective};
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
-struct Job {
-    bracket: usize,
-    stage: usize,
-    slot: usize,
-    budget: f64,
-    origin: Origin,
-    config: Config,
+/// One BOHB job: the evaluation of `config` at `budget` in slot `slot` of
+/// its bracket's stage. A shared study stores it in each attempt's `bohb:job`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct JobSpec {
+    pub job: u64,
+    pub bracket: usize,
+    pub stage: usize,
+    pub slot: usize,
+    pub budget: f64,
+    pub origin: Origin,
+    pub config: Config,
 }
 
-struct Finished {
-    loss: std::result::Result<f64, String>,
-    seconds: f64,
-    replayed: bool,
+pub(super) struct Finished {
+    pub loss: std::result::Result<f64, String>,
+    pub seconds: f64,
+    pub replayed: bool,
 }
 
 struct WorkItem {
@@ -317,12 +322,61 @@ fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "(no message)".into())
 }
 
+/// Applies job `job`'s result to BOHB's state, the same in one process and
+/// in a shared study: the stage's loss, the model's observation, the budget
+/// spent, the failures or the incumbent and its trajectory, and the
+/// evaluation record (returned too).
+pub(super) fn apply_result(
+    brackets: &mut [Bracket],
+    model: &mut Model,
+    outcome: &mut TuneOutcome,
+    job: &JobSpec,
+    finished: &Finished,
+) -> Evaluation {
+    let loss = finished.loss.as_ref().ok().copied();
+    brackets[job.bracket].current.losses[job.slot] = Some(loss);
+    model.observe(&job.config, job.budget, loss);
+    outcome.total_budget += job.budget;
+    match loss {
+        None => outcome.failures += 1,
+        Some(loss) => {
+            if Incumbent::beaten_by(outcome.incumbent.as_ref(), job.budget, loss) {
+                outcome.incumbent = Some(Incumbent {
+                    job: job.job,
+                    config: job.config.clone(),
+                    budget: job.budget,
+                    loss,
+                });
+                outcome.trajectory.push(TrajectoryPoint {
+                    cumulative_budget: outcome.total_budget,
+                    loss,
+                    job: job.job,
+                });
+            }
+        }
+    }
+    let evaluation = Evaluation {
+        job: job.job,
+        bracket: job.bracket,
+        stage: job.stage,
+        budget: job.budget,
+        origin: job.origin,
+        config: job.config.clone(),
+        loss,
+        error: finished.loss.as_ref().err().cloned(),
+        seconds: finished.seconds,
+        replayed: finished.replayed,
+    };
+    outcome.evaluations.push(evaluation.clone());
+    evaluation
+}
+
 struct Master<'a, 'e> {
     settings: &'a TuneSettings,
     ladder: Vec<f64>,
     model: Model,
     brackets: Vec<Bracket>,
-    jobs: Vec<Job>,
+    jobs: Vec<JobSpec>,
     /// Jobs handed out and not yet applied, oldest first.
     running: VecDeque<u64>,
     /// Results that came back (or were replayed) and wait for their turn.
@@ -398,14 +452,7 @@ impl Master<'_, '_> {
     }
 
     fn planned(&self) -> usize {
-        (0..self.settings.iterations)
-            .map(|i| {
-                bracket_plan(&self.ladder, self.settings.eta, i)
-                    .sizes
-                    .iter()
-                    .sum::<usize>()
-            })
-            .sum()
+        planned_jobs(&self.ladder, self.settings.eta, self.settings.iterations)
     }
 
     fn dispatch(&mut self, b: usize, slot: usize, propose: bool) -> Result<()> {
@@ -448,7 +495,8 @@ impl Master<'_, '_> {
             Some(_) => {}
             None => self.journal_append(&proposal)?,
         }
-        self.jobs.push(Job {
+        self.jobs.push(JobSpec {
+            job: id,
             bracket: b,
             stage,
             slot,
@@ -537,46 +585,17 @@ impl Master<'_, '_> {
             .expect("next_result returns arrived jobs");
         self.running.retain(|&j| j != id);
         let job = &self.jobs[id as usize];
-        let loss = finished.loss.as_ref().ok().copied();
-        let bracket = &mut self.brackets[job.bracket];
         debug_assert_eq!(
-            bracket.stage, job.stage,
+            self.brackets[job.bracket].stage, job.stage,
             "a stage cannot advance before its results"
         );
-        bracket.current.losses[job.slot] = Some(loss);
-        self.model.observe(&job.config, job.budget, loss);
-        self.outcome.total_budget += job.budget;
-        let evaluation = Evaluation {
-            job: id,
-            bracket: job.bracket,
-            stage: job.stage,
-            budget: job.budget,
-            origin: job.origin,
-            config: job.config.clone(),
-            loss,
-            error: finished.loss.as_ref().err().cloned(),
-            seconds: finished.seconds,
-            replayed: finished.replayed,
-        };
-        match loss {
-            None => self.outcome.failures += 1,
-            Some(loss) => {
-                if Incumbent::beaten_by(self.outcome.incumbent.as_ref(), job.budget, loss) {
-                    self.outcome.incumbent = Some(Incumbent {
-                        job: id,
-                        config: job.config.clone(),
-                        budget: job.budget,
-                        loss,
-                    });
-                    self.outcome.trajectory.push(TrajectoryPoint {
-                        cumulative_budget: self.outcome.total_budget,
-                        loss,
-                        job: id,
-                    });
-                }
-            }
-        }
-        self.outcome.evaluations.push(evaluation.clone());
+        let evaluation = apply_result(
+            &mut self.brackets,
+            &mut self.model,
+            &mut self.outcome,
+            job,
+            &finished,
+        );
         let event = Event::Finished {
             evaluation,
             running: self.running.len(),

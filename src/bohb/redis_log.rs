@@ -30,6 +30,8 @@ return 1
 
 pub struct RedisLog {
     url: String,
+    /// `url` with its password hidden, for messages.
+    shown: String,
     server: String,
     prefix: String,
     connection: redis::Connection,
@@ -39,27 +41,30 @@ pub struct RedisLog {
 
 impl RedisLog {
     /// `url` is `redis://HOST:PORT/NAME`.
+    /// `url` is `redis://HOST:PORT/NAME`, or `redis://:PASSWORD@HOST:PORT/NAME`.
     pub fn open(url: &str) -> Result<RedisLog> {
+        let shown = without_password(url);
         let rest = url.strip_prefix("redis://").unwrap_or(url);
         let (server, prefix) = rest.split_once('/').ok_or_else(|| {
             Error::Invalid(format!(
-                "--storage {url}: expected redis://HOST:PORT/NAME (NAME: the study's key prefix)"
+                "--storage {shown}: expected redis://HOST:PORT/NAME (NAME: the study's key prefix)"
             ))
         })?;
         if server.is_empty() || prefix.is_empty() || prefix.contains('/') {
             return Err(Error::Invalid(format!(
-                "--storage {url}: expected redis://HOST:PORT/NAME with a HOST:PORT and a NAME"
+                "--storage {shown}: expected redis://HOST:PORT/NAME with a HOST:PORT and a NAME"
             )));
         }
-        let server = format!("redis://{server}/");
-        let client = redis::Client::open(server.as_str())
-            .map_err(|e| Error::Invalid(format!("--storage {url}: {e}")))?;
+        let client = redis::Client::open(format!("redis://{server}/"))
+            .map_err(|e| Error::Invalid(format!("--storage {shown}: {e}")))?;
         let connection = client
             .get_connection()
-            .map_err(|e| Error::Invalid(format!("{url}: cannot connect to Redis: {e}")))?;
+            .map_err(|e| Error::Invalid(format!("{shown}: cannot connect to Redis: {e}")))?;
+        let server = server.rsplit_once('@').map_or(server, |(_, host)| host);
         Ok(RedisLog {
             url: url.to_string(),
-            server,
+            server: format!("redis://{server}/"),
+            shown,
             prefix: prefix.to_string(),
             connection,
             next: 0,
@@ -67,7 +72,7 @@ impl RedisLog {
     }
 
     fn fail(&self, e: redis::RedisError) -> Error {
-        Error::Invalid(format!("{}: {e}", self.url))
+        Error::Invalid(format!("{}: {e}", self.shown))
     }
 
     fn run_append(&mut self, expect: Option<i64>, entries: &[Json]) -> Result<bool> {
@@ -114,7 +119,7 @@ impl LogStore for RedisLog {
             let entry = serde_json::from_str(&text).map_err(|e| {
                 Error::Invalid(format!(
                     "{}: entry {}:log:{} is not JSON ({e})",
-                    self.url, self.prefix, self.next
+                    self.shown, self.prefix, self.next
                 ))
             })?;
             entries.push(entry);
@@ -139,7 +144,42 @@ impl LogStore for RedisLog {
     fn describe(&self) -> String {
         format!(
             "{} (Redis {}, prefix {})",
-            self.url, self.server, self.prefix
+            self.shown, self.server, self.prefix
         )
+    }
+}
+
+/// `url` with the password of its user information (if any) as `***`.
+fn without_password(url: &str) -> String {
+    let rest = url.strip_prefix("redis://").unwrap_or(url);
+    let server = rest.split('/').next().unwrap_or_default();
+    match server.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(name, _)| name);
+            let tail = &rest[server.len()..];
+            format!("redis://{user}:***@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn messages_hide_the_password() {
+        assert_eq!(
+            without_password("redis://:s3cret@a:6379/study"),
+            "redis://:***@a:6379/study"
+        );
+        assert_eq!(
+            without_password("redis://me:s3cret@a:6379/study"),
+            "redis://me:***@a:6379/study"
+        );
+        assert_eq!(
+            without_password("redis://a:6379/study"),
+            "redis://a:6379/study"
+        );
     }
 }

@@ -12,16 +12,15 @@
 //! result, and Optuna sees one COMPLETE trial per finished job.
 
 use super::bracket::{next_run, Bracket};
-use super::hyperband::budget_ladder;
-use super::master::{check_same_settings, eval_seed};
+use super::hyperband::{budget_ladder, planned_jobs};
+use super::master::{apply_result, check_same_settings, eval_seed, Finished, JobSpec};
 use super::model::{Model, Origin};
 use super::optuna_log::{self as op, TrialState};
 use super::rng::Rng;
 use super::space::Config;
-use super::types::{Evaluation, Incumbent, TrajectoryPoint, TuneOutcome, TuneSettings};
+use super::types::{TuneOutcome, TuneSettings};
 use super::EvalContext;
 use crate::{Error, Result};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use std::time::{Duration, Instant};
 
@@ -33,18 +32,10 @@ const JOB_ATTR: &str = "bohb:job";
 const HEARTBEAT_ATTR: &str = "bohb:heartbeat";
 /// Trial system attribute set before an attempt ends FAIL without a result.
 const END_ATTR: &str = "bohb:end";
-
-/// What an attempt says about its job (the `bohb:job` attribute).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct JobSpec {
-    job: u64,
-    bracket: usize,
-    stage: usize,
-    slot: usize,
-    budget: f64,
-    origin: Origin,
-    config: Config,
-}
+/// Study system attribute a worker sets when it is told to wait (its value
+/// names the worker); appended only onto the log position the worker decided
+/// on, so the log shows what the worker saw when it went idle.
+const IDLE_ATTR: &str = "bohb:idle";
 
 struct Job {
     spec: JobSpec,
@@ -105,6 +96,20 @@ pub struct StudyView {
     trials: Vec<Option<Attempt>>,
     outcome: TuneOutcome,
     entries: usize,
+    /// Entries that can change what is runnable (all but heartbeats and idle records).
+    changes: usize,
+    idle: IdleCount,
+}
+
+/// The log's idle records: a worker asked for a job and was told to wait.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdleCount {
+    pub records: usize,
+    /// Of those, records at a log position where a job was runnable: BOHB
+    /// could hand one out (the study's `--workers` bound aside), or an
+    /// unresolved job had no RUNNING attempt. An idle hand-out while work
+    /// existed; 0 when the schedule wastes no worker.
+    pub while_work_existed: usize,
 }
 
 fn bad(entry: usize, why: impl std::fmt::Display) -> Error {
@@ -157,27 +162,55 @@ impl StudyView {
 
     /// Upper bound on the study's evaluations (fewer when results fail).
     pub fn planned(&self) -> usize {
-        let Some(s) = &self.settings else { return 0 };
-        (0..s.iterations)
-            .map(|i| {
-                super::hyperband::bracket_plan(&self.ladder, s.eta, i)
-                    .sizes
-                    .iter()
-                    .sum::<usize>()
-            })
-            .sum()
+        self.settings
+            .as_ref()
+            .map_or(0, |s| planned_jobs(&self.ladder, s.eta, s.iterations))
     }
 
     /// Applies entries read from the log, in order.
     pub fn apply_all(&mut self, entries: Vec<Json>) -> Result<()> {
         for entry in entries {
-            self.apply(&entry)?;
+            if self.apply(&entry)? {
+                self.changes += 1;
+            }
             self.entries += 1;
         }
         Ok(())
     }
 
-    fn apply(&mut self, entry: &Json) -> Result<()> {
+    /// How many entries so far can change what is runnable: a worker that
+    /// waited at this count has nothing new to decide on.
+    pub fn changes(&self) -> usize {
+        self.changes
+    }
+
+    pub fn idle(&self) -> IdleCount {
+        self.idle
+    }
+
+    /// Whether the log read so far holds a job a free worker could take:
+    /// one BOHB would hand out next, or an unresolved job that no RUNNING
+    /// attempt works on. (A silent attempt's staleness is a matter of the
+    /// reader's clock, not of the log, so it does not count.)
+    fn work_exists(&self) -> bool {
+        let Some(s) = &self.settings else {
+            return false;
+        };
+        let mut brackets = self.brackets.clone();
+        next_run(&mut brackets, &self.ladder, s.eta, s.iterations).is_some()
+            || self.jobs.iter().any(|j| {
+                j.resolved_by.is_none()
+                    && !j.attempts.iter().any(|&t| {
+                        self.trials[t]
+                            .as_ref()
+                            .is_some_and(|a| a.state == TrialState::Running)
+                    })
+            })
+    }
+
+    /// Applies one entry; `false` for a heartbeat or an idle record (they
+    /// change nothing BOHB decides on).
+    fn apply(&mut self, entry: &Json) -> Result<bool> {
         let at = self.entries;
         let code = field(entry, "op_code", at)?
             .as_u64()
@@ -188,8 +221,16 @@ impl StudyView {
                 self.name = Some(name.as_str().unwrap_or_default().to_string());
             }
             op::SET_STUDY_SYSTEM_ATTR if index(entry, "study_id", at)? == 0 => {
-                if let Some(value) = field(entry, "system_attr", at)?.get(SETTINGS_ATTR) {
+                let attr = field(entry, "system_attr", at)?;
+                if let Some(value) = attr.get(SETTINGS_ATTR) {
                     self.set_settings(value, at)?;
+                }
+                if attr.get(IDLE_ATTR).is_some() {
+                    self.idle.records += 1;
+                    if self.work_exists() {
+                        self.idle.while_work_existed += 1;
+                    }
+                    return Ok(false);
                 }
             }
             op::CREATE_TRIAL => self.create_trial(entry, at)?,
@@ -220,21 +261,25 @@ impl StudyView {
             op::SET_TRIAL_SYSTEM_ATTR => {
                 let trial = index(entry, "trial_id", at)?;
                 let attr = field(entry, "system_attr", at)?.clone();
+                let beat = attr.get(HEARTBEAT_ATTR).and_then(Json::as_str);
                 if let Some(a) = self.running_attempt(trial) {
                     a.last_seen = Instant::now();
                     if let Some(end) = attr.get(END_ATTR).and_then(Json::as_str) {
                         a.end = Some(end.to_string());
                     }
-                    if let Some(beat) = attr.get(HEARTBEAT_ATTR).and_then(Json::as_str) {
+                    if let Some(beat) = beat {
                         a.last_beat = Some(beat.to_string());
                     }
+                }
+                if beat.is_some() {
+                    return Ok(false);
                 }
             }
             // Params are read from `bohb:job` (bit-exact, typed); studies
             // deletion and user attributes change nothing BOHB decides.
             _ => {}
         }
-        Ok(())
+        Ok(true)
     }
 
     fn set_settings(&mut self, value: &Json, at: usize) -> Result<()> {
@@ -379,61 +424,26 @@ impl StudyView {
             return Ok(());
         }
         let loss = match state {
-            TrialState::Complete => Some(
-                loss.filter(|l| l.is_finite())
-                    .ok_or_else(|| bad(at, "a COMPLETE trial without a finite value"))?,
-            ),
-            _ => None,
+            TrialState::Complete => Ok(loss
+                .filter(|l| l.is_finite())
+                .ok_or_else(|| bad(at, "a COMPLETE trial without a finite value"))?),
+            _ => Err(error.unwrap_or_else(|| "failed (no message recorded)".into())),
         };
         self.jobs[job].resolved_by = Some(trial);
-        let error = match loss {
-            Some(_) => None,
-            None => Some(error.unwrap_or_else(|| "failed (no message recorded)".into())),
-        };
-        self.apply_result(job, loss, error, seconds);
-        Ok(())
-    }
-
-    /// Job `job`'s result, applied as the in-process master applies it.
-    fn apply_result(&mut self, job: usize, loss: Option<f64>, error: Option<String>, seconds: f64) {
-        let spec = &self.jobs[job].spec;
-        let bracket = &mut self.brackets[spec.bracket];
-        bracket.current.losses[spec.slot] = Some(loss);
-        if let Some(model) = self.model.as_mut() {
-            model.observe(&spec.config, spec.budget, loss);
-        }
-        let outcome = &mut self.outcome;
-        outcome.total_budget += spec.budget;
-        match loss {
-            None => outcome.failures += 1,
-            Some(loss) => {
-                if Incumbent::beaten_by(outcome.incumbent.as_ref(), spec.budget, loss) {
-                    outcome.incumbent = Some(Incumbent {
-                        job: spec.job,
-                        config: spec.config.clone(),
-                        budget: spec.budget,
-                        loss,
-                    });
-                    outcome.trajectory.push(TrajectoryPoint {
-                        cumulative_budget: outcome.total_budget,
-                        loss,
-                        job: spec.job,
-                    });
-                }
-            }
-        }
-        outcome.evaluations.push(Evaluation {
-            job: spec.job,
-            bracket: spec.bracket,
-            stage: spec.stage,
-            budget: spec.budget,
-            origin: spec.origin,
-            config: spec.config.clone(),
+        let model = self.model.as_mut().expect("a study with jobs has settings");
+        let finished = Finished {
             loss,
-            error,
             seconds,
             replayed: false,
-        });
+        };
+        apply_result(
+            &mut self.brackets,
+            model,
+            &mut self.outcome,
+            &self.jobs[job].spec,
+            &finished,
+        );
+        Ok(())
     }
 
     /// The intermediate-value step of `budget`: the budget itself when every
@@ -659,6 +669,11 @@ impl StudyView {
             op::create_study(worker, name),
             op::set_study_system_attr(worker, SETTINGS_ATTR, value),
         ])
+    }
+
+    /// The record of `worker` being told to wait.
+    pub fn idle_entry(worker: &str) -> Json {
+        op::set_study_system_attr(worker, IDLE_ATTR, json!(worker))
     }
 
     /// A heartbeat of attempt `trial`.

@@ -122,18 +122,18 @@ pub struct TuneArgs {
     #[arg(long)]
     pub max_failures: Option<usize>,
     /// Percentage of results forming the "good" density.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = ModelSettings::default().top_n_percent)]
     pub top_n_percent: usize,
     /// Candidates sampled per model-based proposal.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ModelSettings::default().num_samples)]
     pub num_samples: usize,
     /// Fraction of configurations drawn uniformly at random (1 = plain Hyperband).
-    #[arg(long, default_value_t = 1.0 / 3.0)]
+    #[arg(long, default_value_t = ModelSettings::default().random_fraction)]
     pub random_fraction: f64,
     /// Bandwidth multiplier when sampling candidates.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = ModelSettings::default().bandwidth_factor)]
     pub bandwidth_factor: f64,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = ModelSettings::default().min_bandwidth)]
     pub min_bandwidth: f64,
     /// Results a budget needs before it gets a model (default: dimensions + 1).
     #[arg(long)]
