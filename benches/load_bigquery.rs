@@ -181,7 +181,7 @@ fn main() {
         let ndjson_mb = ndjson_bytes as f64 / 1e6;
         let ours_s = median(&ours_runs[k].iter().map(|r| r.seconds).collect::<Vec<_>>());
         let ours_cpu = median(
-            &mut ours_runs[k]
+            &ours_runs[k]
                 .iter()
                 .map(|r| r.cpu_seconds)
                 .collect::<Vec<_>>(),

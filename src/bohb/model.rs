@@ -171,7 +171,7 @@ impl Model {
             let l = fitted.good.log_pdf(&candidate).max(floor);
             let g = fitted.bad.log_pdf(&candidate).max(floor);
             let score = l - g;
-            if score.is_finite() && best.as_ref().map_or(true, |(s, _)| score > *s) {
+            if score.is_finite() && best.as_ref().is_none_or(|(s, _)| score > *s) {
                 best = Some((score, candidate));
             }
         }

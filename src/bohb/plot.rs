@@ -125,7 +125,7 @@ pub fn best_so_far_per_budget(evaluations: &[Evaluation]) -> Vec<(f64, Vec<(f64,
                 &mut lines.last_mut().expect("just pushed").1
             }
         };
-        if line.last().map_or(true, |&(_, best)| loss < best) {
+        if line.last().is_none_or(|&(_, best)| loss < best) {
             line.push((spent, loss));
         }
     }

@@ -207,9 +207,9 @@ impl Space {
     /// Whether `p` is active in `config`, whose earlier parameters are set
     /// (an inactive parent is absent, which makes its children inactive).
     fn is_active(p: &Param, config: &Config) -> bool {
-        p.condition.as_ref().map_or(true, |c| {
-            config.get(&c.parent).is_some_and(|v| c.values.contains(v))
-        })
+        p.condition
+            .as_ref()
+            .is_none_or(|c| config.get(&c.parent).is_some_and(|v| c.values.contains(v)))
     }
 
     /// Reads a JSON space file: an array of

@@ -101,9 +101,7 @@ pub struct Incumbent {
 impl Incumbent {
     /// Whether a result at `budget` with `loss` takes over from `current`.
     pub(super) fn beaten_by(current: Option<&Incumbent>, budget: f64, loss: f64) -> bool {
-        current.map_or(true, |inc| {
-            budget > inc.budget || (budget == inc.budget && loss < inc.loss)
-        })
+        current.is_none_or(|inc| budget > inc.budget || (budget == inc.budget && loss < inc.loss))
     }
 }
 

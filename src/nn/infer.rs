@@ -121,7 +121,7 @@ impl<'a, T: Float> Inference<'a, T> {
     pub fn forward(&self, inputs: &[T]) -> Result<Vec<T>> {
         let c = &self.model.config;
         let (t, sample) = (c.seq_len, c.seq_len * c.in_channels);
-        if sample == 0 || inputs.len() % sample != 0 {
+        if sample == 0 || !inputs.len().is_multiple_of(sample) {
             return Err(Error::shape(
                 "Inference::forward",
                 &[inputs.len()],

@@ -25,4 +25,6 @@ pub use config::{LossSpec, RunConfig, TrainConfig};
 pub use history::EpochLog;
 pub use prepared::{PreparedData, SplitData};
 pub use run::{DataSource, EvalReport, LoadedRun};
-pub use trainer::{fit, predict, predict_on_tape, train_and_validate, FitOptions, FitOutcome, Progress};
+pub use trainer::{
+    fit, predict, predict_on_tape, train_and_validate, FitOptions, FitOutcome, Progress,
+};

@@ -67,7 +67,7 @@ impl Ridge {
                     .sum::<f64>()
                     / y_val.len() as f64
             };
-            if best.as_ref().map_or(true, |(m, _)| mae < *m) {
+            if best.as_ref().is_none_or(|(m, _)| mae < *m) {
                 best = Some((mae, model));
             }
         }
@@ -75,7 +75,7 @@ impl Ridge {
     }
 
     pub fn predict(&self, x: &[f32], d: usize) -> Result<Vec<f32>> {
-        if d != self.weights.len() || x.len() % d.max(1) != 0 {
+        if d != self.weights.len() || !x.len().is_multiple_of(d.max(1)) {
             return Err(Error::shape(
                 "Ridge::predict",
                 &[x.len(), d],

@@ -121,7 +121,7 @@ pub fn predict(
 ) -> Result<Vec<f32>> {
     let (l, c) = (model.config.seq_len, model.config.in_channels);
     let sample = l * c;
-    if sample == 0 || inputs.len() % sample != 0 {
+    if sample == 0 || !inputs.len().is_multiple_of(sample) {
         return Err(Error::shape(
             "predict",
             &[inputs.len()],

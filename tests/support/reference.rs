@@ -144,7 +144,7 @@ pub fn attention(
         for i in 0..tq {
             let mut s = vec![f64::NEG_INFINITY; tk];
             for (j, sj) in s.iter_mut().enumerate() {
-                if mask.map_or(true, |m| m[bi * tk + j]) {
+                if mask.is_none_or(|m| m[bi * tk + j]) {
                     *sj = (0..d)
                         .map(|x| q[(bh * tq + i) * d + x] * k[(bh * tk + j) * d + x])
                         .sum::<f64>()

@@ -112,7 +112,7 @@ impl<T: Float> Tape<'_, T> {
         for (var, what) in [(q, "q"), (k, "k"), (v, "v")] {
             self.expect_rank("attention_tokens", var, 3, what)?;
             let s = self.shape(var);
-            if heads == 0 || s[2] % heads != 0 {
+            if heads == 0 || !s[2].is_multiple_of(heads) {
                 return Err(Error::shape(
                     "attention_tokens",
                     s,

@@ -47,7 +47,7 @@ pub fn add_assign<T: Float>(acc: &mut [T], x: &[T]) {
 /// y [rows, c] += bias [c] on every row.
 pub fn add_bias_inplace<T: Float>(y: &mut [T], bias: &[T]) {
     let c = bias.len();
-    assert!(c > 0 && y.len() % c == 0);
+    assert!(c > 0 && y.len().is_multiple_of(c));
     let rows_per_task = (ELEMS_PER_TASK / c).max(1);
     y.par_chunks_mut(rows_per_task * c).for_each(|chunk| {
         for row in chunk.chunks_exact_mut(c) {

@@ -78,7 +78,7 @@ pub(crate) fn softmax_backward_rows<T: Float>(dim: usize, y: &[T], g: &[T], dx: 
 }
 
 pub fn softmax_forward<T: Float>(dim: usize, x: &[T], y: &mut [T]) {
-    assert!(dim > 0 && x.len() == y.len() && x.len() % dim == 0);
+    assert!(dim > 0 && x.len() == y.len() && x.len().is_multiple_of(dim));
     y.par_chunks_mut(dim * ROWS_PER_TASK)
         .zip(x.par_chunks(dim * ROWS_PER_TASK))
         .for_each(|(yc, xc)| {
