@@ -202,8 +202,10 @@ pub fn open_first(lib: CudaLib, candidates: &[PathBuf]) -> Result<Opened> {
                 })
             }
             Err(e) => {
-                // The dynamic linker's message, without the repeated path.
-                let why = e.to_string();
+                // The dynamic linker's message (libloading's own is only
+                // "dlopen failed"), without the repeated path.
+                let why =
+                    std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
                 let short = why.rsplit(": ").next().unwrap_or(&why).to_string();
                 tried.push(format!("{} ({short})", path.display()));
             }
@@ -254,8 +256,10 @@ impl Nvrtc {
         static NVRTC: OnceLock<std::result::Result<Nvrtc, String>> = OnceLock::new();
         NVRTC
             .get_or_init(|| {
-                Nvrtc::open(&candidates_from_env(CudaLib::Nvrtc, max_major))
-                    .map_err(|e| e.to_string())
+                Nvrtc::open(&candidates_from_env(CudaLib::Nvrtc, max_major)).map_err(|e| match e {
+                    Error::Device(m) => m,
+                    other => other.to_string(),
+                })
             })
             .as_ref()
             .map_err(|e| Error::Device(e.clone()))
