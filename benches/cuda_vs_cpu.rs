@@ -12,7 +12,7 @@
 //! scripts/gpu-check.sh also runs the bundled binary as a tool:
 //!   `libs`            the NVRTC and cuBLAS files found (src/cuda/libs.rs) and the driver
 //!   `sources DIR`     each module's translation unit (what NVRTC gets) as DIR/<stem>.cu
-//!   `nvrtc ARCH`      every module through NVRTC for compute_ARCH, no GPU needed
+//!   `nvrtc ARCH`      every module through NVRTC to an sm_ARCH cubin, no GPU needed
 //!   `config`          the model's ModelConfig as JSON (seq_len 0), for the PyTorch side
 //!
 //! `CONVFORMER_GPU_CHECK_DRY=1` (the dry run of the tests): tiny shapes, and
@@ -231,12 +231,13 @@ fn write_sources(dir: &str) {
     println!("{} module sources in {}", Module::ALL.len(), dir.display());
 }
 
-/// Every module through NVRTC for `compute_<arch>`; exits 1 if one fails.
+/// Every module through NVRTC to an `sm_<arch>` cubin, as the backend
+/// compiles them on that GPU; exits 1 if one fails.
 fn nvrtc_all(arch: &str) {
-    let arch = format!("compute_{arch}");
+    let arch = format!("sm_{arch}");
     let mut failed = 0;
     for m in Module::ALL {
-        if let Err(e) = driver::nvrtc_ptx(m, Some(&arch)) {
+        if let Err(e) = driver::nvrtc_cubin(m, &arch) {
             failed += 1;
             let first = e.to_string();
             println!(
@@ -247,7 +248,7 @@ fn nvrtc_all(arch: &str) {
         }
     }
     let n = Module::ALL.len();
-    println!("nvrtc {arch}: {}/{n} modules compile", n - failed);
+    println!("nvrtc {arch} cubin: {}/{n} modules compile", n - failed);
     if failed > 0 {
         std::process::exit(1);
     }

@@ -13,7 +13,8 @@
 #        the toolkit, PyTorch's nvidia/*/lib wheels, which this script lists);
 #     2. kernels: the machine's nvcc compiles every module to PTX for its GPU
 #        (the binaries read them from CONVFORMER_PTX_DIR), else NVRTC at run
-#        time; either way every module is also compiled through NVRTC;
+#        time (a cubin for the GPU); either way every module is also
+#        compiled through NVRTC;
 #     3. every op CUDA vs CPU (pass/fail, max error) and 50 training steps
 #        CUDA vs CPU (losses within 1e-4 relative);
 #     4. the benchmark: ops CUDA vs CPU, SGEMM 4096³ vs cuBLAS, the whole
@@ -136,10 +137,10 @@ kernels() {
         kernels_row="NVRTC at run time (no nvcc on PATH, in CUDA_HOME or /usr/local/cuda)"
         echo "== kernels: $kernels_row" | log
     fi
-    echo "== every module through NVRTC for compute_$cap" | log
+    echo "== every module through NVRTC to an sm_$cap cubin (what the run compiles without nvcc)" | log
     timeout 40 ./cuda_vs_cpu nvrtc "$cap" > nvrtc.txt 2>&1
     log < nvrtc.txt
-    nvrtc_row=$(grep -o 'nvrtc compute_[0-9]*: .*' nvrtc.txt | tail -1)
+    nvrtc_row=$(grep -o 'nvrtc sm_[0-9]* cubin: .*' nvrtc.txt | tail -1)
     [[ -n "$nvrtc_row" ]] || nvrtc_row="FAIL: $(tail -1 nvrtc.txt)"
     if grep -q "nvrtc FAIL" nvrtc.txt; then nvrtc_row="FAIL, $nvrtc_row (see nvrtc.txt)"; fi
 }

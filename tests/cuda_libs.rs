@@ -266,8 +266,9 @@ fn wheel_lib(lib: CudaLib) -> Option<PathBuf> {
         .find(|p| p.is_absolute() && p.to_string_lossy().contains(".so.13"))
 }
 
-/// The real CUDA 13 NVRTC (PyTorch's wheel) compiles every module for sm_90
-/// and sm_80 through the same calls the GPU run makes.
+/// The real CUDA 13 NVRTC (PyTorch's wheel) compiles every module to PTX for
+/// sm_90 and sm_80 and to an sm_90 cubin (what the GPU run loads) through
+/// the same calls the GPU run makes.
 #[test]
 fn real_cuda13_nvrtc_compiles_every_kernel() {
     let Some(path) = wheel_lib(CudaLib::Nvrtc) else {
@@ -300,8 +301,32 @@ fn real_cuda13_nvrtc_compiles_every_kernel() {
             }
         }
     }
+    // What the GPU run loads: a cubin for the GPU's sm_XY (no PTX JIT).
+    let opts = [
+        "-std=c++17".to_string(),
+        "--gpu-architecture=sm_90".to_string(),
+    ];
+    for m in Module::ALL {
+        let cubin = nvrtc
+            .compile_cubin(&m.source(), &format!("{}.cu", m.stem()), &opts)
+            .unwrap_or_else(|e| panic!("kernels/{}.cu as an sm_90 cubin: {e}", m.stem()));
+        assert_eq!(
+            &cubin[..4],
+            b"\x7fELF",
+            "kernels/{}.cu: not an ELF cubin",
+            m.stem()
+        );
+        for k in m.kernels() {
+            let name = k.as_bytes();
+            assert!(
+                cubin.windows(name.len()).any(|w| w == name),
+                "kernels/{}.cu: the cubin lacks {k}",
+                m.stem()
+            );
+        }
+    }
     eprintln!(
-        "NVRTC {:?} at {}: {} modules compile for sm_90 and sm_80",
+        "NVRTC {:?} at {}: {} modules compile to PTX for sm_90 and sm_80 and to sm_90 cubins",
         nvrtc.version(),
         path.display(),
         Module::ALL.len()

@@ -155,7 +155,7 @@ fn gpu_check_dry_run_runs_every_part_and_prints_every_row() {
     } else {
         assert_eq!(
             value(&rows, "NVRTC compile, every module"),
-            format!("nvrtc compute_90: {modules}/{modules} modules compile")
+            format!("nvrtc sm_90 cubin: {modules}/{modules} modules compile")
         );
     }
     // The nvcc branch: every module's self-contained source, for compute_90.

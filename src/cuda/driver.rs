@@ -98,8 +98,8 @@ pub enum PtxOrigin {
     Dir(std::path::PathBuf),
     /// nvcc at build time.
     BuiltIn,
-    /// NVRTC at run time (the library's path), with why the folder's PTX was
-    /// not used when there was one.
+    /// NVRTC at run time, a cubin for the GPU (the library's path), with why
+    /// the folder's PTX was not used when there was one.
     Nvrtc {
         library: std::path::PathBuf,
         dir_rejected: Option<String>,
@@ -209,7 +209,7 @@ impl CudaBackend {
         let (ptx, origin) = match (m.prebuilt_ptx(), &dir_rejected) {
             (Some(text), None) => (Ptx::from_src(text), PtxOrigin::BuiltIn),
             _ => {
-                let (ptx, library) = nvrtc_ptx_with_library(m, self.arch().as_deref())?;
+                let (ptx, library) = self.nvrtc_module(m)?;
                 (
                     ptx,
                     PtxOrigin::Nvrtc {
@@ -224,10 +224,15 @@ impl CudaBackend {
         Ok(loaded)
     }
 
-    /// `compute_XY` of the GPU, for NVRTC.
-    fn arch(&self) -> Option<String> {
-        let (major, minor) = self.ctx.compute_capability().ok()?;
-        Some(format!("compute_{major}{minor}"))
+    /// NVRTC's cubin for this GPU's `sm_XY` (no PTX JIT in the driver, so
+    /// an NVRTC newer than the driver works); PTX for NVRTC's default
+    /// architecture when the capability cannot be read.
+    fn nvrtc_module(&self, m: Module) -> Result<(Ptx, std::path::PathBuf)> {
+        let Ok((major, minor)) = self.ctx.compute_capability() else {
+            return nvrtc_ptx_with_library(m, None);
+        };
+        let (cubin, library) = nvrtc_cubin(m, &format!("sm_{major}{minor}"))?;
+        Ok((Ptx::from_binary(cubin), library))
     }
 
     fn function(&self, kernel: &'static str) -> Result<CudaFunction> {
@@ -270,19 +275,45 @@ pub fn nvrtc_ptx(m: Module, arch: Option<&str>) -> Result<Ptx> {
     nvrtc_ptx_with_library(m, arch).map(|(ptx, _)| ptx)
 }
 
-fn nvrtc_ptx_with_library(m: Module, arch: Option<&str>) -> Result<(Ptx, std::path::PathBuf)> {
-    let nvrtc = Nvrtc::global(driver_cuda_major()).map_err(|e| {
+fn process_nvrtc(m: Module) -> Result<&'static Nvrtc> {
+    Nvrtc::global(driver_cuda_major()).map_err(|e| {
         Error::Device(format!(
             "no nvcc PTX for kernels/{}.cu and NVRTC is missing: {e}",
             m.stem()
         ))
-    })?;
+    })
+}
+
+fn nvrtc_options(arch: Option<&str>) -> Vec<String> {
     let mut options = vec!["-std=c++17".to_string()];
     if let Some(a) = arch {
         options.push(format!("--gpu-architecture={a}"));
     }
+    options
+}
+
+/// NVRTC's cubin of one module for `sm` (`sm_90`), what the backend loads,
+/// and the NVRTC library that made it.
+pub fn nvrtc_cubin(m: Module, sm: &str) -> Result<(Vec<u8>, std::path::PathBuf)> {
+    let nvrtc = process_nvrtc(m)?;
+    let cubin = nvrtc
+        .compile_cubin(
+            &m.source(),
+            &format!("{}.cu", m.stem()),
+            &nvrtc_options(Some(sm)),
+        )
+        .map_err(|e| Error::Device(format!("NVRTC on kernels/{}.cu: {e}", m.stem())))?;
+    Ok((cubin, nvrtc.path().to_path_buf()))
+}
+
+fn nvrtc_ptx_with_library(m: Module, arch: Option<&str>) -> Result<(Ptx, std::path::PathBuf)> {
+    let nvrtc = process_nvrtc(m)?;
     let ptx = nvrtc
-        .compile(&m.source(), &format!("{}.cu", m.stem()), &options)
+        .compile(
+            &m.source(),
+            &format!("{}.cu", m.stem()),
+            &nvrtc_options(arch),
+        )
         .map_err(|e| Error::Device(format!("NVRTC on kernels/{}.cu: {e}", m.stem())))?;
     Ok((Ptx::from_src(ptx), nvrtc.path().to_path_buf()))
 }

@@ -220,6 +220,12 @@ pub fn open_first(lib: CudaLib, candidates: &[PathBuf]) -> Result<Opened> {
 }
 
 type NvrtcProgram = *mut c_void;
+
+#[derive(Clone, Copy)]
+enum NvrtcOutput {
+    Ptx,
+    Cubin,
+}
 type NvrtcResult = c_int;
 
 /// NVRTC, opened by path (see the module documentation).
@@ -309,6 +315,28 @@ impl Nvrtc {
 
     /// PTX of one translation unit; a failed compile's error carries NVRTC's log.
     pub fn compile(&self, source: &str, name: &str, options: &[String]) -> Result<String> {
+        let mut bytes = self.compile_to(source, name, options, NvrtcOutput::Ptx)?;
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        bytes.truncate(end);
+        String::from_utf8(bytes)
+            .map_err(|_| Error::Device(format!("NVRTC's PTX of {name} is not UTF-8")))
+    }
+
+    /// The machine code (an ELF cubin) of one translation unit, for the GPU
+    /// the options name (`--gpu-architecture=sm_90`). The driver loads it
+    /// without the PTX JIT, so an NVRTC newer than the driver (13.2 beside a
+    /// 13.0 driver) still works, which its PTX would not.
+    pub fn compile_cubin(&self, source: &str, name: &str, options: &[String]) -> Result<Vec<u8>> {
+        self.compile_to(source, name, options, NvrtcOutput::Cubin)
+    }
+
+    fn compile_to(
+        &self,
+        source: &str,
+        name: &str,
+        options: &[String],
+        output: NvrtcOutput,
+    ) -> Result<Vec<u8>> {
         let invalid = |what: &str| Error::Invalid(format!("{what} contains a NUL byte"));
         let src = CString::new(source).map_err(|_| invalid("the kernel source"))?;
         let cname = CString::new(name).map_err(|_| invalid("the program name"))?;
@@ -338,8 +366,10 @@ impl Nvrtc {
             let compile: Compile = self.sym("nvrtcCompileProgram")?;
             let log_size: Size = self.sym("nvrtcGetProgramLogSize")?;
             let log: Text = self.sym("nvrtcGetProgramLog")?;
-            let ptx_size: Size = self.sym("nvrtcGetPTXSize")?;
-            let ptx: Text = self.sym("nvrtcGetPTX")?;
+            let (out_size, out): (Size, Text) = match output {
+                NvrtcOutput::Ptx => (self.sym("nvrtcGetPTXSize")?, self.sym("nvrtcGetPTX")?),
+                NvrtcOutput::Cubin => (self.sym("nvrtcGetCUBINSize")?, self.sym("nvrtcGetCUBIN")?),
+            };
             let destroy: Destroy = self.sym("nvrtcDestroyProgram")?;
             let mut prog: NvrtcProgram = std::ptr::null_mut();
             let r = create(
@@ -351,20 +381,25 @@ impl Nvrtc {
                 std::ptr::null(),
             );
             self.check(r, "nvrtcCreateProgram")?;
-            let text = |size: Size, get: Text| -> Result<String> {
+            let bytes = |size: Size, get: Text| -> Result<Vec<u8>> {
                 let mut n = 0usize;
                 self.check(size(prog, &mut n), "NVRTC output size")?;
                 let mut buf = vec![0u8; n.max(1)];
                 self.check(get(prog, buf.as_mut_ptr().cast()), "NVRTC output")?;
-                let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-                buf.truncate(end);
-                Ok(String::from_utf8_lossy(&buf).into_owned())
+                buf.truncate(n);
+                Ok(buf)
             };
             let r = compile(prog, opt_ptrs.len() as c_int, opt_ptrs.as_ptr());
             let result = if r == 0 {
-                text(ptx_size, ptx)
+                bytes(out_size, out)
             } else {
-                let log = text(log_size, log).unwrap_or_default();
+                let log = bytes(log_size, log)
+                    .map(|b| {
+                        String::from_utf8_lossy(&b)
+                            .trim_end_matches('\0')
+                            .to_string()
+                    })
+                    .unwrap_or_default();
                 Err(Error::Device(format!(
                     "{}\n{log}",
                     self.error(r, &format!("compiling {name}"))
