@@ -275,7 +275,7 @@ fn real_cuda13_nvrtc_compiles_every_kernel() {
         eprintln!("SKIPPED: no libnvrtc.so.13 in PyTorch's nvidia wheels (set CONVFORMER_TORCH_PYTHON to a python with torch for CUDA 13)");
         return;
     };
-    let nvrtc = Nvrtc::open(&[path.clone()]).unwrap();
+    let nvrtc = Nvrtc::open(std::slice::from_ref(&path)).unwrap();
     assert_eq!(nvrtc.version().0, 13, "{}", path.display());
     for arch in ["compute_90", "compute_80"] {
         let opts = [

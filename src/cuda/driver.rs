@@ -266,7 +266,7 @@ pub fn driver_cuda_major() -> Option<u32> {
     // SAFETY: the driver library is present; cuDriverGetVersion writes an int
     // and needs no cuInit.
     let r = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
-    (r == cudarc::driver::sys::CUresult::CUDA_SUCCESS && v > 0).then(|| v as u32 / 1000)
+    (r == cudarc::driver::sys::CUresult::CUDA_SUCCESS && v > 0).then_some(v as u32 / 1000)
 }
 
 /// NVRTC compilation of one module for `arch` (`compute_90`; `None` = NVRTC's
