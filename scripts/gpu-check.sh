@@ -235,6 +235,15 @@ PY
     if grep -q "^torch: SKIPPED" torch.txt; then grep "^torch: SKIPPED" torch.txt >&2; fi
 }
 
+# The panic message of test $1 in ops.txt (run with --nocapture, so it is
+# printed in place: "thread 'NAME' (id) panicked at FILE:LINE:COL:" then the
+# message), or why there is none.
+panic_of() {
+    local msg
+    msg=$(grep -A1 "^thread '$1'" ops.txt | sed -n 2p | cut -c1-300)
+    echo "${msg:-no result (timeout or crash? see ops.txt)}"
+}
+
 row() { printf '%-36s %s\n' "$1" "$2"; }
 
 # ms of a bench.csv row (the CUDA column), or empty.
@@ -259,7 +268,7 @@ summary() {
               dropout_masks_are_bit_identical_to_cpu losses_match_cpu adamw_matches_cpu_optimizer; do
         status=$(grep -o "op $op: .*" ops.txt | head -1 | cut -d' ' -f3-)
         if grep -q "^test $op \.\.\. FAILED" ops.txt || [[ -z "$status" ]]; then
-            status="FAIL: $(grep -A3 -- "---- $op stdout ----" ops.txt | grep -v -- '----' | grep -v '^$' | head -2 | tr '\n' ' ')"
+            status="FAIL: $(panic_of "$op")"
         fi
         local name=${op%%_match*}
         row "op ${name%_are_bit_identical_to_cpu}" "$status"
@@ -271,7 +280,7 @@ summary() {
     elif grep -q "SKIPPED: GPU training comparison" ops.txt; then
         train="SKIPPED (no GPU)"
     else
-        train="FAIL: $(grep -A3 -- '---- fifty_training_steps_match_cpu_on_the_gpu stdout ----' ops.txt | sed -n 2,3p | tr '\n' ' ')"
+        train="FAIL: $(panic_of fifty_training_steps_match_cpu_on_the_gpu)"
     fi
     row "50 training steps CUDA vs CPU" "$train"
     local sgemm
