@@ -2,14 +2,30 @@
 //! the model's shapes (batch 256, sequence 16/64, width 48, 6 heads, ff 243)
 //! and at a batch that fills a GPU (16384); SGEMM at 4096³ against cuBLAS.
 //! Prints one table row per op: median milliseconds per call and the ratio.
-//! Without a GPU the CUDA column says so and only the CPU is timed.
+//! Without a GPU the CUDA column says so and only the CPU is timed. Then the
+//! whole ConvFormerNet (benches/train_step.rs's model: the default config, 26
+//! channels, post-norm) on the GPU: a training step (forward, MSE, backward,
+//! AdamW) and an inference pass at batch 256/1024 x sequence 16/64 and 16384.
 //!
 //!     cargo bench --bench cuda_vs_cpu            (add `-- quick` for fewer repetitions)
+//!
+//! scripts/gpu-check.sh also runs the bundled binary as a tool:
+//!   `libs`            the NVRTC and cuBLAS files found (src/cuda/libs.rs) and the driver
+//!   `sources DIR`     each module's translation unit (what NVRTC gets) as DIR/<stem>.cu
+//!   `nvrtc ARCH`      every module through NVRTC to an sm_ARCH cubin, no GPU needed
+//!   `config`          the model's ModelConfig as JSON (seq_len 0), for the PyTorch side
+//!
+//! `CONVFORMER_GPU_CHECK_DRY=1` (the dry run of the tests): tiny shapes, and
+//! the whole model on the CPU where there is no GPU (the same code path, the
+//! device aside; the emulator would take half a minute per step).
 
 use std::time::{Duration, Instant};
 
-use convformer::autograd::{LossKind, Padding};
-use convformer::cuda::{Backend, CudaBackend, DeviceBuffer};
+use convformer::autograd::{LossKind, Padding, ParamStore, Tape};
+use convformer::cuda::libs::{self, CudaLib, Nvrtc};
+use convformer::cuda::{driver, Backend, CudaBackend, DeviceBuffer, Module};
+use convformer::data::SERIES_CHANNELS;
+use convformer::nn::{ConvFormerNet, ModelConfig, SeedRng};
 use convformer::ops::attention::{self, cuda::AttentionPath, AttentionDims};
 use convformer::ops::conv1d::{self, Conv1dDims};
 use convformer::ops::dropout::{self, DropoutDims};
@@ -20,6 +36,8 @@ use convformer::ops::matmul::{self, Epilogue, Gemm, LinearDims};
 use convformer::ops::pool;
 use convformer::ops::softmax;
 use convformer::ops::unary::{self, Unary};
+use convformer::optim::{AdamConfig, AdamW};
+use convformer::{Device, Tensor};
 
 struct Timer {
     budget: Duration,
@@ -62,15 +80,13 @@ struct Row {
 
 struct Bench {
     timer: Timer,
-    gpu: Option<CudaBackend>,
+    gpu: Option<&'static CudaBackend>,
     rows: Vec<Row>,
 }
 
 impl Bench {
     fn gpu_buf(&self, data: &[f32]) -> Option<<CudaBackend as Backend>::Buffer> {
-        self.gpu
-            .as_ref()
-            .map(|g| g.upload_f32(data).expect("upload"))
+        self.gpu.map(|g| g.upload_f32(data).expect("upload"))
     }
 
     /// Times `cpu` and, with a GPU, `cuda` (followed by a synchronize).
@@ -81,7 +97,7 @@ impl Bench {
         cuda: Option<&mut dyn FnMut(&CudaBackend)>,
     ) {
         let cpu_ms = cpu.map(|f| self.timer.median(f));
-        let cuda_ms = match (&self.gpu, cuda) {
+        let cuda_ms = match (self.gpu, cuda) {
             (Some(g), Some(f)) => Some(self.timer.median(|| {
                 f(g);
                 g.synchronize().expect("synchronize");
@@ -107,9 +123,27 @@ impl Bench {
     }
 }
 
+fn dry_run() -> bool {
+    std::env::var_os("CONVFORMER_GPU_CHECK_DRY").is_some_and(|v| v == "1")
+}
+
 fn main() {
-    let quick = std::env::args().any(|a| a == "quick");
-    let gpu = match CudaBackend::new(0) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("libs") => return libs_report(),
+        Some("sources") => return write_sources(args.get(1).expect("usage: sources DIR")),
+        Some("nvrtc") => return nvrtc_all(args.get(1).expect("usage: nvrtc ARCH (90)")),
+        Some("config") => {
+            return println!(
+                "{}",
+                serde_json::to_string(&model_config(0)).expect("config as JSON")
+            )
+        }
+        _ => {}
+    }
+    let quick = args.iter().any(|a| a == "quick");
+    let dry = dry_run();
+    let gpu = match driver::global() {
         Ok(g) => {
             eprintln!("GPU: {}", g.name().unwrap_or_default());
             Some(g)
@@ -130,7 +164,11 @@ fn main() {
         "{:<44} {:>10} {:>10} {:>8}",
         "op (shape)", "cpu ms", "cuda ms", "cpu/cuda"
     );
-    let batches: &[usize] = if quick { &[256] } else { &[256, 16384] };
+    let batches: &[usize] = match (dry, quick) {
+        (true, _) => &[4],
+        (false, true) => &[256],
+        (false, false) => &[256, 16384],
+    };
     for &batch in batches {
         for seq in [16usize, 64] {
             if batch == 16384 && seq == 64 {
@@ -139,7 +177,14 @@ fn main() {
             model_ops(&mut b, batch, seq);
         }
     }
-    sgemm_vs_cublas(&mut b, if quick { 1024 } else { 4096 });
+    // 4096³ even in quick mode: the target is stated there (a few calls on a GPU).
+    sgemm_vs_cublas(&mut b, if dry { 64 } else { 4096 });
+    whole_model(&mut b, dry);
+    if let Some(g) = b.gpu {
+        for (m, origin) in g.ptx_origins() {
+            eprintln!("ptx {}: {origin}", m.stem());
+        }
+    }
     println!("op,cpu_ms,cuda_ms");
     for r in &b.rows {
         println!(
@@ -149,6 +194,170 @@ fn main() {
             r.cuda_ms.map_or(String::new(), |v| v.to_string())
         );
     }
+}
+
+/// What src/cuda/libs.rs finds here, one `name: file` line each.
+fn libs_report() {
+    let major = driver::driver_cuda_major();
+    match major {
+        Some(m) => println!("driver: libcuda loads, CUDA {m}"),
+        None => println!("driver: MISSING (libcuda.so.1 does not load)"),
+    }
+    match Nvrtc::global(major) {
+        Ok(n) => println!(
+            "nvrtc: {} ({}.{})",
+            n.path().display(),
+            n.version().0,
+            n.version().1
+        ),
+        Err(e) => println!("nvrtc: MISSING: {e}"),
+    }
+    match libs::open_first(
+        CudaLib::Cublas,
+        &libs::candidates_from_env(CudaLib::Cublas, major),
+    ) {
+        Ok(o) => println!("cublas: {}", o.path.display()),
+        Err(e) => println!("cublas: MISSING: {e}"),
+    }
+}
+
+/// Each module as NVRTC gets it, for the GPU machine's nvcc.
+fn write_sources(dir: &str) {
+    let dir = std::path::Path::new(dir);
+    std::fs::create_dir_all(dir).expect("create the sources folder");
+    for m in Module::ALL {
+        std::fs::write(dir.join(format!("{}.cu", m.stem())), m.source()).expect("write a source");
+    }
+    println!("{} module sources in {}", Module::ALL.len(), dir.display());
+}
+
+/// Every module through NVRTC to an `sm_<arch>` cubin, as the backend
+/// compiles them on that GPU; exits 1 if one fails.
+fn nvrtc_all(arch: &str) {
+    let arch = format!("sm_{arch}");
+    let mut failed = 0;
+    for m in Module::ALL {
+        if let Err(e) = driver::nvrtc_cubin(m, &arch) {
+            failed += 1;
+            let first = e.to_string();
+            println!(
+                "nvrtc FAIL {}: {}",
+                m.stem(),
+                first.lines().take(6).collect::<Vec<_>>().join(" | ")
+            );
+        }
+    }
+    let n = Module::ALL.len();
+    println!("nvrtc {arch} cubin: {}/{n} modules compile", n - failed);
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+/// benches/train_step.rs's model: the default config, the series' 26
+/// channels, the original's post-norm block.
+fn model_config(seq_len: usize) -> ModelConfig {
+    ModelConfig {
+        seq_len,
+        in_channels: SERIES_CHANNELS.len(),
+        norm_first: false,
+        ..ModelConfig::default()
+    }
+}
+
+/// The whole network on the GPU (or, in the dry run without one, on the
+/// CPU): median ms of a training step and of an inference pass.
+fn whole_model(b: &mut Bench, dry: bool) {
+    let device = match (b.gpu, dry) {
+        (Some(_), _) => Device::Cuda(0),
+        (None, true) => Device::Cpu,
+        (None, false) => {
+            eprintln!("whole model on the GPU: SKIPPED (no GPU)");
+            return;
+        }
+    };
+    let shapes: &[(usize, usize)] = if dry {
+        &[(2, 4)]
+    } else {
+        &[
+            (256, 16),
+            (256, 64),
+            (1024, 16),
+            (1024, 64),
+            (16384, 16),
+            (16384, 64),
+        ]
+    };
+    for &(batch, seq) in shapes {
+        let (step, infer) = model_times(&device, batch, seq, if dry { 1 } else { 10 });
+        eprintln!("train step b{batch} t{seq} on {device}: {step:.3} ms; inference {infer:.3} ms");
+        for (what, ms) in [("train step", step), ("inference", infer)] {
+            b.rows.push(Row {
+                op: format!("{what} b{batch} t{seq}"),
+                cpu_ms: None,
+                cuda_ms: Some(ms),
+            });
+        }
+    }
+}
+
+fn model_times(device: &Device, batch: usize, seq: usize, reps: usize) -> (f64, f64) {
+    let cfg = model_config(seq);
+    let mut host = ParamStore::<f32>::new();
+    let model = ConvFormerNet::new(&mut host, &cfg, 0).expect("model");
+    let mut store = host.to_device(device).expect("parameters to the device");
+    let mut opt = AdamW::new(AdamConfig {
+        weight_decay: 1e-4,
+        ..AdamConfig::default()
+    });
+    let mut rng = SeedRng::new(1);
+    let c = cfg.in_channels;
+    let x: Vec<f32> = (0..batch * seq * c)
+        .map(|_| rng.next_f64() as f32)
+        .collect();
+    let y: Vec<f32> = (0..batch).map(|_| rng.next_f64() as f32).collect();
+    let x = Tensor::from_vec(x, &[batch, seq, c])
+        .and_then(|t| t.to_device(device))
+        .expect("batch to the device");
+    let y = Tensor::from_vec(y, &[batch])
+        .and_then(|t| t.to_device(device))
+        .expect("targets to the device");
+    let sync = || {
+        if let Device::Cuda(_) = device {
+            driver::global()
+                .and_then(|g| g.synchronize())
+                .expect("synchronize");
+        }
+    };
+    let mut steps = Vec::new();
+    for i in 0..reps + 2 {
+        let t = Instant::now();
+        let mut tape = Tape::new(&store).training(i as u64);
+        let (xv, yv) = (tape.input(x.clone()), tape.input(y.clone()));
+        let pred = model.forward(&mut tape, xv).expect("forward");
+        let loss = tape.loss(pred, yv, LossKind::Mse).expect("loss");
+        let grads = tape.backward(loss).expect("backward").params;
+        opt.step(&mut store, &grads, 1e-3).expect("AdamW step");
+        sync();
+        steps.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut passes = Vec::new();
+    for _ in 0..reps + 2 {
+        let t = Instant::now();
+        let mut tape = Tape::new(&store).inference();
+        let xv = tape.input(x.clone());
+        let pred = model.forward(&mut tape, xv).expect("forward");
+        let out = tape.value(pred).to_vec().expect("predictions to the host");
+        assert_eq!(out.len(), batch);
+        passes.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let median = |mut v: Vec<f64>| {
+        let v: &mut Vec<f64> = &mut v;
+        v.drain(..2); // warm-up: module loads, allocator
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(steps), median(passes))
 }
 
 fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
@@ -561,7 +770,7 @@ fn model_ops(b: &mut Bench, batch: usize, seq: usize) {
 
 /// SGEMM n³: our tiled kernel against cuBLAS on the same GPU (GFLOP/s in the op name).
 fn sgemm_vs_cublas(b: &mut Bench, n: usize) {
-    let Some(gpu) = b.gpu.as_ref() else {
+    let Some(gpu) = b.gpu else {
         eprintln!("sgemm {n}^3 vs cuBLAS: SKIPPED (no GPU)");
         return;
     };
@@ -576,37 +785,41 @@ fn sgemm_vs_cublas(b: &mut Bench, n: usize) {
         matmul::cuda::sgemm(gpu, &Gemm::new(n, n, n), &ga, &gb, None, &gc).unwrap();
         gpu.synchronize().unwrap();
     });
-    // SAFETY: only probes for the library.
-    let cublas_ms = if unsafe { cudarc::cublas::sys::is_culib_present() } {
-        let blas = cudarc::cublas::CudaBlas::new(gpu.stream().clone()).expect("cuBLAS handle");
-        let (alpha, beta) = (1.0f32, 0.0f32);
-        let ni = n as i32;
-        Some(b.timer.median(|| {
-            // Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ.
-            // SAFETY: the three buffers hold n·n floats on this backend's device.
-            unsafe {
-                cudarc::cublas::result::sgemm(
-                    *blas.handle(),
-                    cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
-                    cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
-                    ni,
-                    ni,
-                    ni,
-                    &alpha,
-                    gb.addr() as *const f32,
-                    ni,
-                    ga.addr() as *const f32,
-                    ni,
-                    &beta,
-                    gc.addr() as *mut f32,
-                    ni,
-                )
+    let cublas = libs::Cublas::open(&libs::candidates_from_env(
+        CudaLib::Cublas,
+        driver::driver_cuda_major(),
+    ))
+    .and_then(|blas| {
+        blas.set_stream(gpu.stream().cu_stream().cast())?;
+        Ok(blas)
+    });
+    let cublas_ms = match cublas {
+        Ok(blas) => {
+            eprintln!("cuBLAS: {}", blas.path().display());
+            let ni = n as i32;
+            Some(b.timer.median(|| {
+                // Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ.
+                // SAFETY: the three buffers hold n·n floats on this backend's device.
+                unsafe {
+                    blas.sgemm(
+                        libs::CublasOp::N,
+                        libs::CublasOp::N,
+                        (ni, ni, ni),
+                        1.0,
+                        (gb.addr(), ni),
+                        (ga.addr(), ni),
+                        0.0,
+                        (gc.addr(), ni),
+                    )
+                }
                 .expect("cublasSgemm");
-            }
-            gpu.synchronize().unwrap();
-        }))
-    } else {
-        None
+                gpu.synchronize().unwrap();
+            }))
+        }
+        Err(e) => {
+            eprintln!("cuBLAS: MISSING: {e}");
+            None
+        }
     };
     let gf = |ms: f64| flops / (ms * 1e-3) / 1e9;
     eprintln!(

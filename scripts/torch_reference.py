@@ -20,7 +20,6 @@ import sys
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 GOLDEN = pathlib.Path(__file__).resolve().parent.parent / "tests" / "golden"
 
@@ -118,6 +117,10 @@ def loss_fn(kind, pred, y):
 
 
 def run_case(path):
+    # Imported here: the benches and scripts/gpu-check.sh import ConvFormerNet
+    # on machines that have torch but not safetensors.
+    from safetensors.torch import load_file, save_file
+
     tensors = load_file(str(path))
     with open(path, "rb") as fh:
         header_len = int.from_bytes(fh.read(8), "little")

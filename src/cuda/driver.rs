@@ -1,7 +1,9 @@
 //! The GPU executor, through cudarc: probes the driver library before touching
 //! it, owns one context and stream, loads each kernel module once per process
-//! (nvcc's PTX from build time, else NVRTC on the embedded source), and hands
-//! out device buffers from a caching allocator.
+//! (PTX from `$CONVFORMER_PTX_DIR/<module>.ptx` when that file exists, which is
+//! how scripts/gpu-check.sh hands over the machine's own nvcc output; else
+//! nvcc's PTX from build time; else NVRTC on the embedded source, NVRTC found
+//! by [`super::libs`]), and hands out device buffers from a caching allocator.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -10,9 +12,10 @@ use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
     PushKernelArg,
 };
-use cudarc::nvrtc::{CompileOptions, Ptx};
+use cudarc::nvrtc::Ptx;
 
 use super::launch::{Arg, Backend, DeviceBuffer, LaunchCfg};
+use super::libs::Nvrtc;
 use super::modules::Module;
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -84,10 +87,48 @@ impl Drop for CudaBuffer {
     }
 }
 
+/// A folder of `<module>.ptx` files preferred to every other source of PTX
+/// (scripts/gpu-check.sh fills it with the GPU machine's nvcc output).
+pub const PTX_DIR_ENV: &str = "CONVFORMER_PTX_DIR";
+
+/// Where a loaded module's PTX came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PtxOrigin {
+    /// `$CONVFORMER_PTX_DIR/<module>.ptx`.
+    Dir(std::path::PathBuf),
+    /// nvcc at build time.
+    BuiltIn,
+    /// NVRTC at run time, a cubin for the GPU (the library's path), with why
+    /// the folder's PTX was not used when there was one.
+    Nvrtc {
+        library: std::path::PathBuf,
+        dir_rejected: Option<String>,
+    },
+}
+
+impl std::fmt::Display for PtxOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PtxOrigin::Dir(p) => write!(f, "nvcc PTX from {}", p.display()),
+            PtxOrigin::BuiltIn => write!(f, "nvcc PTX built in"),
+            PtxOrigin::Nvrtc {
+                library,
+                dir_rejected,
+            } => {
+                write!(f, "NVRTC ({})", library.display())?;
+                match dir_rejected {
+                    Some(why) => write!(f, ", the folder's PTX failed to load: {why}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
 pub struct CudaBackend {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
-    modules: Mutex<HashMap<Module, Arc<CudaModule>>>,
+    modules: Mutex<HashMap<Module, (Arc<CudaModule>, PtxOrigin)>>,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
     pool: Arc<Mutex<Pool>>,
 }
@@ -125,40 +166,73 @@ impl CudaBackend {
         self.pool.lock().map(|p| p.driver_allocations).unwrap_or(0)
     }
 
+    /// Where the PTX of each module loaded so far came from.
+    pub fn ptx_origins(&self) -> Vec<(Module, PtxOrigin)> {
+        let mut v: Vec<_> = self
+            .modules
+            .lock()
+            .map(|m| m.iter().map(|(k, (_, o))| (*k, o.clone())).collect())
+            .unwrap_or_default();
+        v.sort_by_key(|(m, _)| *m);
+        v
+    }
+
     fn module(&self, m: Module) -> Result<Arc<CudaModule>> {
         let mut modules = self
             .modules
             .lock()
             .map_err(|_| Error::Device("module cache poisoned".into()))?;
-        if let Some(loaded) = modules.get(&m) {
+        if let Some((loaded, _)) = modules.get(&m) {
             return Ok(loaded.clone());
         }
-        let ptx = match m.prebuilt_ptx() {
-            Some(text) => Ptx::from_src(text),
-            None => self.compile(m)?,
+        let load = |ptx: Ptx| {
+            self.ctx
+                .load_module(ptx)
+                .map_err(|e| driver_err(&format!("loading module {}", m.stem()), e))
         };
-        let loaded = self
-            .ctx
-            .load_module(ptx)
-            .map_err(|e| driver_err(&format!("loading module {}", m.stem()), e))?;
-        modules.insert(m, loaded.clone());
+        let from_dir = std::env::var_os(PTX_DIR_ENV)
+            .map(|d| std::path::Path::new(&d).join(format!("{}.ptx", m.stem())))
+            .filter(|p| p.is_file());
+        let mut dir_rejected = None;
+        if let Some(path) = from_dir {
+            let loaded = std::fs::read_to_string(&path)
+                .map_err(|e| Error::Device(format!("{}: {e}", path.display())))
+                .and_then(|text| load(Ptx::from_src(text)));
+            match loaded {
+                Ok(loaded) => {
+                    modules.insert(m, (loaded.clone(), PtxOrigin::Dir(path)));
+                    return Ok(loaded);
+                }
+                Err(e) => dir_rejected = Some(e.to_string()),
+            }
+        }
+        let (ptx, origin) = match (m.prebuilt_ptx(), &dir_rejected) {
+            (Some(text), None) => (Ptx::from_src(text), PtxOrigin::BuiltIn),
+            _ => {
+                let (ptx, library) = self.nvrtc_module(m)?;
+                (
+                    ptx,
+                    PtxOrigin::Nvrtc {
+                        library,
+                        dir_rejected,
+                    },
+                )
+            }
+        };
+        let loaded = load(ptx)?;
+        modules.insert(m, (loaded.clone(), origin));
         Ok(loaded)
     }
 
-    fn compile(&self, m: Module) -> Result<Ptx> {
-        nvrtc_ptx(m, self.arch())
-    }
-
-    fn arch(&self) -> Option<&'static str> {
-        match self.ctx.compute_capability().ok()? {
-            (7, 0) => Some("compute_70"),
-            (7, 5) => Some("compute_75"),
-            (8, 0) => Some("compute_80"),
-            (8, 6) => Some("compute_86"),
-            (8, 9) => Some("compute_89"),
-            (9, 0) => Some("compute_90"),
-            _ => None,
-        }
+    /// NVRTC's cubin for this GPU's `sm_XY` (no PTX JIT in the driver, so
+    /// an NVRTC newer than the driver works); PTX for NVRTC's default
+    /// architecture when the capability cannot be read.
+    fn nvrtc_module(&self, m: Module) -> Result<(Ptx, std::path::PathBuf)> {
+        let Ok((major, minor)) = self.ctx.compute_capability() else {
+            return nvrtc_ptx_with_library(m, None);
+        };
+        let (cubin, library) = nvrtc_cubin(m, &format!("sm_{major}{minor}"))?;
+        Ok((Ptx::from_binary(cubin), library))
     }
 
     fn function(&self, kernel: &'static str) -> Result<CudaFunction> {
@@ -184,21 +258,64 @@ impl CudaBackend {
     }
 }
 
-/// NVRTC compilation of one module (compiled once per process by the backend).
-pub fn nvrtc_ptx(m: Module, arch: Option<&'static str>) -> Result<Ptx> {
-    // SAFETY: only tries to dlopen the candidate names.
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err(Error::Device(
-            "NVRTC (libnvrtc.so.12) could not be loaded and no nvcc PTX was built in; put the CUDA toolkit's lib64 on LD_LIBRARY_PATH".into(),
-        ));
+/// The newest CUDA major version the driver supports (13 for driver 580), or
+/// `None` without a driver.
+pub fn driver_cuda_major() -> Option<u32> {
+    probe_driver().ok()?;
+    let mut v = 0;
+    // SAFETY: the driver library is present; cuDriverGetVersion writes an int
+    // and needs no cuInit.
+    let r = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
+    (r == cudarc::driver::sys::CUresult::CUDA_SUCCESS && v > 0).then_some(v as u32 / 1000)
+}
+
+/// NVRTC compilation of one module for `arch` (`compute_90`; `None` = NVRTC's
+/// default), with the process's NVRTC (see [`super::libs`]).
+pub fn nvrtc_ptx(m: Module, arch: Option<&str>) -> Result<Ptx> {
+    nvrtc_ptx_with_library(m, arch).map(|(ptx, _)| ptx)
+}
+
+fn process_nvrtc(m: Module) -> Result<&'static Nvrtc> {
+    Nvrtc::global(driver_cuda_major()).map_err(|e| {
+        Error::Device(format!(
+            "no nvcc PTX for kernels/{}.cu and NVRTC is missing: {e}",
+            m.stem()
+        ))
+    })
+}
+
+fn nvrtc_options(arch: Option<&str>) -> Vec<String> {
+    let mut options = vec!["-std=c++17".to_string()];
+    if let Some(a) = arch {
+        options.push(format!("--gpu-architecture={a}"));
     }
-    let opts = CompileOptions {
-        arch,
-        options: vec!["-std=c++17".into()],
-        ..Default::default()
-    };
-    cudarc::nvrtc::compile_ptx_with_opts(m.source(), opts)
-        .map_err(|e| Error::Device(format!("NVRTC on kernels/{}.cu: {e:?}", m.stem())))
+    options
+}
+
+/// NVRTC's cubin of one module for `sm` (`sm_90`), what the backend loads,
+/// and the NVRTC library that made it.
+pub fn nvrtc_cubin(m: Module, sm: &str) -> Result<(Vec<u8>, std::path::PathBuf)> {
+    let nvrtc = process_nvrtc(m)?;
+    let cubin = nvrtc
+        .compile_cubin(
+            &m.source(),
+            &format!("{}.cu", m.stem()),
+            &nvrtc_options(Some(sm)),
+        )
+        .map_err(|e| Error::Device(format!("NVRTC on kernels/{}.cu: {e}", m.stem())))?;
+    Ok((cubin, nvrtc.path().to_path_buf()))
+}
+
+fn nvrtc_ptx_with_library(m: Module, arch: Option<&str>) -> Result<(Ptx, std::path::PathBuf)> {
+    let nvrtc = process_nvrtc(m)?;
+    let ptx = nvrtc
+        .compile(
+            &m.source(),
+            &format!("{}.cu", m.stem()),
+            &nvrtc_options(arch),
+        )
+        .map_err(|e| Error::Device(format!("NVRTC on kernels/{}.cu: {e}", m.stem())))?;
+    Ok((Ptx::from_src(ptx), nvrtc.path().to_path_buf()))
 }
 
 impl Backend for CudaBackend {

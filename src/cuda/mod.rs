@@ -11,6 +11,7 @@ pub mod driver;
 pub mod emu;
 pub mod exec;
 pub mod launch;
+pub mod libs;
 pub mod modules;
 pub mod shared_constants;
 pub(crate) mod tensors;

@@ -37,6 +37,28 @@ fn down<B: Backend>(be: &B, b: &B::Buffer, n: usize) -> Vec<f32> {
 }
 fn close(what: &str, cuda: &[f32], cpu: &[f32]) {
     crate::support::assert_close(what, cuda, &to64(cpu), ATOL, RTOL);
+    MAX_ERROR.with(|m| {
+        let (mut abs, mut of_tol) = m.get();
+        for (&g, &w) in cuda.iter().zip(cpu) {
+            let err = (g as f64 - w as f64).abs();
+            abs = abs.max(err);
+            of_tol = of_tol.max(err / (ATOL + RTOL * (w as f64).abs()));
+        }
+        m.set((abs, of_tol));
+    });
+}
+
+thread_local! {
+    /// The largest |cuda - cpu| of this thread's comparisons, and the largest
+    /// as a fraction of its tolerance, since the last [`take_max_error`].
+    static MAX_ERROR: std::cell::Cell<(f64, f64)> = const { std::cell::Cell::new((0.0, 0.0)) };
+}
+
+/// (max |cuda - cpu|, max fraction of the tolerance `ATOL + RTOL·|cpu|`) of
+/// the checks this thread ran since the last call (comparisons that must be
+/// bit-identical are not counted: they pass only at 0).
+pub fn take_max_error() -> (f64, f64) {
+    MAX_ERROR.with(|m| m.replace((0.0, 0.0)))
 }
 
 pub fn matmul_matches_cpu<B: Backend>(be: &B) {
