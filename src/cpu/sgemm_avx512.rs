@@ -5,10 +5,10 @@
 //!
 //! Each element of C is the same sequence of operations as on the AVX2 path
 //! (products added by FMA from zero over p in increasing order, in the same
-//! blocks of [`KC`], then alpha·t and one FMA with beta·C), so both paths give
+//! blocks of K, then alpha·t and one FMA with beta·C), so both paths give
 //! the same bits; `tests` in `sgemm.rs` compare them.
 
-use super::sgemm::{Mats, KC, MC};
+use super::sgemm::{blocked, Kernel, Mats};
 use std::arch::x86_64::*;
 
 /// Rows of C per micro-kernel call.
@@ -32,28 +32,42 @@ pub(super) unsafe fn sgemm(
     x: Mats,
     packed: &mut Vec<f32>,
 ) {
-    let panels = n.div_ceil(NR);
-    packed.resize(KC.min(k) * panels * NR, 0.0);
-    for k0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - k0);
-        pack_b(kc, n, x.b.offset(k0 as isize * x.rsb), x.rsb, x.csb, packed);
-        // Later blocks of K add to what the first one wrote.
-        let beta = if k0 == 0 { beta } else { 1.0 };
-        let a = x.a.offset(k0 as isize * x.csa);
-        for ib in (0..m).step_by(MC) {
-            for panel in 0..panels {
-                let j0 = panel * NR;
-                let cols = NR.min(n - j0);
-                let b = packed[panel * kc * NR..].as_ptr();
-                for i0 in (ib..m.min(ib + MC)).step_by(MR) {
-                    let rows = MR.min(m - i0);
-                    let a = a.offset(i0 as isize * x.rsa);
-                    let tile = tile(rows, cols.div_ceil(16), kc, a, x.rsa, x.csa, b);
-                    let c = x.c.offset(i0 as isize * x.rsc + j0 as isize * x.csc);
-                    store(&tile, rows, cols, alpha, beta, c, x.rsc, x.csc);
-                }
-            }
-        }
+    blocked::<Avx512>(m, k, n, alpha, beta, x, packed);
+}
+
+/// The 8×48 tile in 24 ZMM registers.
+struct Avx512;
+
+impl Kernel for Avx512 {
+    const MR: usize = MR;
+    const NR: usize = NR;
+    type Tile = Tile;
+
+    #[inline(always)]
+    unsafe fn tile(
+        rows: usize,
+        cols: usize,
+        kc: usize,
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        panel: *const f32,
+    ) -> Tile {
+        tile(rows, cols.div_ceil(16), kc, a, rsa, csa, panel)
+    }
+
+    #[inline(always)]
+    unsafe fn store(
+        tile: &Tile,
+        rows: usize,
+        cols: usize,
+        alpha: f32,
+        beta: f32,
+        c: *mut f32,
+        rsc: isize,
+        csc: isize,
+    ) {
+        store(tile, rows, cols, alpha, beta, c, rsc, csc);
     }
 }
 
@@ -118,35 +132,6 @@ unsafe fn micro<const R: usize, const V: usize>(
         }
     }
     acc
-}
-
-/// Packs the kc×n block of B into panels of NR columns, each kc rows of NR
-/// floats; columns past n are zero.
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn pack_b(kc: usize, n: usize, b: *const f32, rsb: isize, csb: isize, out: &mut [f32]) {
-    for (panel, dst) in out
-        .chunks_exact_mut(kc * NR)
-        .take(n.div_ceil(NR))
-        .enumerate()
-    {
-        let j0 = panel * NR;
-        let cols = NR.min(n - j0);
-        for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
-            let src = b.offset(p as isize * rsb + j0 as isize * csb);
-            if csb == 1 {
-                row[..cols].copy_from_slice(std::slice::from_raw_parts(src, cols));
-                row[cols..].fill(0.0);
-            } else {
-                for (q, v) in row.iter_mut().enumerate() {
-                    *v = if q < cols {
-                        *src.offset(q as isize * csb)
-                    } else {
-                        0.0
-                    };
-                }
-            }
-        }
-    }
 }
 
 /// C[rows, cols] ← alpha·tile + beta·C; C is not read when beta = 0.
