@@ -16,6 +16,8 @@ pub(crate) mod lanes;
 pub mod sgemm;
 #[cfg(target_arch = "x86_64")]
 mod sgemm_avx512;
+#[cfg(target_arch = "x86_64")]
+mod sgemm_blocked;
 
 pub use gemm::as_parallel_piece;
 

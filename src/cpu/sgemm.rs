@@ -3,7 +3,7 @@
 //! its time packing A.
 //!
 //! Layout of the work (BLIS's loops, cut down):
-//! - K is cut into blocks of [`KC`]; for each, B's block is packed once into
+//! - K is cut into blocks of `KC` (256); for each, B's block is packed once into
 //!   panels of [`NR`] columns (`kc × 16` floats, zero-padded past column n).
 //! - A is read in place: the 6×16 micro-kernel broadcasts A(i, p) for its six
 //!   rows straight from A's storage (row-major or transposed), so A is never
@@ -20,15 +20,13 @@
 
 use std::cell::RefCell;
 
+#[cfg(target_arch = "x86_64")]
+use super::sgemm_blocked::{Mats, KC};
+
 /// Rows of C per micro-kernel call.
 const MR: usize = 6;
 /// Columns of C per micro-kernel call (two AVX registers).
 const NR: usize = 16;
-/// Rows of A that stream past one panel of B before the next panel.
-const MC: usize = 96;
-/// Depth of one packed block of B: 256·16 floats = 16 KiB per panel, in L1.
-/// Every kernel sums in blocks of this depth (it fixes the rounding).
-const KC: usize = 256;
 
 thread_local! {
     /// Packed B, reused between calls on the same thread.
@@ -88,140 +86,10 @@ pub unsafe fn sgemm(
     matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
 }
 
-/// The three operands of one product.
-#[derive(Clone, Copy)]
-pub(super) struct Mats {
-    pub a: *const f32,
-    pub rsa: isize,
-    pub csa: isize,
-    pub b: *const f32,
-    pub rsb: isize,
-    pub csb: isize,
-    pub c: *mut f32,
-    pub rsc: isize,
-    pub csc: isize,
-}
-
-/// What [`blocked`] runs: a micro-kernel over one tile of C and its store.
-pub(super) trait Kernel {
-    /// Rows of C per tile.
-    const MR: usize;
-    /// Columns of C per tile, the width of a packed panel of B.
-    const NR: usize;
-    type Tile;
-    /// The rows×cols tile of A·B over kc steps: A(r, p) read in place, B's
-    /// row p from the packed panel (NR floats a row).
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile(
-        rows: usize,
-        cols: usize,
-        kc: usize,
-        a: *const f32,
-        rsa: isize,
-        csa: isize,
-        panel: *const f32,
-    ) -> Self::Tile;
-    /// C[rows, cols] ← alpha·tile + beta·C; C is not read when beta = 0.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn store(
-        tile: &Self::Tile,
-        rows: usize,
-        cols: usize,
-        alpha: f32,
-        beta: f32,
-        c: *mut f32,
-        rsc: isize,
-        csc: isize,
-    );
-}
-
-/// The loops around a kernel's tiles (see the module docs), inlined into
-/// each kernel's entry point, which is compiled for its instruction set.
-#[inline(always)]
-pub(super) unsafe fn blocked<K: Kernel>(
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-    beta: f32,
-    x: Mats,
-    packed: &mut Vec<f32>,
-) {
-    let panels = n.div_ceil(K::NR);
-    packed.resize(KC.min(k) * panels * K::NR, 0.0);
-    for k0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - k0);
-        pack_b(
-            K::NR,
-            kc,
-            n,
-            x.b.offset(k0 as isize * x.rsb),
-            x.rsb,
-            x.csb,
-            packed,
-        );
-        // Later blocks of K add to what the first one wrote.
-        let beta = if k0 == 0 { beta } else { 1.0 };
-        let a = x.a.offset(k0 as isize * x.csa);
-        // Rows in blocks of MC, then panel by panel: the panel stays in cache
-        // while the block's rows of A stream past it.
-        for ib in (0..m).step_by(MC) {
-            for panel in 0..panels {
-                let j0 = panel * K::NR;
-                let cols = K::NR.min(n - j0);
-                let b = packed[panel * kc * K::NR..].as_ptr();
-                for i0 in (ib..m.min(ib + MC)).step_by(K::MR) {
-                    let rows = K::MR.min(m - i0);
-                    let a = a.offset(i0 as isize * x.rsa);
-                    let tile = K::tile(rows, cols, kc, a, x.rsa, x.csa, b);
-                    let c = x.c.offset(i0 as isize * x.rsc + j0 as isize * x.csc);
-                    K::store(&tile, rows, cols, alpha, beta, c, x.rsc, x.csc);
-                }
-            }
-        }
-    }
-}
-
-/// Packs the kc×n block of B into panels of `nr` columns, each kc rows of
-/// `nr` floats; columns past n are zero.
-#[inline(always)]
-unsafe fn pack_b(
-    nr: usize,
-    kc: usize,
-    n: usize,
-    b: *const f32,
-    rsb: isize,
-    csb: isize,
-    out: &mut [f32],
-) {
-    for (panel, dst) in out
-        .chunks_exact_mut(kc * nr)
-        .take(n.div_ceil(nr))
-        .enumerate()
-    {
-        let j0 = panel * nr;
-        let cols = nr.min(n - j0);
-        for (p, row) in dst.chunks_exact_mut(nr).enumerate() {
-            let src = b.offset(p as isize * rsb + j0 as isize * csb);
-            if csb == 1 {
-                row[..cols].copy_from_slice(std::slice::from_raw_parts(src, cols));
-                row[cols..].fill(0.0);
-            } else {
-                for (q, v) in row.iter_mut().enumerate() {
-                    *v = if q < cols {
-                        *src.offset(q as isize * csb)
-                    } else {
-                        0.0
-                    };
-                }
-            }
-        }
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{blocked, Kernel, Mats, MR, NR};
+    use super::super::sgemm_blocked::{blocked, Kernel};
+    use super::{Mats, MR, NR};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma")]

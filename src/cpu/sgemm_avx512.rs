@@ -8,7 +8,7 @@
 //! blocks of K, then alpha·t and one FMA with beta·C), so both paths give
 //! the same bits; `tests` in `sgemm.rs` compare them.
 
-use super::sgemm::{blocked, Kernel, Mats};
+use super::sgemm_blocked::{blocked, Kernel, Mats};
 use std::arch::x86_64::*;
 
 /// Rows of C per micro-kernel call.
