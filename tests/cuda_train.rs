@@ -13,6 +13,20 @@ fn training_steps_match_cpu_on_the_emulated_gpu() {
     cuda_support::training::assert_same_run(Device::CudaEmu, 4, 5);
 }
 
+/// The default network at the real series' shapes (26 channels, 48 filters,
+/// 6 heads of 8, ff 243, pre-norm, relu, sequence 16): every kernel the model
+/// launches runs under the emulator's race and barrier checker at the
+/// model's own sizes, and two steps follow the CPU's.
+#[test]
+fn the_default_model_trains_race_free_on_the_emulated_gpu() {
+    let cfg = ModelConfig {
+        seq_len: 16,
+        in_channels: 26,
+        ..ModelConfig::default()
+    };
+    cuda_support::training::assert_same_run_of(&cfg, Device::CudaEmu, 2, 2);
+}
+
 /// The first `n` samples of a split.
 fn head(split: &mut convformer::train::prepared::SplitData, n: usize) {
     let sample = split.inputs.len() / split.len().max(1);

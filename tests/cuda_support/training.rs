@@ -33,9 +33,19 @@ pub fn config() -> ModelConfig {
 
 /// Per step: the loss; then every parameter at the end.
 pub fn train(device: Device, steps: usize, batch: usize) -> (Vec<f64>, Vec<Vec<f32>>) {
-    let cfg = config();
+    train_with(&config(), device, steps, batch)
+}
+
+/// [`train`] for any network `cfg`.
+pub fn train_with(
+    cfg: &ModelConfig,
+    device: Device,
+    steps: usize,
+    batch: usize,
+) -> (Vec<f64>, Vec<Vec<f32>>) {
+    let (t, c) = (cfg.seq_len, cfg.in_channels);
     let mut host_store = ParamStore::<f32>::new();
-    let model = ConvFormerNet::new(&mut host_store, &cfg, 7).unwrap();
+    let model = ConvFormerNet::new(&mut host_store, cfg, 7).unwrap();
     let mut store = host_store.to_device(&device).unwrap();
     let mut opt = AdamW::new(AdamConfig {
         lr: 3e-3,
@@ -45,7 +55,7 @@ pub fn train(device: Device, steps: usize, batch: usize) -> (Vec<f64>, Vec<Vec<f
     let mut rng = TestRng::new(42);
     let mut losses = Vec::new();
     for step in 0..steps {
-        let x = Tensor::from_vec(rng.vec(batch * 7 * 3), &[batch, 7, 3]).unwrap();
+        let x = Tensor::from_vec(rng.vec(batch * t * c), &[batch, t, c]).unwrap();
         let y = Tensor::from_vec(rng.vec(batch), &[batch]).unwrap();
         let mut tape = Tape::new(&store).training(1000 + step as u64);
         let xv = tape.input(x.to_device(&device).unwrap());
@@ -68,8 +78,13 @@ pub fn train(device: Device, steps: usize, batch: usize) -> (Vec<f64>, Vec<Vec<f
 /// the attention's key bias has a gradient of zero in exact arithmetic, so
 /// both devices move it by rounding noise that Adam normalises, ~1e-5).
 pub fn assert_same_run(device: Device, steps: usize, batch: usize) {
-    let (cpu_losses, cpu_params) = train(Device::Cpu, steps, batch);
-    let (gpu_losses, gpu_params) = train(device, steps, batch);
+    assert_same_run_of(&config(), device, steps, batch);
+}
+
+/// [`assert_same_run`] for any network `cfg`.
+pub fn assert_same_run_of(cfg: &ModelConfig, device: Device, steps: usize, batch: usize) {
+    let (cpu_losses, cpu_params) = train_with(cfg, Device::Cpu, steps, batch);
+    let (gpu_losses, gpu_params) = train_with(cfg, device, steps, batch);
     for (step, (g, c)) in gpu_losses.iter().zip(&cpu_losses).enumerate() {
         assert!(
             (g - c).abs() <= 1e-4 * c.abs(),
