@@ -19,14 +19,4 @@ macro_rules! on_the_emulator {
     };
 }
 
-on_the_emulator!(
-    matmul_matches_cpu,
-    linear_forward_and_backward_match_cpu,
-    conv1d_matches_cpu,
-    layer_norm_matches_cpu,
-    attention_matches_cpu,
-    softmax_activations_bias_pool_match_cpu,
-    dropout_masks_are_bit_identical_to_cpu,
-    losses_match_cpu,
-    adamw_matches_cpu_optimizer,
-);
+vs_cpu::every_check!(on_the_emulator);

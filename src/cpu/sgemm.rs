@@ -320,6 +320,7 @@ mod avx2 {
 mod tests {
     use super::{avx2, Mats, KC};
     use crate::cpu::sgemm_avx512;
+    use crate::rng::splitmix64;
     use proptest::prelude::*;
 
     /// C from one kernel: m×k A and k×n B at the given layouts, C [m, n]
@@ -374,15 +375,11 @@ mod tests {
         c
     }
 
+    /// Uniform in [-1, 1), from the crate's SplitMix64.
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed | 1;
+        let mut state = seed;
         (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
+            .map(|_| (splitmix64(&mut state) >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
             .collect()
     }
 

@@ -6,6 +6,25 @@
 //! |cuda - cpu| <= 1e-4 + 1e-3 |cpu|; dropout masks, which must be the same
 //! Philox stream, are compared bit for bit.
 
+/// Calls `$apply!` with the name of every check below, so each suite that
+/// runs them (the emulator's, the GPU's) lists them from this one place.
+macro_rules! every_check {
+    ($apply:ident) => {
+        $apply!(
+            matmul_matches_cpu,
+            linear_forward_and_backward_match_cpu,
+            conv1d_matches_cpu,
+            layer_norm_matches_cpu,
+            attention_matches_cpu,
+            softmax_activations_bias_pool_match_cpu,
+            dropout_masks_are_bit_identical_to_cpu,
+            losses_match_cpu,
+            adamw_matches_cpu_optimizer,
+        );
+    };
+}
+pub(crate) use every_check;
+
 use convformer::autograd::{LossKind, Padding};
 use convformer::cuda::Backend;
 use convformer::ops::adamw;
