@@ -80,6 +80,7 @@ fn preprocessing_never_sees_validation_or_test_rows() {
     let s = data::split(&ds, SplitKind::Random, (0.7, 0.15, 0.15), 1);
     let opts = PreprocessOptions {
         missing_indicators: true,
+        ..PreprocessOptions::default()
     };
     let fitted = Preprocessor::fit(&ds, &s.train, &opts);
     // Poison every non-training sample: the fit must not move.
@@ -136,8 +137,8 @@ fn series_scaling_is_per_channel_and_round_trips_through_json() {
     let p = Preprocessor::fit(&ds, &s.train, &PreprocessOptions::default());
     assert_eq!(p.features.len(), ds.channels);
     let (x, oc) = p.transform_inputs(&ds, &s.test[..5]);
-    assert_eq!(oc, ds.channels);
-    assert_eq!(x.len(), 5 * ds.seq_len * ds.channels);
+    assert_eq!(oc, ds.channels + p.relative.len());
+    assert_eq!(x.len(), 5 * ds.seq_len * oc);
     let raw = ds.sample(s.test[0]);
     let f = &p.features[3];
     assert!((x[3] - (raw[3] - f.min) / (f.max - f.min)).abs() < 1e-6);
@@ -147,6 +148,97 @@ fn series_scaling_is_per_channel_and_round_trips_through_json() {
     std::fs::remove_file(&path).unwrap();
     assert_eq!(back, p);
     assert_eq!(back.transform_inputs(&ds, &s.test[..5]).0, x);
+}
+
+/// The memory channels restated against the window's last peak: each value is
+/// (raw − last max_memory_usage − mean) / std with the training mean and std,
+/// which standardise the training steps.
+#[test]
+fn series_memory_channels_are_restated_against_the_last_peak() {
+    let ds = series();
+    let s = data::split(&ds, SplitKind::Chronological, (0.7, 0.1, 0.2), 0);
+    let p = Preprocessor::fit(&ds, &s.train, &PreprocessOptions::default());
+    let name = |k: usize| ds.feature_names[k].as_str();
+    let restated: Vec<&str> = p.relative.iter().map(|r| name(r.channel)).collect();
+    assert_eq!(
+        restated,
+        [
+            "avg_memory_usage",
+            "max_memory_usage",
+            "assigned_memory",
+            "memory_limit"
+        ]
+    );
+    let (c, t, oc) = (ds.channels, ds.seq_len, p.out_channels());
+    let peak = ds
+        .feature_names
+        .iter()
+        .position(|f| f == "max_memory_usage")
+        .unwrap();
+    let (x, _) = p.transform_inputs(&ds, &s.train);
+    let mut moments = vec![(0f64, 0f64); p.relative.len()];
+    for (pos, &i) in s.train.iter().enumerate() {
+        let raw = ds.sample(i);
+        let last = raw[(t - 1) * c + peak];
+        for step in 0..t {
+            let got = &x[(pos * t + step) * oc + c..][..p.relative.len()];
+            for (r, (&v, m)) in p.relative.iter().zip(got.iter().zip(&mut moments)) {
+                let value = raw[step * c + r.channel];
+                if !value.is_nan() && !last.is_nan() {
+                    let want = (value - last - r.mean) / r.std;
+                    assert!(
+                        (v - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "{v} vs {want}"
+                    );
+                }
+                *m = (m.0 + v as f64, m.1 + (v as f64).powi(2));
+            }
+        }
+    }
+    let n = (s.train.len() * t) as f64;
+    for (r, (sum, sum_sq)) in p.relative.iter().zip(moments) {
+        let (mean, var) = (sum / n, sum_sq / n - (sum / n).powi(2));
+        assert!(mean.abs() < 1e-3, "{}: mean {mean}", name(r.channel));
+        // A channel that never moves keeps unit std and maps to 0.
+        assert!(
+            var < 1e-6 || (var - 1.0).abs() < 1e-3,
+            "{}: var {var}",
+            name(r.channel)
+        );
+    }
+    // At the last step the restated peak is the peak minus itself: one value.
+    let last_peak = p.relative.iter().position(|r| r.channel == peak).unwrap();
+    let at_last: Vec<f32> = (0..s.train.len())
+        .map(|pos| x[(pos * t + t - 1) * oc + c + last_peak])
+        .collect();
+    assert!(at_last.iter().all(|&v| v == at_last[0]));
+}
+
+/// A run saved before the restated channels existed loads without them, so
+/// its network still sees the channels it was trained on.
+#[test]
+fn a_preprocessor_saved_without_restated_channels_still_loads() {
+    let ds = series();
+    let s = data::split(&ds, SplitKind::Chronological, (0.7, 0.1, 0.2), 0);
+    let opts = PreprocessOptions {
+        window_relative: false,
+        ..PreprocessOptions::default()
+    };
+    let p = Preprocessor::fit(&ds, &s.train, &opts);
+    assert!(p.relative.is_empty());
+    let mut json: serde_json::Value = serde_json::to_value(&p).unwrap();
+    json.as_object_mut().unwrap().remove("relative");
+    json["options"]
+        .as_object_mut()
+        .unwrap()
+        .remove("window_relative");
+    let path =
+        std::env::temp_dir().join(format!("convformer-prep-old-{}.json", std::process::id()));
+    std::fs::write(&path, json.to_string()).unwrap();
+    let back = Preprocessor::load_json(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(back, p);
+    assert_eq!(back.out_channels(), ds.channels);
 }
 
 fn synthetic(format: Format, groups: &[u64], seq_len: usize, channels: usize) -> data::Dataset {
@@ -217,7 +309,7 @@ proptest::proptest! {
         let format = if series { Format::InstanceUsage } else { Format::Kaggle };
         let ds = synthetic(format, &vec![0; n], seq_len, channels);
         let train: Vec<usize> = (0..n).step_by(2).collect();
-        let p = Preprocessor::fit(&ds, &train, &PreprocessOptions { missing_indicators: indicators });
+        let p = Preprocessor::fit(&ds, &train, &PreprocessOptions { missing_indicators: indicators, ..PreprocessOptions::default() });
         let all: Vec<usize> = (0..n).collect();
         let (x, oc) = p.transform_inputs(&ds, &all);
         proptest::prop_assert_eq!(oc, channels * if indicators { 2 } else { 1 });
