@@ -6,7 +6,7 @@
 
 use convformer::data::bigquery::write::{reencode, ExportOptions, ParquetCompression};
 use convformer::data::{self, DataError, Dataset, Format, LoadOptions, OnBadRow};
-use convformer::train::reserve::CalibrationScope;
+use convformer::train::reserve::{CalibrationRule, CalibrationScope, MarginForm};
 use proptest::prelude::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -183,7 +183,10 @@ fn an_export_trains_to_the_same_metrics_as_its_csv() {
             &out.store,
             &data,
             &[0.95],
-            CalibrationScope::Global,
+            CalibrationRule {
+                scope: CalibrationScope::Global,
+                model_margin: MarginForm::Multiplicative,
+            },
             "mse",
             256,
         )

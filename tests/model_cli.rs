@@ -275,14 +275,14 @@ fn clear_errors_for_bad_requests() {
 }
 
 #[test]
-fn per_instance_calibration_is_recorded_and_never_narrower_than_the_pooled_one() {
+fn calibration_scope_and_margin_form_are_recorded_and_per_instance_is_never_narrower() {
     // One short run per scope on the built-in trace, whole instances in validation.
     let dir = temp("scope");
     let cfg_s = small_config(&dir, [8, 2, 16], 256);
-    let margins = |scope: &str| {
-        let run = dir.join(scope);
+    let margins = |scope: &str, form: &str| {
+        let run = dir.join(format!("{scope}-{form}"));
         let run_s = run.display().to_string();
-        succeeds(&[
+        let mut args = vec![
             "train",
             "--out",
             &run_s,
@@ -295,21 +295,40 @@ fn per_instance_calibration_is_recorded_and_never_narrower_than_the_pooled_one()
             &cfg_s,
             "--calibrate",
             scope,
-        ]);
+        ];
+        if form != "default" {
+            args.extend(["--margin", form]);
+        }
+        succeeds(&args);
         let cal = read_json(&run.join("calibration.json"));
         assert_eq!(cal["scope"], scope);
-        cal["calibrations"].as_array().unwrap().clone()
+        let calibrations = cal["calibrations"].as_array().unwrap().clone();
+        let network_form = if form == "default" {
+            "multiplicative"
+        } else {
+            form
+        };
+        assert_eq!(cal["model_margin"], network_form);
+        for c in calibrations
+            .iter()
+            .filter(|c| c["predictor"] == "convformer")
+        {
+            assert_eq!(c["margin"]["form"], network_form, "{c}");
+        }
+        calibrations
     };
-    let (global, per) = (margins("global"), margins("per-instance"));
+    let (global, per) = (
+        margins("global", "default"),
+        margins("per-instance", "default"),
+    );
+    let learned = margins("global", "learned-spread");
+    assert_eq!(learned.len(), global.len());
     assert_eq!(global.len(), per.len());
     let mut wider = 0;
     for (g, p) in global.iter().zip(&per) {
         assert_eq!((&g["predictor"], &g["q"]), (&p["predictor"], &p["q"]));
         if g["margin"].is_null() {
             continue;
-        }
-        if g["predictor"] == "convformer" {
-            assert_eq!(g["margin"]["form"], "learned-spread");
         }
         let (kg, kp) = (
             g["margin"]["k"].as_f64().unwrap(),
@@ -323,5 +342,9 @@ fn per_instance_calibration_is_recorded_and_never_narrower_than_the_pooled_one()
     fails_saying(
         &["train", "--out", &x, "--calibrate", "local"],
         &["per-instance"],
+    );
+    fails_saying(
+        &["train", "--out", &x, "--margin", "relative"],
+        &["multiplicative", "learned-spread"],
     );
 }

@@ -38,6 +38,12 @@ pub struct TrainArgs {
     /// validation windows pooled (global: narrower, covers less on new instances).
     #[arg(long, value_enum)]
     pub calibrate: Option<crate::train::reserve::CalibrationScope>,
+    /// How the network's margin scales: multiplicative (the default, reserved =
+    /// forecast × (1 + m)), additive (+ m), learned-spread (+ k × its expected error
+    /// here, learned from its training residuals) or window-spread (+ k × the
+    /// window's std).
+    #[arg(long, value_enum)]
+    pub margin: Option<crate::train::reserve::MarginForm>,
     /// How samples are split: group = whole instances on one side (test on
     /// instances training never saw); default: chronological per instance
     /// for series, random for kaggle rows.
@@ -50,7 +56,7 @@ pub struct TrainArgs {
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
     /// Continue an interrupted run from its last checkpoint (its own config and data).
-    #[arg(long, conflicts_with_all = ["data", "format", "config", "epochs", "seed", "loss", "batch_size", "lr", "out", "reserve", "calibrate", "split", "force"])]
+    #[arg(long, conflicts_with_all = ["data", "format", "config", "epochs", "seed", "loss", "batch_size", "lr", "out", "reserve", "calibrate", "margin", "split", "force"])]
     pub resume: Option<PathBuf>,
     /// Log lines instead of progress bars.
     #[arg(long)]
@@ -89,6 +95,9 @@ fn run_config(args: &TrainArgs) -> Result<RunConfig> {
     }
     if let Some(scope) = args.calibrate {
         cfg.train.calibration = scope;
+    }
+    if let Some(form) = args.margin {
+        cfg.train.model_margin = form;
     }
     Ok(cfg)
 }

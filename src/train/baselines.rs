@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::prepared::{PreparedData, SplitData};
 use super::reserve::{
-    check_level, reserve_metrics, CalibrationScope, Margin, MarginForm, ReserveMetrics, Spread,
-    WindowStats,
+    check_level, reserve_metrics, CalibrationRule, CalibrationScope, Margin, MarginForm,
+    ReserveMetrics, Spread, WindowStats,
 };
 use super::ridge::Ridge;
 use crate::error::Result;
@@ -59,13 +59,13 @@ impl Predictor {
         }
     }
 
-    /// The form of the margin; none for the uncalibrated limit. The network's
-    /// margin scales with its expected error here (learned spread): choosing among
-    /// forms by validation slack picks by noise when validation holds a few
-    /// instances (`benches/results/reservations.md`).
-    fn form(self) -> Option<MarginForm> {
+    /// The form of the margin; none for the uncalibrated limit. The network's is
+    /// the run's choice (`--margin`), not picked by validation slack, which
+    /// follows noise when validation holds a few instances
+    /// (`benches/results/reservations.md`).
+    fn form(self, model_margin: MarginForm) -> Option<MarginForm> {
         match self {
-            Predictor::Convformer => Some(MarginForm::LearnedSpread),
+            Predictor::Convformer => Some(model_margin),
             Predictor::LastValue | Predictor::WindowMax => Some(MarginForm::Multiplicative),
             Predictor::WindowP90 | Predictor::Ridge => Some(MarginForm::Additive),
             Predictor::NSigma => Some(MarginForm::WindowSpread),
@@ -211,6 +211,13 @@ pub struct Baselines {
     /// Over which of those windows (runs before the option: global).
     #[serde(default)]
     pub scope: CalibrationScope,
+    /// The form of the network's margin (runs before the option: learned spread).
+    #[serde(default = "learned_spread")]
+    pub model_margin: MarginForm,
+}
+
+fn learned_spread() -> MarginForm {
+    MarginForm::LearnedSpread
 }
 
 pub const FILE_NAME: &str = "calibration.json";
@@ -233,7 +240,7 @@ impl Baselines {
         spread: SpreadModel,
         levels: &[f64],
         val: &SplitForecasts,
-        scope: CalibrationScope,
+        rule: CalibrationRule,
     ) -> Result<Self> {
         let mut calibrations = Vec::new();
         for (i, &q) in levels.iter().enumerate() {
@@ -250,7 +257,7 @@ impl Baselines {
                 calibrations.push(Calibration {
                     predictor: p,
                     q,
-                    margin: calibrated_margin(p, q, val, scope),
+                    margin: calibrated_margin(p, q, val, rule),
                 });
             }
         }
@@ -260,8 +267,17 @@ impl Baselines {
             levels: levels.to_vec(),
             calibrations,
             calibrated_on: val.split.len(),
-            scope,
+            scope: rule.scope,
+            model_margin: rule.model_margin,
         })
+    }
+
+    /// The rule these margins were calibrated by.
+    pub fn rule(&self) -> CalibrationRule {
+        CalibrationRule {
+            scope: self.scope,
+            model_margin: self.model_margin,
+        }
     }
 
     pub fn margin(&self, p: Predictor, q: f64) -> Option<&Calibration> {
@@ -296,18 +312,18 @@ impl Baselines {
     }
 }
 
-/// The margin of `p` at `q` calibrated on validation over `scope`; None for the
+/// The margin of `p` at `q` calibrated on validation by `rule`; None for the
 /// uncalibrated limit, or where `p` has no finite score (no window statistics).
 pub fn calibrated_margin(
     p: Predictor,
     q: f64,
     val: &SplitForecasts,
-    scope: CalibrationScope,
+    rule: CalibrationRule,
 ) -> Option<Margin> {
-    let form = p.form()?;
+    let form = p.form(rule.model_margin)?;
     let split = val.split;
     Margin::calibrate_in(
-        scope,
+        rule.scope,
         form,
         q,
         &val.base(p),
@@ -332,6 +348,11 @@ pub struct ReservationRow {
 mod tests {
     use super::*;
 
+    const GLOBAL: CalibrationRule = CalibrationRule {
+        scope: CalibrationScope::Global,
+        model_margin: MarginForm::LearnedSpread,
+    };
+
     #[test]
     fn no_validation_windows_means_no_margins_not_an_error() {
         let split = SplitData::default();
@@ -350,8 +371,7 @@ mod tests {
             ridge: ridge.clone(),
             floor: 0.0,
         };
-        let b =
-            Baselines::calibrate(ridge, spread, &[0.95], &val, CalibrationScope::Global).unwrap();
+        let b = Baselines::calibrate(ridge, spread, &[0.95], &val, GLOBAL).unwrap();
         assert!(b.calibrations.is_empty());
         assert!(b.margin(Predictor::Convformer, 0.95).is_none());
     }
@@ -373,7 +393,7 @@ mod tests {
             learned_spread: vec![0.01; 40],
         };
         let reserved = |p: Predictor| {
-            let m = calibrated_margin(p, 0.9, &val, CalibrationScope::Global);
+            let m = calibrated_margin(p, 0.9, &val, GLOBAL);
             val.reserved(p, m.as_ref())[0]
         };
         // Every calibrated reservation lands on the actual peak (all scores equal).

@@ -8,7 +8,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::baselines::{calibrated_margin, Predictor, SplitForecasts};
-use super::reserve::{reserve_metrics, CalibrationScope};
+use super::reserve::{reserve_metrics, CalibrationRule};
 use crate::error::{Error, Result};
 
 /// The levels of the sweep: violation rates of about 20% down to 0.1%.
@@ -22,12 +22,12 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 /// One predictor's (violation rate, slack % of the mean peak) points on
-/// `test`, margins calibrated on `val` over `scope`; the uncalibrated limit is one point.
+/// `test`, margins calibrated on `val` by `rule`; the uncalibrated limit is one point.
 pub fn tradeoff_points(
     p: Predictor,
     val: &SplitForecasts,
     test: &SplitForecasts,
-    scope: CalibrationScope,
+    rule: CalibrationRule,
 ) -> Vec<(f64, f64)> {
     let levels: &[f64] = if p == Predictor::BorgLimit {
         &[0.5]
@@ -36,7 +36,7 @@ pub fn tradeoff_points(
     };
     let mut points = Vec::new();
     for &q in levels {
-        let margin = calibrated_margin(p, q, val, scope);
+        let margin = calibrated_margin(p, q, val, rule);
         let m = reserve_metrics(&test.reserved(p, margin.as_ref()), &test.split.actual);
         if m.n > 0 && m.slack_pct.is_finite() {
             points.push((m.violation_rate, m.slack_pct));
@@ -49,7 +49,7 @@ pub fn tradeoff(
     path: &Path,
     val: &SplitForecasts,
     test: &SplitForecasts,
-    scope: CalibrationScope,
+    rule: CalibrationRule,
 ) -> Result<()> {
     let predictors: Vec<Predictor> = Predictor::ALL
         .into_iter()
@@ -57,7 +57,7 @@ pub fn tradeoff(
         .collect();
     let mut curves = Vec::new();
     for &p in &predictors {
-        curves.push((p, tradeoff_points(p, val, test, scope)));
+        curves.push((p, tradeoff_points(p, val, test, rule)));
     }
     let shown = |&(v, _): &(f64, f64)| VIOLATIONS.contains(&v.max(VIOLATIONS.start));
     let top = curves

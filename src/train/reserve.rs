@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// How a margin scales with the window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum MarginForm {
     /// reserved = base + k
@@ -136,6 +136,14 @@ impl std::fmt::Display for CalibrationScope {
             CalibrationScope::PerInstance => "per-instance",
         })
     }
+}
+
+/// How a run calibrates its margins: over which validation windows, and the
+/// form of the network's margin (each heuristic's form is its own, fixed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CalibrationRule {
+    pub scope: CalibrationScope,
+    pub model_margin: MarginForm,
 }
 
 /// A calibrated margin: reserved = base + k · scale(form).

@@ -9,7 +9,7 @@ use super::config::RunConfig;
 use super::json::{read_json, write_json};
 use super::metrics::{regression_metrics, Metrics};
 use super::prepared::{PreparedData, SplitData};
-use super::reserve::CalibrationScope;
+use super::reserve::CalibrationRule;
 use super::ridge::Ridge;
 use super::trainer::{fit, predict_split, FitOptions, FitOutcome};
 use super::weights::{load_model, save_model};
@@ -255,7 +255,7 @@ pub fn evaluate_own_split<'a>(
     store: &ParamStore<f32>,
     data: &'a PreparedData,
     levels: &[f64],
-    scope: CalibrationScope,
+    rule: CalibrationRule,
     loss: &str,
     batch: usize,
 ) -> Result<(EvalReport, Baselines, [SplitForecasts<'a>; 3])> {
@@ -266,7 +266,7 @@ pub fn evaluate_own_split<'a>(
     for fc in splits.iter_mut() {
         fc.learned_spread = spread.predict(&fc.split.inputs, data.seq_len * data.channels)?;
     }
-    let baselines = Baselines::calibrate(ridge, spread, levels, &splits[1], scope)?;
+    let baselines = Baselines::calibrate(ridge, spread, levels, &splits[1], rule)?;
     let report = report(data, &baselines, "the run's own split", loss, &splits);
     Ok((report, baselines, splits))
 }
@@ -337,7 +337,7 @@ pub fn train_run(
         &outcome.store,
         &data,
         &cfg.train.reserve,
-        cfg.train.calibration,
+        cfg.train.calibration_rule(),
         &cfg.train.loss.to_string(),
         batch,
     )?;
@@ -357,7 +357,7 @@ pub fn train_run(
         &held_out.model,
     )?;
     let plot = run_dir.join("reservation.png");
-    super::reservation_plot::tradeoff(&plot, &val, held_out, baselines.scope)?;
+    super::reservation_plot::tradeoff(&plot, &val, held_out, baselines.rule())?;
     Ok((outcome, metrics))
 }
 

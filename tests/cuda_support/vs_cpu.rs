@@ -8,6 +8,8 @@
 
 /// Calls `$apply!` with the name of every check below, so each suite that
 /// runs them (the emulator's, the GPU's) lists them from this one place.
+/// Other suites share this module without running the checks, hence the allows.
+#[allow(unused_macros)]
 macro_rules! every_check {
     ($apply:ident) => {
         $apply!(
@@ -23,6 +25,7 @@ macro_rules! every_check {
         );
     };
 }
+#[allow(unused_imports)]
 pub(crate) use every_check;
 
 use convformer::autograd::{LossKind, Padding};
