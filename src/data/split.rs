@@ -73,6 +73,25 @@ fn assign(order: &[usize], ratios: (f64, f64, f64)) -> Splits {
     }
 }
 
+/// A large group can take a later side's whole share (on the shared series one
+/// instance holds up to 21% of the windows, twice validation's share), which left
+/// test empty on some seeds: each
+/// side asked for that got no group takes the last group of the side with the
+/// most, while that side keeps one. Splits with every side filled are unchanged.
+fn give_every_side_a_group(sides: &mut [Vec<Vec<usize>>; 3], ratios: (f64, f64, f64)) {
+    let wanted = [ratios.0, ratios.1, ratios.2].map(|r| r.is_finite() && r > 0.0);
+    for empty in 0..3 {
+        if !wanted[empty] || !sides[empty].is_empty() {
+            continue;
+        }
+        let donor = (0..3).max_by_key(|&d| sides[d].len()).unwrap();
+        if sides[donor].len() >= 2 {
+            let g = sides[donor].pop().unwrap();
+            sides[empty].push(g);
+        }
+    }
+}
+
 /// Splits sample indices of `ds`; ratios are normalised by their sum (negative or NaN count as 0).
 /// Each side's indices come back sorted.
 pub fn split(ds: &Dataset, kind: SplitKind, ratios: (f64, f64, f64), seed: u64) -> Splits {
@@ -92,20 +111,22 @@ pub fn split(ds: &Dataset, kind: SplitKind, ratios: (f64, f64, f64), seed: u64) 
             SplitMix64::new(seed).shuffle(&mut groups);
             // Whole groups fill train, then val, by cumulative sample count.
             let (t, v) = cuts(n, ratios);
-            let mut s = Splits::default();
+            let mut sides: [Vec<Vec<usize>>; 3] = Default::default();
             let mut taken = 0;
             for g in groups {
                 let side = if taken < t {
-                    &mut s.train
+                    0
                 } else if taken < v {
-                    &mut s.val
+                    1
                 } else {
-                    &mut s.test
+                    2
                 };
                 taken += g.len();
-                side.extend(g);
+                sides[side].push(g);
             }
-            s
+            give_every_side_a_group(&mut sides, ratios);
+            let [train, val, test] = sides.map(|groups| groups.concat());
+            Splits { train, val, test }
         }
         SplitKind::Chronological if ds.format == Format::Kaggle => {
             let mut idx: Vec<usize> = (0..n).collect();
