@@ -75,9 +75,9 @@ fn assign(order: &[usize], ratios: (f64, f64, f64)) -> Splits {
 
 /// A large group can take a later side's whole share (on the shared series one
 /// instance holds up to 21% of the windows, twice validation's share), which left
-/// test empty on some seeds: each
-/// side asked for that got no group takes the last group of the side with the
-/// most, while that side keeps one. Splits with every side filled are unchanged.
+/// test empty on some seeds. Each side asked for that got no group takes the last
+/// group of the side with the most, while that side keeps one. Splits with every
+/// side filled are unchanged.
 fn give_every_side_a_group(sides: &mut [Vec<Vec<usize>>; 3], ratios: (f64, f64, f64)) {
     let wanted = [ratios.0, ratios.1, ratios.2].map(|r| r.is_finite() && r > 0.0);
     for empty in 0..3 {
