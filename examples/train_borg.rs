@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use convformer::data::{self, Format, LoadOptions, PreprocessOptions, Splits};
 use convformer::nn::{ModelConfig, SeedRng};
-use convformer::train::reserve::{CalibrationRule, CalibrationScope, MarginForm};
+use convformer::train::reserve::{CalibrationRule, MarginForm};
 use convformer::train::run::{evaluate_own_split, prepare};
 use convformer::train::{fit, FitOptions, PreparedData, Progress, TrainConfig};
 
@@ -58,10 +58,7 @@ fn series(epochs: usize) -> convformer::Result<()> {
         &out.store,
         &data,
         &[0.95],
-        CalibrationRule {
-            scope: CalibrationScope::Global,
-            model_margin: MarginForm::Multiplicative,
-        },
+        CalibrationRule::global(MarginForm::Multiplicative),
         &train.loss.to_string(),
         512,
     )?
@@ -143,10 +140,7 @@ fn kaggle(epochs: usize) -> convformer::Result<()> {
             &out.store,
             &data,
             &[0.95],
-            CalibrationRule {
-                scope: CalibrationScope::Global,
-                model_margin: MarginForm::Multiplicative,
-            },
+            CalibrationRule::global(MarginForm::Multiplicative),
             "mse",
             512,
         )?

@@ -6,7 +6,7 @@
 
 use convformer::data::bigquery::write::{reencode, ExportOptions, ParquetCompression};
 use convformer::data::{self, DataError, Dataset, Format, LoadOptions, OnBadRow};
-use convformer::train::reserve::{CalibrationRule, CalibrationScope, MarginForm};
+use convformer::train::reserve::{CalibrationRule, MarginForm};
 use proptest::prelude::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -183,10 +183,7 @@ fn an_export_trains_to_the_same_metrics_as_its_csv() {
             &out.store,
             &data,
             &[0.95],
-            CalibrationRule {
-                scope: CalibrationScope::Global,
-                model_margin: MarginForm::Multiplicative,
-            },
+            CalibrationRule::global(MarginForm::Multiplicative),
             "mse",
             256,
         )

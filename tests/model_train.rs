@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use convformer::data::{self, Format, LoadOptions};
 use convformer::nn::ModelConfig;
-use convformer::train::reserve::{CalibrationRule, CalibrationScope, MarginForm};
+use convformer::train::reserve::{CalibrationRule, MarginForm};
 use convformer::train::run::{evaluate_own_split, prepare};
 use convformer::train::{fit, FitOptions, LossSpec, PreparedData, TrainConfig};
 use convformer::Error;
@@ -69,10 +69,7 @@ fn beats_the_naive_predictor_on_a_real_slice() {
         &out.store,
         &data,
         &[0.95],
-        CalibrationRule {
-            scope: CalibrationScope::Global,
-            model_margin: MarginForm::Multiplicative,
-        },
+        CalibrationRule::global(MarginForm::Multiplicative),
         "mse",
         256,
     )
@@ -226,10 +223,7 @@ fn quantile_loss_raises_coverage() {
         &out.store,
         &data,
         &[0.95],
-        CalibrationRule {
-            scope: CalibrationScope::Global,
-            model_margin: MarginForm::Multiplicative,
-        },
+        CalibrationRule::global(MarginForm::Multiplicative),
         "quantile:0.9",
         256,
     )

@@ -94,7 +94,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             &run.model, &run.store, &data, ridge, spread, &data.test, batch,
         )?;
         let path = dir.join("reservation.png");
-        crate::train::reservation_plot::tradeoff(&path, &val, &test, run.baselines.rule())?;
+        crate::train::reservation_plot::tradeoff(&path, &val, &test, run.baselines.rule)?;
         eprintln!("wrote {}", path.display());
     }
     if args.json {

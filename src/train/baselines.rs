@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::prepared::{PreparedData, SplitData};
 use super::reserve::{
-    check_level, reserve_metrics, CalibrationRule, CalibrationScope, Margin, MarginForm,
-    ReserveMetrics, Spread, WindowStats,
+    check_level, reserve_metrics, CalibrationRule, Margin, MarginForm, ReserveMetrics, Spread,
+    WindowStats,
 };
 use super::ridge::Ridge;
 use crate::error::Result;
@@ -208,16 +208,9 @@ pub struct Baselines {
     pub calibrations: Vec<Calibration>,
     /// Windows of the validation split the margins were calibrated on.
     pub calibrated_on: usize,
-    /// Over which of those windows (runs before the option: global).
-    #[serde(default)]
-    pub scope: CalibrationScope,
-    /// The form of the network's margin (runs before the option: learned spread).
-    #[serde(default = "learned_spread")]
-    pub model_margin: MarginForm,
-}
-
-fn learned_spread() -> MarginForm {
-    MarginForm::LearnedSpread
+    /// Over which of those windows, and the form of the network's margin.
+    #[serde(flatten)]
+    pub rule: CalibrationRule,
 }
 
 pub const FILE_NAME: &str = "calibration.json";
@@ -267,17 +260,8 @@ impl Baselines {
             levels: levels.to_vec(),
             calibrations,
             calibrated_on: val.split.len(),
-            scope: rule.scope,
-            model_margin: rule.model_margin,
+            rule,
         })
-    }
-
-    /// The rule these margins were calibrated by.
-    pub fn rule(&self) -> CalibrationRule {
-        CalibrationRule {
-            scope: self.scope,
-            model_margin: self.model_margin,
-        }
     }
 
     pub fn margin(&self, p: Predictor, q: f64) -> Option<&Calibration> {
@@ -347,11 +331,9 @@ pub struct ReservationRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::reserve::CalibrationScope;
 
-    const GLOBAL: CalibrationRule = CalibrationRule {
-        scope: CalibrationScope::Global,
-        model_margin: MarginForm::LearnedSpread,
-    };
+    const GLOBAL: CalibrationRule = CalibrationRule::global(MarginForm::LearnedSpread);
 
     #[test]
     fn no_validation_windows_means_no_margins_not_an_error() {
@@ -374,6 +356,39 @@ mod tests {
         let b = Baselines::calibrate(ridge, spread, &[0.95], &val, GLOBAL).unwrap();
         assert!(b.calibrations.is_empty());
         assert!(b.margin(Predictor::Convformer, 0.95).is_none());
+    }
+
+    #[test]
+    fn the_rule_is_stored_flat_and_old_files_read_as_global_learned_spread() {
+        let ridge = Ridge {
+            weights: vec![0.5],
+            intercept: 0.1,
+            lambda: 1.0,
+        };
+        let b = Baselines {
+            spread: SpreadModel {
+                ridge: ridge.clone(),
+                floor: 0.0,
+            },
+            ridge,
+            levels: vec![0.95],
+            calibrations: Vec::new(),
+            calibrated_on: 3,
+            rule: CalibrationRule {
+                scope: CalibrationScope::PerInstance,
+                model_margin: MarginForm::Multiplicative,
+            },
+        };
+        let mut json = serde_json::to_value(&b).unwrap();
+        assert_eq!(json["scope"], "per-instance");
+        assert_eq!(json["model_margin"], "multiplicative");
+        let back: Baselines = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.rule, b.rule);
+        let fields = json.as_object_mut().unwrap();
+        fields.remove("scope");
+        fields.remove("model_margin");
+        let old: Baselines = serde_json::from_value(json).unwrap();
+        assert_eq!(old.rule, CalibrationRule::global(MarginForm::LearnedSpread));
     }
 
     #[test]

@@ -140,10 +140,27 @@ impl std::fmt::Display for CalibrationScope {
 
 /// How a run calibrates its margins: over which validation windows, and the
 /// form of the network's margin (each heuristic's form is its own, fixed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The defaults are what calibration files written before either choice used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CalibrationRule {
+    #[serde(default)]
     pub scope: CalibrationScope,
+    #[serde(default = "learned_spread")]
     pub model_margin: MarginForm,
+}
+
+fn learned_spread() -> MarginForm {
+    MarginForm::LearnedSpread
+}
+
+impl CalibrationRule {
+    /// Margins calibrated on every validation window pooled.
+    pub const fn global(model_margin: MarginForm) -> Self {
+        CalibrationRule {
+            scope: CalibrationScope::Global,
+            model_margin,
+        }
+    }
 }
 
 /// A calibrated margin: reserved = base + k · scale(form).

@@ -357,7 +357,7 @@ pub fn train_run(
         &held_out.model,
     )?;
     let plot = run_dir.join("reservation.png");
-    super::reservation_plot::tradeoff(&plot, &val, held_out, baselines.rule())?;
+    super::reservation_plot::tradeoff(&plot, &val, held_out, baselines.rule)?;
     Ok((outcome, metrics))
 }
 
