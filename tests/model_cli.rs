@@ -304,11 +304,18 @@ fn calibration_scope_and_margin_form_are_recorded_and_per_instance_is_never_narr
         assert_eq!(cal["scope"], scope);
         let calibrations = cal["calibrations"].as_array().unwrap().clone();
         let network_form = if form == "default" {
-            "multiplicative"
+            "forecast-and-spread"
         } else {
             form
         };
         assert_eq!(cal["model_margin"], network_form);
+        // The two terms of the default margin, fitted on the training errors.
+        let mix = &cal["spread"]["mix"];
+        let terms = [&mix["per_forecast"], &mix["per_window_std"]].map(|t| t.as_f64().unwrap());
+        assert!(
+            terms.iter().all(|&t| t >= 0.0) && terms.iter().any(|&t| t > 0.0),
+            "{mix}"
+        );
         for c in calibrations
             .iter()
             .filter(|c| c["predictor"] == "convformer")
@@ -345,6 +352,6 @@ fn calibration_scope_and_margin_form_are_recorded_and_per_instance_is_never_narr
     );
     fails_saying(
         &["train", "--out", &x, "--margin", "relative"],
-        &["multiplicative", "learned-spread"],
+        &["forecast-and-spread", "multiplicative", "learned-spread"],
     );
 }

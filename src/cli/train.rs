@@ -38,10 +38,11 @@ pub struct TrainArgs {
     /// validation windows pooled (global: narrower, covers less on new instances).
     #[arg(long, value_enum)]
     pub calibrate: Option<crate::train::reserve::CalibrationScope>,
-    /// How the network's margin scales: multiplicative (the default, reserved =
-    /// forecast × (1 + m)), additive (+ m), learned-spread (+ k × its expected error
-    /// here, learned from its training residuals) or window-spread (+ k × the
-    /// window's std).
+    /// How the network's margin scales: forecast-and-spread (the default, + k ×
+    /// (a × forecast + b × the window's std), a and b fitted to its training
+    /// errors), multiplicative (forecast × (1 + m)), additive (+ m),
+    /// learned-spread (+ k × its expected error, a ridge on its inputs fitted to
+    /// its training errors) or window-spread (+ k × the window's std).
     #[arg(long, value_enum)]
     pub margin: Option<crate::train::reserve::MarginForm>,
     /// How samples are split: group = whole instances on one side (test on

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::error_mix::ErrorMix;
 use super::prepared::{PreparedData, SplitData};
 use super::reserve::{
     check_level, reserve_metrics, CalibrationRule, Margin, MarginForm, ReserveMetrics, Spread,
@@ -89,6 +90,8 @@ pub struct SplitForecasts<'a> {
     pub ridge: Vec<f32>,
     /// The network's expected absolute error per window (see [`SpreadModel`]).
     pub learned_spread: Vec<f32>,
+    /// The same as a forecast term and a window-spread term.
+    pub error_mix: ErrorMix,
 }
 
 impl SplitForecasts<'_> {
@@ -111,15 +114,13 @@ impl SplitForecasts<'_> {
 
     fn spreads(&self) -> Vec<Spread> {
         (0..self.split.len())
-            .map(|i| Spread {
-                window: self
-                    .split
-                    .windows
-                    .get(i)
-                    .copied()
-                    .flatten()
-                    .map_or(f32::NAN, |w| w.std),
-                learned: self.learned_spread.get(i).copied().unwrap_or(f32::NAN),
+            .map(|i| {
+                let window = self.split.window_std(i);
+                Spread {
+                    window,
+                    learned: self.learned_spread.get(i).copied().unwrap_or(f32::NAN),
+                    forecast_and_window: self.error_mix.expected(self.model[i], window),
+                }
             })
             .collect()
     }
@@ -154,11 +155,15 @@ pub struct Calibration {
 
 /// The network's expected absolute error as a function of its inputs: ridge
 /// on the absolute training residuals, floored at a tenth of their mean so a
-/// window never gets a vanishing margin.
+/// window never gets a vanishing margin; and as two terms, its forecast and
+/// the window's spread.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SpreadModel {
     pub ridge: Ridge,
     pub floor: f64,
+    /// Runs before the two-term fit: a plain multiplicative scale.
+    #[serde(default)]
+    pub mix: ErrorMix,
 }
 
 impl SpreadModel {
@@ -180,9 +185,13 @@ impl SpreadModel {
             &abs_err(val_pred, &data.val),
             data.seq_len * data.channels,
         )?;
+        let window_std: Vec<f32> = (0..data.train.len())
+            .map(|i| data.train.window_std(i))
+            .collect();
         Ok(SpreadModel {
             ridge,
             floor: 0.1 * mean,
+            mix: ErrorMix::fit(train_pred, &data.train.actual, &window_std),
         })
     }
 
@@ -343,6 +352,7 @@ mod tests {
             model: Vec::new(),
             ridge: Vec::new(),
             learned_spread: Vec::new(),
+            error_mix: ErrorMix::default(),
         };
         let ridge = Ridge {
             weights: vec![0.0],
@@ -352,6 +362,7 @@ mod tests {
         let spread = SpreadModel {
             ridge: ridge.clone(),
             floor: 0.0,
+            mix: ErrorMix::default(),
         };
         let b = Baselines::calibrate(ridge, spread, &[0.95], &val, GLOBAL).unwrap();
         assert!(b.calibrations.is_empty());
@@ -369,6 +380,7 @@ mod tests {
             spread: SpreadModel {
                 ridge: ridge.clone(),
                 floor: 0.0,
+                mix: ErrorMix::default(),
             },
             ridge,
             levels: vec![0.95],
@@ -406,6 +418,7 @@ mod tests {
             model: vec![1.05; 40],
             ridge: vec![1.2; 40],
             learned_spread: vec![0.01; 40],
+            error_mix: ErrorMix::default(),
         };
         let reserved = |p: Predictor| {
             let m = calibrated_margin(p, 0.9, &val, GLOBAL);

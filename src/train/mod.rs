@@ -11,6 +11,7 @@ pub mod alloc;
 pub mod baselines;
 pub mod checkpoint;
 pub mod config;
+pub mod error_mix;
 pub mod history;
 pub mod json;
 pub mod plots;

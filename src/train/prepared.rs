@@ -36,6 +36,15 @@ impl SplitData {
         self.targets.is_empty()
     }
 
+    /// The standard deviation of sample `i`'s history window (NaN without one).
+    pub fn window_std(&self, i: usize) -> f32 {
+        self.windows
+            .get(i)
+            .copied()
+            .flatten()
+            .map_or(f32::NAN, |w| w.std)
+    }
+
     /// The samples at `idx` of a dataset, transformed by a fitted preprocessor.
     pub fn from_dataset(ds: &Dataset, idx: &[usize], pre: &Preprocessor, residual: bool) -> Self {
         let (inputs, _) = pre.transform_inputs(ds, idx);

@@ -9,7 +9,9 @@
 //! 1 (additive, "+ m"), the base itself (multiplicative, "× (1 + m)"), the
 //! spread of the history window (N-sigma), or the network's expected error
 //! learned from its training residuals (normalised conformal, Lei et al.
-//! 2018): a margin that grows where the workload is hard to forecast.
+//! 2018): a margin that grows where the workload is hard to forecast, either
+//! from every input (a ridge) or from two terms, the forecast and the
+//! window's spread ([`crate::train::error_mix`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +29,10 @@ pub enum MarginForm {
     WindowSpread,
     /// reserved = base + k · (the forecaster's expected absolute error here)
     LearnedSpread,
+    /// reserved = base + k · (a · base + b · window std), a and b fitted to the
+    /// network's absolute training errors: a multiplicative margin that narrows
+    /// on quiet windows.
+    ForecastAndSpread,
 }
 
 /// The per-window spreads a margin may scale with (NaN where unknown).
@@ -36,12 +42,15 @@ pub struct Spread {
     pub window: f32,
     /// The expected absolute error of the network on this window.
     pub learned: f32,
+    /// The same from the forecast and the window's std alone.
+    pub forecast_and_window: f32,
 }
 
 impl Spread {
     pub const UNKNOWN: Spread = Spread {
         window: f32::NAN,
         learned: f32::NAN,
+        forecast_and_window: f32::NAN,
     };
 }
 
@@ -105,6 +114,7 @@ fn scale(form: MarginForm, base: f32, spread: &Spread) -> f64 {
         MarginForm::Multiplicative => (base as f64).abs(),
         MarginForm::WindowSpread => spread.window as f64,
         MarginForm::LearnedSpread => spread.learned as f64,
+        MarginForm::ForecastAndSpread => spread.forecast_and_window as f64,
     };
     if s.is_nan() {
         s
@@ -358,6 +368,7 @@ mod tests {
         let spread = Spread {
             window: w.std,
             learned: 0.5,
+            forecast_and_window: 0.25,
         };
         let by_window = Margin {
             form: MarginForm::WindowSpread,
@@ -369,6 +380,11 @@ mod tests {
             k: 2.0,
         };
         assert_eq!(learned.reserve(1.0, &spread), 2.0);
+        let two_terms = Margin {
+            form: MarginForm::ForecastAndSpread,
+            k: 2.0,
+        };
+        assert_eq!(two_terms.reserve(1.0, &spread), 1.5);
         // An unknown spread gives no reservation rather than a wrong one.
         assert!(learned.reserve(1.0, &Spread::UNKNOWN).is_nan());
     }
@@ -521,8 +537,8 @@ mod tests {
 
     #[test]
     fn a_learned_spread_keeps_coverage_and_saves_slack_where_noise_varies() {
-        // Noise whose scale varies 20-fold along the series; the learned
-        // spread is that scale (as a perfect error model would give).
+        // Noise whose scale varies 20-fold along the series; both learned
+        // spreads are that scale (as a perfect error model would give).
         let noise = |seed: u64, n: usize| {
             let (base, actual) = noisy_series(seed, n, false);
             let scale: Vec<f32> = (0..n).map(|i| 0.05 + (i % 20) as f32 * 0.05).collect();
@@ -534,6 +550,7 @@ mod tests {
                 .map(|&s| Spread {
                     window: f32::NAN,
                     learned: s,
+                    forecast_and_window: s,
                 })
                 .collect();
             (base, actual, spreads)
@@ -546,15 +563,18 @@ mod tests {
                 let r: Vec<f32> = bn.iter().zip(&sn).map(|(&b, s)| m.reserve(b, s)).collect();
                 reserve_metrics(&r, &an)
             };
-            let (learned, additive) = (
-                slack(MarginForm::LearnedSpread),
-                slack(MarginForm::Additive),
-            );
-            assert!((learned.coverage - 0.95).abs() < 0.01, "{learned:?}");
-            assert!(
-                learned.mean_slack < 0.9 * additive.mean_slack,
-                "{learned:?} vs {additive:?}"
-            );
+            let additive = slack(MarginForm::Additive);
+            for form in [MarginForm::LearnedSpread, MarginForm::ForecastAndSpread] {
+                let learned = slack(form);
+                assert!(
+                    (learned.coverage - 0.95).abs() < 0.01,
+                    "{form:?} {learned:?}"
+                );
+                assert!(
+                    learned.mean_slack < 0.9 * additive.mean_slack,
+                    "{form:?} {learned:?} vs {additive:?}"
+                );
+            }
         }
     }
 

@@ -189,6 +189,7 @@ pub fn forecasts<'a>(
         model: data.to_trace_units(&m),
         ridge: data.to_trace_units(&r),
         learned_spread,
+        error_mix: spread.map(|s| s.mix).unwrap_or_default(),
     })
 }
 
@@ -265,6 +266,7 @@ pub fn evaluate_own_split<'a>(
     let spread = SpreadModel::fit(data, &splits[0].model, &splits[1].model)?;
     for fc in splits.iter_mut() {
         fc.learned_spread = spread.predict(&fc.split.inputs, data.seq_len * data.channels)?;
+        fc.error_mix = spread.mix;
     }
     let baselines = Baselines::calibrate(ridge, spread, levels, &splits[1], rule)?;
     let report = report(data, &baselines, "the run's own split", loss, &splits);
