@@ -12,8 +12,7 @@ use std::time::Instant;
 
 use convformer::data::{self, Format, LoadOptions, PreprocessOptions, Splits};
 use convformer::nn::{ModelConfig, SeedRng};
-use convformer::train::reserve::{CalibrationRule, MarginForm};
-use convformer::train::run::{evaluate_own_split, prepare};
+use convformer::train::run::{prepare, test_accuracy};
 use convformer::train::{fit, FitOptions, PreparedData, Progress, TrainConfig};
 
 fn shared(rel: &str) -> std::path::PathBuf {
@@ -53,17 +52,7 @@ fn series(epochs: usize) -> convformer::Result<()> {
             ..FitOptions::default()
         },
     )?;
-    let r = evaluate_own_split(
-        &out.model,
-        &out.store,
-        &data,
-        &[0.95],
-        CalibrationRule::global(MarginForm::Multiplicative),
-        &train.loss.to_string(),
-        512,
-    )?
-    .0;
-    let t = r.test.expect("a test split");
+    let t = test_accuracy(&out.model, &out.store, &data, 512)?.expect("a test split");
     println!(
         "\nseries test split ({} windows), trace units, best epoch {}:",
         t.n, out.best_epoch
@@ -135,18 +124,7 @@ fn kaggle(epochs: usize) -> convformer::Result<()> {
             &data,
             &FitOptions::default(),
         )?;
-        let t = evaluate_own_split(
-            &out.model,
-            &out.store,
-            &data,
-            &[0.95],
-            CalibrationRule::global(MarginForm::Multiplicative),
-            "mse",
-            512,
-        )?
-        .0
-        .test
-        .expect("a test fold");
+        let t = test_accuracy(&out.model, &out.store, &data, 512)?.expect("a test fold");
         println!(
             "| {k} | {:.4} | {:.3e} | {:.4} | {:.3e} | {:.4} |",
             t.model_trace.r2,

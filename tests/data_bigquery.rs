@@ -6,7 +6,6 @@
 
 use convformer::data::bigquery::write::{reencode, ExportOptions, ParquetCompression};
 use convformer::data::{self, DataError, Dataset, Format, LoadOptions, OnBadRow};
-use convformer::train::reserve::{CalibrationRule, MarginForm};
 use proptest::prelude::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -153,7 +152,7 @@ fn cli_synth_from_writes_an_export_that_inspects_like_the_csv() {
 #[test]
 fn an_export_trains_to_the_same_metrics_as_its_csv() {
     use convformer::nn::ModelConfig;
-    use convformer::train::run::{evaluate_own_split, prepare};
+    use convformer::train::run::{prepare, test_accuracy};
     use convformer::train::{fit, FitOptions, TrainConfig};
     let dir = tmp_dir("train");
     let file = export(
@@ -178,18 +177,9 @@ fn an_export_trains_to_the_same_metrics_as_its_csv() {
     let metrics = |ds: &Dataset| {
         let data = prepare(ds, 5, None, true).unwrap();
         let out = fit(&model, &train, &data, &FitOptions::default()).unwrap();
-        let report = evaluate_own_split(
-            &out.model,
-            &out.store,
-            &data,
-            &[0.95],
-            CalibrationRule::global(MarginForm::Multiplicative),
-            "mse",
-            256,
-        )
-        .unwrap()
-        .0;
-        let test = report.test.unwrap();
+        let test = test_accuracy(&out.model, &out.store, &data, 256)
+            .unwrap()
+            .unwrap();
         (
             test.model_trace.mae.to_bits(),
             test.model_trace.rmse.to_bits(),

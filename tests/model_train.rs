@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use convformer::data::{self, Format, LoadOptions};
 use convformer::nn::ModelConfig;
-use convformer::train::reserve::{CalibrationRule, MarginForm};
-use convformer::train::run::{evaluate_own_split, prepare};
+use convformer::train::run::{prepare, test_accuracy};
 use convformer::train::{fit, FitOptions, LossSpec, PreparedData, TrainConfig};
 use convformer::Error;
 
@@ -64,18 +63,9 @@ fn beats_the_naive_predictor_on_a_real_slice() {
         &FitOptions::default(),
     )
     .unwrap();
-    let report = evaluate_own_split(
-        &out.model,
-        &out.store,
-        &data,
-        &[0.95],
-        CalibrationRule::global(MarginForm::Multiplicative),
-        "mse",
-        256,
-    )
-    .unwrap()
-    .0;
-    let test = report.test.unwrap();
+    let test = test_accuracy(&out.model, &out.store, &data, 256)
+        .unwrap()
+        .unwrap();
     eprintln!(
         "test MAE: model {:.4e}, naive {:.4e}, ridge {:.4e}",
         test.model_trace.mae, test.naive_trace.mae, test.ridge_trace.mae
@@ -218,21 +208,11 @@ fn quantile_loss_raises_coverage() {
         ..small_train(4)
     };
     let out = fit(&small_model(), &q, &data, &FitOptions::default()).unwrap();
-    let cov = evaluate_own_split(
-        &out.model,
-        &out.store,
-        &data,
-        &[0.95],
-        CalibrationRule::global(MarginForm::Multiplicative),
-        "quantile:0.9",
-        256,
-    )
-    .unwrap()
-    .0
-    .test
-    .unwrap()
-    .model_trace
-    .coverage;
+    let cov = test_accuracy(&out.model, &out.store, &data, 256)
+        .unwrap()
+        .unwrap()
+        .model_trace
+        .coverage;
     assert!(cov > 0.75, "coverage {cov} at q = 0.9");
 }
 

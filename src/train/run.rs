@@ -248,6 +248,23 @@ fn report(
     }
 }
 
+/// The point metrics of the test split (the network, the last value and ridge
+/// fitted on `data`'s training split), without reservations: what a library
+/// user asking only for accuracy wants. None when the test split is empty.
+pub fn test_accuracy(
+    model: &ConvFormerNet,
+    store: &ParamStore<f32>,
+    data: &PreparedData,
+    batch: usize,
+) -> Result<Option<SplitReport>> {
+    if data.test.is_empty() {
+        return Ok(None);
+    }
+    let ridge = Baselines::fit_ridge(data)?;
+    let fc = forecasts(model, store, data, &ridge, None, &data.test, batch)?;
+    Ok(Some(split_report(data, &fc)))
+}
+
 /// Fits ridge, the spread model and the margins at `levels` on `data`'s own
 /// training and validation splits, then evaluates every split (what `train`
 /// reports). Also returns the train, val and test forecasts it made.
