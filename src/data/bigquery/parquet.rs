@@ -101,21 +101,61 @@ pub(super) fn read_file(file: &Path, collector: &mut Collector) -> Result<(), Da
             Some(first)
         })
         .collect();
-    let all: Vec<usize> = (0..groups.len()).collect();
-    for wave in all.chunks(rayon::current_num_threads().max(1)) {
-        let parts: Vec<Result<Vec<Parsed>, DataError>> = wave
-            .par_iter()
-            .map(|&g| {
-                guarded(file, &format!("row group {g}"), || {
-                    read_group(file, &meta, &mask, g, first_rows[g])
-                })
-            })
-            .collect();
-        for part in parts {
-            collector.take(part?)?;
-        }
-    }
-    Ok(())
+    let decode = |g: usize| {
+        guarded(file, &format!("row group {g}"), || {
+            read_group(file, &meta, &mask, g, first_rows[g])
+        })
+    };
+    in_order_pipelined(groups.len(), decode, |part| collector.take(part?))
+}
+
+/// Runs `produce(0..n)` on the rayon pool, a task per thread taking the next
+/// index as it frees, while this thread hands the results to `consume` in index
+/// order as soon as each is next: collecting one row group overlaps decoding the
+/// following ones, and no thread waits for a wave to end. Stops producing at the
+/// first error `consume` returns.
+fn in_order_pipelined<T: Send>(
+    n: usize,
+    produce: impl Fn(usize) -> T + Sync,
+    mut consume: impl FnMut(T) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (next, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, T)>();
+    std::thread::scope(|scope| {
+        let (produce, next, stop) = (&produce, &next, &stop);
+        scope.spawn(move || {
+            rayon::scope(|tasks| {
+                for _ in 0..rayon::current_num_threads().clamp(1, n.max(1)) {
+                    let tx = tx.clone();
+                    tasks.spawn(move |_| loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n || stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        if tx.send((i, produce(i))).is_err() {
+                            break;
+                        }
+                    });
+                }
+            });
+        });
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut due = 0;
+        let result = (|| {
+            for (i, item) in &rx {
+                waiting.insert(i, item);
+                while let Some(item) = waiting.remove(&due) {
+                    consume(item)?;
+                    due += 1;
+                }
+            }
+            Ok(())
+        })();
+        stop.store(true, Ordering::Relaxed);
+        drop(rx);
+        result
+    })
 }
 
 /// Decodes row group `group`, whose first row is row `first_row` of the file (from 1).
@@ -363,5 +403,54 @@ impl<'a> Columns<'a> {
                 .as_ref()
                 .map_or_else(Usage::default, |c| c.value(i)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[test]
+    fn pipelined_results_arrive_in_index_order_and_stop_at_the_first_error() {
+        // Uneven task times, so that later indices finish first.
+        let slow = |i: usize| {
+            std::thread::sleep(Duration::from_millis(((7 * i) % 5) as u64));
+            i * 10
+        };
+        let mut seen = Vec::new();
+        in_order_pipelined(40, slow, |v| {
+            seen.push(v);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, (0..40).map(|i| i * 10).collect::<Vec<_>>());
+
+        let produced = AtomicUsize::new(0);
+        let mut taken = Vec::new();
+        let err = in_order_pipelined(
+            1000,
+            |i| {
+                produced.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+                i
+            },
+            |i| {
+                taken.push(i);
+                if i == 3 {
+                    Err(DataError::Invalid(format!("bad item {i}")))
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("bad item 3"), "{err}");
+        assert_eq!(taken, vec![0, 1, 2, 3]);
+        // Production stopped soon after the error, not at the end.
+        assert!(produced.load(Ordering::Relaxed) < 1000);
+        // Nothing to produce: nothing consumed, no error.
+        in_order_pipelined(0, |i| i, |_| panic!("nothing to consume")).unwrap();
     }
 }
