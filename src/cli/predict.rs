@@ -39,8 +39,11 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         .levels
         .iter()
         .filter_map(|&q| {
-            let margin = baselines.margin(Predictor::Convformer, q)?.margin?;
-            Some((q, fc.reserved(Predictor::Convformer, Some(&margin))))
+            let margin = baselines
+                .margin(Predictor::Convformer, q)?
+                .margin
+                .as_ref()?;
+            Some((q, fc.reserved(Predictor::Convformer, Some(margin))))
         })
         .collect();
     let fail = |e: csv::Error| Error::Invalid(format!("cannot write {}: {e}", args.out.display()));

@@ -34,8 +34,9 @@ pub struct TrainArgs {
     #[arg(long = "reserve", value_name = "Q", allow_negative_numbers = true)]
     pub reserve: Vec<f64>,
     /// Calibrate each margin to cover Q of each validation instance's windows
-    /// (per-instance, the default: holds on instances never seen) or of all
-    /// validation windows pooled (global: narrower, covers less on new instances).
+    /// (per-instance, the default: an instance seen in validation gets its own
+    /// margin, any other the largest, which holds on instances never seen) or of
+    /// all validation windows pooled (global: narrower, covers less on new instances).
     #[arg(long, value_enum)]
     pub calibrate: Option<crate::train::reserve::CalibrationScope>,
     /// How the network's margin scales: forecast-and-spread (the default, + k ×

@@ -131,10 +131,11 @@ impl SplitForecasts<'_> {
         let spreads = self.spreads();
         match margin {
             None => base,
-            Some(m) => base
-                .iter()
-                .zip(&spreads)
-                .map(|(&b, s)| m.reserve(b, s))
+            Some(m) => (0..base.len())
+                .map(|i| match self.split.groups.get(i) {
+                    Some(&g) => m.reserve_for(g, base[i], &spreads[i]),
+                    None => m.reserve(base[i], &spreads[i]),
+                })
                 .collect(),
         }
     }
@@ -295,7 +296,7 @@ impl Baselines {
                 predictor: c.predictor,
                 label: c.predictor.label().to_string(),
                 q: c.q,
-                margin: c.margin,
+                margin: c.margin.clone(),
                 metrics: reserve_metrics(
                     &split.reserved(c.predictor, c.margin.as_ref()),
                     &split.split.actual,

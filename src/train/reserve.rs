@@ -13,6 +13,8 @@
 //! from every input (a ridge) or from two terms, the forecast and the
 //! window's spread ([`crate::train::error_mix`]).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -133,8 +135,9 @@ pub enum CalibrationScope {
     /// the choice existed).
     #[default]
     Global,
-    /// A share Q of each validation instance's windows: the margin is the largest of
-    /// the pooled and the per-instance margins, so it holds for the hardest instance
+    /// A share Q of each validation instance's windows. An instance seen in
+    /// validation gets its own margin, never below the pooled one; any other
+    /// instance gets the largest of them, so that it holds for the hardest instance
     /// seen. Instances with too few windows for a quantile of their own are pooled.
     PerInstance,
 }
@@ -173,16 +176,33 @@ impl CalibrationRule {
     }
 }
 
-/// A calibrated margin: reserved = base + k · scale(form).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// A calibrated margin: reserved = base + k · scale(form), with `k` of the
+/// window's instance where validation gave it one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Margin {
     pub form: MarginForm,
+    /// The margin of an instance validation did not see (of every instance
+    /// when calibrated globally).
     pub k: f64,
+    /// Each validation instance's own k (by its group), per-instance scope only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_instance: BTreeMap<u64, f64>,
 }
 
 impl Margin {
+    /// The reservation of a window of an instance validation did not see.
     pub fn reserve(&self, base: f32, spread: &Spread) -> f32 {
-        (base as f64 + self.k * scale(self.form, base, spread)) as f32
+        self.reserve_with(self.k, base, spread)
+    }
+
+    /// The reservation of a window of instance `group`.
+    pub fn reserve_for(&self, group: u64, base: f32, spread: &Spread) -> f32 {
+        let k = self.per_instance.get(&group).copied().unwrap_or(self.k);
+        self.reserve_with(k, base, spread)
+    }
+
+    fn reserve_with(&self, k: f64, base: f32, spread: &Spread) -> f32 {
+        (base as f64 + k * scale(self.form, base, spread)) as f32
     }
 
     /// Split-conformal calibration at level `q`: `k` is the ⌈(n+1)·q⌉-th
@@ -211,6 +231,7 @@ impl Margin {
         Ok(Margin {
             form,
             k: scores[rank.clamp(1, n) - 1],
+            per_instance: BTreeMap::new(),
         })
     }
 
@@ -231,31 +252,40 @@ impl Margin {
         }
         // ⌈(n+1)·q⌉ ≤ n needs n ≥ q/(1−q) windows: fewer cannot hold a quantile.
         let enough = (q / (1.0 - q)).ceil() as usize;
-        let mut by_group: std::collections::BTreeMap<u64, Vec<usize>> = Default::default();
+        let mut by_group: BTreeMap<u64, Vec<usize>> = Default::default();
         for (i, &g) in groups.iter().enumerate() {
             by_group.entry(g).or_default().push(i);
         }
-        let (mut large, mut pooled): (Vec<Vec<usize>>, Vec<usize>) = (Vec::new(), Vec::new());
-        for idx in by_group.into_values() {
+        // (instance, its windows); the pooled small instances have no instance.
+        let mut large: Vec<(Option<u64>, Vec<usize>)> = Vec::new();
+        let mut pooled: Vec<usize> = Vec::new();
+        for (g, idx) in by_group {
             if idx.len() >= enough {
-                large.push(idx);
+                large.push((Some(g), idx));
             } else {
                 pooled.extend(idx);
             }
         }
         if pooled.len() >= enough {
-            large.push(pooled);
+            large.push((None, pooled));
         }
-        let mut k = global.k;
-        for idx in large {
+        let (mut k, mut per_instance) = (global.k, BTreeMap::new());
+        for (g, idx) in large {
             let pick = |v: &[f32]| -> Vec<f32> { idx.iter().map(|&i| v[i]).collect() };
             let s: Vec<Spread> = idx.iter().map(|&i| spreads[i]).collect();
             // A group with no finite score (no window of its spread) has no say.
             if let Ok(m) = Margin::calibrate(form, q, &pick(base), &pick(actual), &s) {
                 k = k.max(m.k);
+                if let Some(g) = g {
+                    per_instance.insert(g, m.k.max(global.k));
+                }
             }
         }
-        Ok(Margin { form, k })
+        Ok(Margin {
+            form,
+            k,
+            per_instance,
+        })
     }
 }
 
@@ -373,16 +403,19 @@ mod tests {
         let by_window = Margin {
             form: MarginForm::WindowSpread,
             k: 2.0,
+            per_instance: BTreeMap::new(),
         };
         assert_eq!(by_window.reserve(1.0, &spread), 3.0);
         let learned = Margin {
             form: MarginForm::LearnedSpread,
             k: 2.0,
+            per_instance: BTreeMap::new(),
         };
         assert_eq!(learned.reserve(1.0, &spread), 2.0);
         let two_terms = Margin {
             form: MarginForm::ForecastAndSpread,
             k: 2.0,
+            per_instance: BTreeMap::new(),
         };
         assert_eq!(two_terms.reserve(1.0, &spread), 1.5);
         // An unknown spread gives no reservation rather than a wrong one.
@@ -508,6 +541,56 @@ mod tests {
         .unwrap();
         let global = Margin::calibrate(MarginForm::Additive, q, &base, &actual, &unknown).unwrap();
         assert_eq!(per, global);
+    }
+
+    #[test]
+    fn a_validation_instance_gets_its_own_margin_and_an_unseen_one_the_largest() {
+        let q = 0.95;
+        for seed in 0..5u64 {
+            let (base, actual, groups) = two_instances(seed, 2000);
+            let unknown = vec![Spread::UNKNOWN; base.len()];
+            let per = Margin::calibrate_in(
+                CalibrationScope::PerInstance,
+                MarginForm::Additive,
+                q,
+                &base,
+                &actual,
+                &unknown,
+                &groups,
+            )
+            .unwrap();
+            let global =
+                Margin::calibrate(MarginForm::Additive, q, &base, &actual, &unknown).unwrap();
+            let (quiet, noisy) = (per.per_instance[&1], per.per_instance[&2]);
+            assert!(quiet >= global.k && quiet < 0.8 * noisy, "{per:?}");
+            assert_eq!(per.k, noisy);
+            // New windows of each instance: its own margin covers Q of them.
+            let (b_new, a_new, g_new) = two_instances(seed + 100, 20000);
+            for g in [1, 2] {
+                let idx: Vec<usize> = (0..b_new.len()).filter(|&i| g_new[i] == g).collect();
+                let reserved: Vec<f32> = idx
+                    .iter()
+                    .map(|&i| per.reserve_for(g, b_new[i], &Spread::UNKNOWN))
+                    .collect();
+                let a: Vec<f32> = idx.iter().map(|&i| a_new[i]).collect();
+                let cov = reserve_metrics(&reserved, &a).coverage;
+                if g == 2 {
+                    assert!((cov - q).abs() < 0.01, "seed {seed} noisy instance: {cov}");
+                } else {
+                    // Its own margin is floored at the pooled one: it covers more.
+                    assert!(cov >= q - 0.01, "seed {seed} quiet instance: {cov}");
+                }
+            }
+            // Saved in calibration.json and read back as it was.
+            let json = serde_json::to_string(&per).unwrap();
+            assert_eq!(serde_json::from_str::<Margin>(&json).unwrap(), per);
+            // An instance validation never saw gets the largest margin.
+            assert_eq!(
+                per.reserve_for(99, 1.0, &Spread::UNKNOWN),
+                per.reserve(1.0, &Spread::UNKNOWN)
+            );
+            assert!((per.reserve(1.0, &Spread::UNKNOWN) as f64 - (1.0 + noisy)).abs() < 1e-6);
+        }
     }
 
     #[test]
