@@ -480,28 +480,38 @@ mod tests {
         (base, actual, groups)
     }
 
+    /// The per-instance and the pooled additive margins of windows without spreads.
+    fn per_instance_and_pooled(
+        q: f64,
+        base: &[f32],
+        actual: &[f32],
+        groups: &[u64],
+    ) -> (Margin, Margin) {
+        let unknown = vec![Spread::UNKNOWN; base.len()];
+        let margins = |scope| {
+            Margin::calibrate_in(
+                scope,
+                MarginForm::Additive,
+                q,
+                base,
+                actual,
+                &unknown,
+                groups,
+            )
+            .unwrap()
+        };
+        (
+            margins(CalibrationScope::PerInstance),
+            margins(CalibrationScope::Global),
+        )
+    }
+
     #[test]
     fn per_instance_calibration_covers_the_hardest_instance_and_pools_small_ones() {
         let q = 0.95;
         for seed in 0..5u64 {
             let (base, actual, groups) = two_instances(seed, 2000);
-            let unknown = vec![Spread::UNKNOWN; base.len()];
-            let calibrate = |scope| {
-                Margin::calibrate_in(
-                    scope,
-                    MarginForm::Additive,
-                    q,
-                    &base,
-                    &actual,
-                    &unknown,
-                    &groups,
-                )
-                .unwrap()
-            };
-            let (global, per) = (
-                calibrate(CalibrationScope::Global),
-                calibrate(CalibrationScope::PerInstance),
-            );
+            let (per, global) = per_instance_and_pooled(q, &base, &actual, &groups);
             // New windows of the noisier instance alone.
             let (b_new, a_new, g_new) = two_instances(seed + 100, 20000);
             let noisy: Vec<usize> = (0..b_new.len()).filter(|&i| g_new[i] == 2).collect();
@@ -528,18 +538,7 @@ mod tests {
         // quantile of their own: they are pooled, which is the global margin.
         let (base, actual) = noisy_series(7, 3000, true);
         let groups: Vec<u64> = (0..3000).map(|i| i / 5).collect();
-        let unknown = vec![Spread::UNKNOWN; base.len()];
-        let per = Margin::calibrate_in(
-            CalibrationScope::PerInstance,
-            MarginForm::Additive,
-            q,
-            &base,
-            &actual,
-            &unknown,
-            &groups,
-        )
-        .unwrap();
-        let global = Margin::calibrate(MarginForm::Additive, q, &base, &actual, &unknown).unwrap();
+        let (per, global) = per_instance_and_pooled(q, &base, &actual, &groups);
         assert_eq!(per, global);
     }
 
@@ -548,19 +547,7 @@ mod tests {
         let q = 0.95;
         for seed in 0..5u64 {
             let (base, actual, groups) = two_instances(seed, 2000);
-            let unknown = vec![Spread::UNKNOWN; base.len()];
-            let per = Margin::calibrate_in(
-                CalibrationScope::PerInstance,
-                MarginForm::Additive,
-                q,
-                &base,
-                &actual,
-                &unknown,
-                &groups,
-            )
-            .unwrap();
-            let global =
-                Margin::calibrate(MarginForm::Additive, q, &base, &actual, &unknown).unwrap();
+            let (per, global) = per_instance_and_pooled(q, &base, &actual, &groups);
             let (quiet, noisy) = (per.per_instance[&1], per.per_instance[&2]);
             assert!(quiet >= global.k && quiet < 0.8 * noisy, "{per:?}");
             assert_eq!(per.k, noisy);
