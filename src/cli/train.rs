@@ -40,8 +40,8 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub calibrate: Option<crate::train::reserve::CalibrationScope>,
     /// How the network's margin scales: forecast-and-spread (the default, + k ×
-    /// (a × forecast + b × the window's std), a and b fitted to its training
-    /// errors), multiplicative (forecast × (1 + m)), additive (+ m),
+    /// (a × forecast + b × the window's std + c × |forecast − last value|), a, b
+    /// and c fitted to its training errors), multiplicative (forecast × (1 + m)), additive (+ m),
     /// learned-spread (+ k × its expected error, a ridge on its inputs fitted to
     /// its training errors) or window-spread (+ k × the window's std).
     #[arg(long, value_enum)]

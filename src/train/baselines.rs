@@ -90,7 +90,8 @@ pub struct SplitForecasts<'a> {
     pub ridge: Vec<f32>,
     /// The network's expected absolute error per window (see [`SpreadModel`]).
     pub learned_spread: Vec<f32>,
-    /// The same as a forecast term and a window-spread term.
+    /// The same from the forecast, the window's spread and the forecast's
+    /// departure from the last value.
     pub error_mix: ErrorMix,
 }
 
@@ -119,7 +120,11 @@ impl SplitForecasts<'_> {
                 Spread {
                     window,
                     learned: self.learned_spread.get(i).copied().unwrap_or(f32::NAN),
-                    forecast_and_window: self.error_mix.expected(self.model[i], window),
+                    forecast_and_window: self.error_mix.expected(
+                        self.model[i],
+                        window,
+                        self.split.naive[i],
+                    ),
                 }
             })
             .collect()
@@ -156,13 +161,13 @@ pub struct Calibration {
 
 /// The network's expected absolute error as a function of its inputs: ridge
 /// on the absolute training residuals, floored at a tenth of their mean so a
-/// window never gets a vanishing margin; and as two terms, its forecast and
-/// the window's spread.
+/// window never gets a vanishing margin; and as three terms, its forecast,
+/// the window's spread and its departure from the last value.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SpreadModel {
     pub ridge: Ridge,
     pub floor: f64,
-    /// Runs before the two-term fit: a plain multiplicative scale.
+    /// Runs before the fit: a plain multiplicative scale.
     #[serde(default)]
     pub mix: ErrorMix,
 }
@@ -192,7 +197,12 @@ impl SpreadModel {
         Ok(SpreadModel {
             ridge,
             floor: 0.1 * mean,
-            mix: ErrorMix::fit(train_pred, &data.train.actual, &window_std),
+            mix: ErrorMix::fit(
+                train_pred,
+                &data.train.actual,
+                &window_std,
+                &data.train.naive,
+            ),
         })
     }
 

@@ -131,9 +131,9 @@ pub struct TrainConfig {
     pub reserve: Vec<f64>,
     /// Pooled over the validation windows, or per validation instance (`--calibrate`).
     pub calibration: CalibrationScope,
-    /// The form of the network's margin (`--margin`). By default the forecast and
-    /// the window's spread, weighted as they explain the network's training
-    /// errors: on instances never seen it left the least slack of the forms
+    /// The form of the network's margin (`--margin`). By default the forecast,
+    /// the window's spread and the forecast's departure from the last value,
+    /// weighted as they explain the network's training errors: on instances never seen it left the least slack of the forms
     /// tried on the real series, and as little as multiplicative on the built-in
     /// trace (`benches/results/reservations.md`).
     pub model_margin: MarginForm,

@@ -10,8 +10,9 @@
 //! spread of the history window (N-sigma), or the network's expected error
 //! learned from its training residuals (normalised conformal, Lei et al.
 //! 2018): a margin that grows where the workload is hard to forecast, either
-//! from every input (a ridge) or from two terms, the forecast and the
-//! window's spread ([`crate::train::error_mix`]).
+//! from every input (a ridge) or from three terms: the forecast, the window's
+//! spread and the forecast's departure from the last value
+//! ([`crate::train::error_mix`]).
 
 use std::collections::BTreeMap;
 
@@ -31,9 +32,10 @@ pub enum MarginForm {
     WindowSpread,
     /// reserved = base + k · (the forecaster's expected absolute error here)
     LearnedSpread,
-    /// reserved = base + k · (a · base + b · window std), a and b fitted to the
-    /// network's absolute training errors: a multiplicative margin that narrows
-    /// on quiet windows.
+    /// reserved = base + k · (a · base + b · window std + c · |base − last
+    /// value|), a, b and c fitted to the network's absolute training errors: a
+    /// multiplicative margin that narrows on quiet windows where the network keeps
+    /// to the last value.
     ForecastAndSpread,
 }
 
@@ -44,7 +46,8 @@ pub struct Spread {
     pub window: f32,
     /// The expected absolute error of the network on this window.
     pub learned: f32,
-    /// The same from the forecast and the window's std alone.
+    /// The same from the forecast, the window's std and the forecast's departure
+    /// from the last value alone.
     pub forecast_and_window: f32,
 }
 
