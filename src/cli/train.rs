@@ -41,9 +41,10 @@ pub struct TrainArgs {
     pub calibrate: Option<crate::train::reserve::CalibrationScope>,
     /// How the network's margin scales: forecast-and-spread (the default, + k ×
     /// (a × forecast + b × the window's std + c × |forecast − last value|), a, b
-    /// and c fitted to its training errors), multiplicative (forecast × (1 + m)), additive (+ m),
-    /// learned-spread (+ k × its expected error, a ridge on its inputs fitted to
-    /// its training errors) or window-spread (+ k × the window's std).
+    /// and c fitted to its training errors), multiplicative (forecast × (1 + m)),
+    /// additive (+ m), learned-spread (+ k × its expected error, a ridge on its
+    /// inputs fitted to its training errors) or window-spread (+ k × the
+    /// window's std).
     #[arg(long, value_enum)]
     pub margin: Option<crate::train::reserve::MarginForm>,
     /// How samples are split: group = whole instances on one side (test on

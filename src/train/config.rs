@@ -133,9 +133,10 @@ pub struct TrainConfig {
     pub calibration: CalibrationScope,
     /// The form of the network's margin (`--margin`). By default the forecast,
     /// the window's spread and the forecast's departure from the last value,
-    /// weighted as they explain the network's training errors: on instances never seen it left the least slack of the forms
-    /// tried on the real series, and as little as multiplicative on the built-in
-    /// trace (`benches/results/reservations.md`).
+    /// weighted as they explain the network's training errors: on instances
+    /// never seen it left the least slack of the forms tried on the real series,
+    /// and as little as multiplicative on the built-in trace
+    /// (`benches/results/reservations.md`).
     pub model_margin: MarginForm,
 }
 
