@@ -12,8 +12,9 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("cannot draw {}: {e}", path.display()))
 }
 
-/// Train and validation loss per epoch.
-pub fn loss_curve(path: &Path, history: &[EpochLog]) -> Result<()> {
+/// Train and validation loss per epoch, and the epoch whose weights the run
+/// kept (`best_epoch`, from 1; 0 draws none).
+pub fn loss_curve(path: &Path, history: &[EpochLog], best_epoch: usize) -> Result<()> {
     crate::font::ensure_registered();
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
@@ -69,6 +70,15 @@ pub fn loss_curve(path: &Path, history: &[EpochLog]) -> Result<()> {
         chart
             .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(|e| plot_err(path, e))?;
+    }
+    if (1..=history.len()).contains(&best_epoch) {
+        let kept = RGBColor(90, 90, 90);
+        let x = best_epoch as f64;
+        chart
+            .draw_series(LineSeries::new([(x, lo), (x, hi)], kept.stroke_width(1)))
+            .map_err(|e| plot_err(path, e))?
+            .label(format!("weights kept: epoch {best_epoch}"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], kept));
     }
     chart
         .configure_series_labels()

@@ -368,7 +368,11 @@ pub fn train_run(
         history: outcome.history.clone(),
     };
     write_json(&run_dir.join("metrics.json"), &metrics)?;
-    super::plots::loss_curve(&run_dir.join("loss.png"), &outcome.history)?;
+    super::plots::loss_curve(
+        &run_dir.join("loss.png"),
+        &outcome.history,
+        outcome.best_epoch,
+    )?;
     let held_out = if test.split.is_empty() { &val } else { &test };
     super::plots::actual_vs_predicted(
         &run_dir.join("actual_vs_predicted.png"),
