@@ -208,4 +208,7 @@ pub fn print_table(split: &str, r: &SplitReport, report: &EvalReport) {
             m.total_reserved
         );
     }
+    if !report.network_margin.is_empty() {
+        println!("  convformer's margin: {}", report.network_margin);
+    }
 }

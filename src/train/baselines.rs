@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::error_mix::ErrorMix;
 use super::prepared::{PreparedData, SplitData};
 use super::reserve::{
-    check_level, reserve_metrics, CalibrationRule, Margin, MarginForm, ReserveMetrics, Spread,
-    WindowStats,
+    check_level, reserve_metrics, CalibrationRule, CalibrationScope, Margin, MarginForm,
+    ReserveMetrics, Spread, WindowStats,
 };
 use super::ridge::Ridge;
 use crate::error::Result;
@@ -284,6 +284,37 @@ impl Baselines {
         })
     }
 
+    /// The network's reservation rule in words, with its fitted terms (those
+    /// fitted to 0 left out) and the scope of `k`.
+    pub fn describe_network_margin(&self) -> String {
+        let scale = match self.rule.model_margin {
+            MarginForm::Additive => "forecast + k".to_string(),
+            MarginForm::Multiplicative => "forecast × (1 + k)".to_string(),
+            MarginForm::WindowSpread => "forecast + k × window std".to_string(),
+            MarginForm::LearnedSpread => {
+                "forecast + k × (its expected error, a ridge on its inputs)".to_string()
+            }
+            MarginForm::ForecastAndSpread => {
+                let m = &self.spread.mix;
+                let terms: Vec<String> = [
+                    (m.per_forecast, "forecast"),
+                    (m.per_window_std, "window std"),
+                    (m.per_departure, "|forecast − last value|"),
+                ]
+                .iter()
+                .filter(|(w, _)| *w != 0.0)
+                .map(|(w, name)| format!("{w:.2e}·{name}"))
+                .collect();
+                format!("forecast + k × ({})", terms.join(" + "))
+            }
+        };
+        let scope = match self.rule.scope {
+            CalibrationScope::Global => "k pooled over validation",
+            CalibrationScope::PerInstance => "k per instance (unseen instances: the largest)",
+        };
+        format!("{scale}; {scope}")
+    }
+
     pub fn margin(&self, p: Predictor, q: f64) -> Option<&Calibration> {
         self.calibrations
             .iter()
@@ -351,7 +382,6 @@ pub struct ReservationRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::reserve::CalibrationScope;
 
     const GLOBAL: CalibrationRule = CalibrationRule::global(MarginForm::LearnedSpread);
 
@@ -412,6 +442,44 @@ mod tests {
         fields.remove("model_margin");
         let old: Baselines = serde_json::from_value(json).unwrap();
         assert_eq!(old.rule, CalibrationRule::global(MarginForm::LearnedSpread));
+    }
+
+    #[test]
+    fn the_network_margin_is_described_with_its_fitted_terms() {
+        let ridge = Ridge {
+            weights: vec![0.0],
+            intercept: 0.0,
+            lambda: 1.0,
+        };
+        let mut b = Baselines {
+            spread: SpreadModel {
+                ridge: ridge.clone(),
+                floor: 0.0,
+                mix: ErrorMix {
+                    per_forecast: 1.4e-3,
+                    per_window_std: 0.0,
+                    per_departure: 8.24e-2,
+                },
+            },
+            ridge,
+            levels: vec![0.95],
+            calibrations: Vec::new(),
+            calibrated_on: 0,
+            rule: CalibrationRule {
+                scope: CalibrationScope::PerInstance,
+                model_margin: MarginForm::ForecastAndSpread,
+            },
+        };
+        assert_eq!(
+            b.describe_network_margin(),
+            "forecast + k × (1.40e-3·forecast + 8.24e-2·|forecast − last value|); \
+             k per instance (unseen instances: the largest)"
+        );
+        b.rule = CalibrationRule::global(MarginForm::Multiplicative);
+        assert_eq!(
+            b.describe_network_margin(),
+            "forecast × (1 + k); k pooled over validation"
+        );
     }
 
     #[test]

@@ -129,6 +129,10 @@ pub struct EvalReport {
     /// Every predictor's reservations at every level, per split (margins
     /// calibrated on the run's validation split).
     pub reservations: Vec<SplitReservations>,
+    /// How the network's margin is formed and calibrated, in words (reports
+    /// written before it: empty).
+    #[serde(default)]
+    pub network_margin: String,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -245,6 +249,7 @@ fn report(
         val,
         test,
         reservations,
+        network_margin: baselines.describe_network_margin(),
     }
 }
 
