@@ -410,28 +410,36 @@ mod tests {
         assert!(b.margin(Predictor::Convformer, 0.95).is_none());
     }
 
-    #[test]
-    fn the_rule_is_stored_flat_and_old_files_read_as_global_learned_spread() {
+    /// Baselines with a fixed ridge, the rule and spread mix given, and no margins.
+    fn no_calibrations(rule: CalibrationRule, mix: ErrorMix) -> Baselines {
         let ridge = Ridge {
             weights: vec![0.5],
             intercept: 0.1,
             lambda: 1.0,
         };
-        let b = Baselines {
+        Baselines {
             spread: SpreadModel {
                 ridge: ridge.clone(),
                 floor: 0.0,
-                mix: ErrorMix::default(),
+                mix,
             },
             ridge,
             levels: vec![0.95],
             calibrations: Vec::new(),
             calibrated_on: 3,
-            rule: CalibrationRule {
+            rule,
+        }
+    }
+
+    #[test]
+    fn the_rule_is_stored_flat_and_old_files_read_as_global_learned_spread() {
+        let b = no_calibrations(
+            CalibrationRule {
                 scope: CalibrationScope::PerInstance,
                 model_margin: MarginForm::Multiplicative,
             },
-        };
+            ErrorMix::default(),
+        );
         let mut json = serde_json::to_value(&b).unwrap();
         assert_eq!(json["scope"], "per-instance");
         assert_eq!(json["model_margin"], "multiplicative");
@@ -446,30 +454,16 @@ mod tests {
 
     #[test]
     fn the_network_margin_is_described_with_its_fitted_terms() {
-        let ridge = Ridge {
-            weights: vec![0.0],
-            intercept: 0.0,
-            lambda: 1.0,
+        let mix = ErrorMix {
+            per_forecast: 1.4e-3,
+            per_window_std: 0.0,
+            per_departure: 8.24e-2,
         };
-        let mut b = Baselines {
-            spread: SpreadModel {
-                ridge: ridge.clone(),
-                floor: 0.0,
-                mix: ErrorMix {
-                    per_forecast: 1.4e-3,
-                    per_window_std: 0.0,
-                    per_departure: 8.24e-2,
-                },
-            },
-            ridge,
-            levels: vec![0.95],
-            calibrations: Vec::new(),
-            calibrated_on: 0,
-            rule: CalibrationRule {
-                scope: CalibrationScope::PerInstance,
-                model_margin: MarginForm::ForecastAndSpread,
-            },
+        let rule = CalibrationRule {
+            scope: CalibrationScope::PerInstance,
+            model_margin: MarginForm::ForecastAndSpread,
         };
+        let mut b = no_calibrations(rule, mix);
         assert_eq!(
             b.describe_network_margin(),
             "forecast + k × (1.40e-3·forecast + 8.24e-2·|forecast − last value|); \
