@@ -383,7 +383,10 @@ pub struct ReservationRow {
 mod tests {
     use super::*;
 
-    const GLOBAL: CalibrationRule = CalibrationRule::global(MarginForm::LearnedSpread);
+    const GLOBAL: CalibrationRule = CalibrationRule {
+        scope: CalibrationScope::Global,
+        model_margin: MarginForm::LearnedSpread,
+    };
 
     #[test]
     fn no_validation_windows_means_no_margins_not_an_error() {
@@ -449,7 +452,7 @@ mod tests {
         fields.remove("scope");
         fields.remove("model_margin");
         let old: Baselines = serde_json::from_value(json).unwrap();
-        assert_eq!(old.rule, CalibrationRule::global(MarginForm::LearnedSpread));
+        assert_eq!(old.rule, GLOBAL);
     }
 
     #[test]
@@ -469,7 +472,10 @@ mod tests {
             "forecast + k × (1.40e-3·forecast + 8.24e-2·|forecast − last value|); \
              k per instance (unseen instances: the largest)"
         );
-        b.rule = CalibrationRule::global(MarginForm::Multiplicative);
+        b.rule = CalibrationRule {
+            model_margin: MarginForm::Multiplicative,
+            ..GLOBAL
+        };
         assert_eq!(
             b.describe_network_margin(),
             "forecast × (1 + k); k pooled over validation"

@@ -169,16 +169,6 @@ fn learned_spread() -> MarginForm {
     MarginForm::LearnedSpread
 }
 
-impl CalibrationRule {
-    /// Margins calibrated on every validation window pooled.
-    pub const fn global(model_margin: MarginForm) -> Self {
-        CalibrationRule {
-            scope: CalibrationScope::Global,
-            model_margin,
-        }
-    }
-}
-
 /// A calibrated margin: reserved = base + k · scale(form), with `k` of the
 /// window's instance where validation gave it one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
