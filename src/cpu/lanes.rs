@@ -26,18 +26,27 @@ pub(crate) fn fold_lanes<T: Float>(x: &[T], init: T, f: impl Fn(T, T) -> T) -> T
     fold_pairs(lanes, f)
 }
 
-/// Σ term(i) for i in 0..n.
+/// Σ term(rows[0][i], rows[1][i], ..) over the rows (as long as the first),
+/// element i into lane i mod [`LANES`] as in [`fold_lanes`]. A whole chunk is
+/// sliced at once, so no bounds check is left inside it and the terms
+/// vectorise (an indexing closure stayed scalar: 8% of an inference pass
+/// went to layer norm's variance).
 #[inline(always)]
-pub(crate) fn sum_lanes<T: Float>(n: usize, term: impl Fn(usize) -> T) -> T {
+pub(crate) fn sum_zip_lanes<T: Float, const N: usize>(
+    rows: [&[T]; N],
+    term: impl Fn([T; N]) -> T,
+) -> T {
+    let n = rows[0].len();
     let mut lanes = [T::ZERO; LANES];
     let full = n / LANES * LANES;
     for base in (0..full).step_by(LANES) {
+        let chunk = rows.map(|r| &r[base..base + LANES]);
         for (l, s) in lanes.iter_mut().enumerate() {
-            *s += term(base + l);
+            *s += term(chunk.map(|c| c[l]));
         }
     }
     for (s, i) in lanes.iter_mut().zip(full..n) {
-        *s += term(i);
+        *s += term(rows.map(|r| r[i]));
     }
     fold_pairs(lanes, |a, b| a + b)
 }
@@ -54,7 +63,7 @@ fn fold_pairs<T: Float>(l: [T; LANES], f: impl Fn(T, T) -> T) -> T {
 
 #[cfg(test)]
 mod tests {
-    use super::{fold_lanes, sum_lanes};
+    use super::{fold_lanes, sum_zip_lanes};
 
     #[test]
     fn lane_reductions_match_plain_ones_on_ragged_lengths() {
@@ -65,7 +74,14 @@ mod tests {
                 (fold_lanes(&x, 0.0, |a, b| a + b) - plain).abs() < 1e-12,
                 "n {n}"
             );
-            assert!((sum_lanes(n, |i| x[i]) - plain).abs() < 1e-12, "n {n}");
+            // A term of two rows sums in fold_lanes' order, to the bit.
+            let y: Vec<f64> = x.iter().map(|v| 1.0 / (3.0 + v)).collect();
+            let xy: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
+            assert_eq!(
+                sum_zip_lanes([&x, &y], |[a, b]| a * b).to_bits(),
+                fold_lanes(&xy, 0.0, |a, b| a + b).to_bits(),
+                "n {n}"
+            );
             let max = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
             assert_eq!(fold_lanes(&x, f64::NEG_INFINITY, f64::max), max, "n {n}");
         }

@@ -4,7 +4,7 @@
 
 use super::LayerNormDims;
 use crate::cpu::fastmath::avx2_kernel;
-use crate::cpu::lanes::{fold_lanes, sum_lanes};
+use crate::cpu::lanes::{fold_lanes, sum_zip_lanes};
 use crate::cpu::{partial_sums, reduce_in_order};
 use crate::float::Float;
 use rayon::prelude::*;
@@ -57,7 +57,7 @@ fn normalize_rows<T: Float>(
         .zip(rstd.iter_mut())
     {
         let mu = fold_lanes(xr, T::ZERO, |a, b| a + b) * inv_dim;
-        let var = sum_lanes(dim, |i| (xr[i] - mu) * (xr[i] - mu)) * inv_dim;
+        let var = sum_zip_lanes([xr], |[v]| (v - mu) * (v - mu)) * inv_dim;
         let s = T::ONE / (var + eps).sqrt();
         for (((o, &v), &w), &b) in yr.iter_mut().zip(xr).zip(weight).zip(bias) {
             *o = (v - mu) * s * w + b;
@@ -137,8 +137,8 @@ fn input_grad_rows<T: Float>(
         .zip(rstd)
     {
         let (xr, gr, w) = (&xr[..dim], &gr[..dim], &weight[..dim]);
-        let mean_g = sum_lanes(dim, |i| gr[i] * w[i]) * inv_dim;
-        let mean_gx = sum_lanes(dim, |i| gr[i] * w[i] * (xr[i] - mu) * s) * inv_dim;
+        let mean_g = sum_zip_lanes([gr, w], |[g, w]| g * w) * inv_dim;
+        let mean_gx = sum_zip_lanes([gr, w, xr], |[g, w, v]| g * w * (v - mu) * s) * inv_dim;
         for (((o, &v), &gv), &w) in dxr.iter_mut().zip(xr).zip(gr).zip(w) {
             let xh = (v - mu) * s;
             *o = s * (gv * w - mean_g - xh * mean_gx);

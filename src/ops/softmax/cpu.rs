@@ -2,7 +2,7 @@
 //! row kernels attention runs on its scores.
 
 use crate::cpu::fastmath::{as_f32_mut, avx2_kernel, exp_f32};
-use crate::cpu::lanes::{fold_lanes, sum_lanes};
+use crate::cpu::lanes::{fold_lanes, sum_zip_lanes};
 use crate::float::Float;
 use rayon::prelude::*;
 
@@ -69,7 +69,7 @@ avx2_kernel! {
 /// softmax; attention's 1/√d).
 pub(crate) fn softmax_backward_rows<T: Float>(dim: usize, y: &[T], g: &[T], dx: &mut [T], scale: T) {
     for ((y, g), dx) in y.chunks_exact(dim).zip(g.chunks_exact(dim)).zip(dx.chunks_exact_mut(dim)) {
-        let dot = sum_lanes(dim, |i| y[i] * g[i]);
+        let dot = sum_zip_lanes([y, g], |[y, g]| y * g);
         for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
             *d = y * (g - dot) * scale;
         }
