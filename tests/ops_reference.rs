@@ -410,6 +410,54 @@ proptest! {
     }
 }
 
+/// f32 bit patterns, so that a NaN compares equal to itself.
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The linear layer's epilogue (bias, relu, y's previous value added)
+    /// fused into the GEMM's store gives the bits of the plain product
+    /// followed by one pass per step: on every combination, past the 256-deep
+    /// K block (where a residual is not fused), with m < n (run transposed,
+    /// not fused) and with rows split across threads.
+    #[test]
+    fn fused_linear_epilogue_matches_separate_passes_bit_for_bit(
+        rows in prop_oneof![Just(1usize), Just(6), Just(7), 1usize..=70, Just(300)],
+        d_in in prop_oneof![Just(1usize), Just(16), 1usize..=40, Just(255), Just(256), Just(257), Just(600)],
+        d_out in prop_oneof![Just(1usize), Just(16), Just(17), 1usize..=70],
+        with_bias: bool, relu: bool, residual: bool, seed: u64,
+    ) {
+        let d = LinearDims { rows, d_in, d_out };
+        let x = to_f32(&uniform(seed, rows * d_in));
+        let w = to_f32(&uniform(seed ^ 1, d_out * d_in));
+        let bias = to_f32(&uniform(seed ^ 2, d_out));
+        let before = to_f32(&uniform(seed ^ 3, rows * d_out));
+        let mm = MatmulDims { batch: 1, m: rows, k: d_in, n: d_out, trans_a: false, trans_b: true, b_shared: true };
+        let mut want = poison::<f32>(rows * d_out);
+        matmul::cpu::matmul_forward(&mm, &x, &w, &mut want);
+        for row in want.chunks_mut(d_out) {
+            for (v, b) in row.iter_mut().zip(&bias) {
+                if with_bias {
+                    *v += b;
+                }
+                if relu {
+                    *v = if *v > 0.0 { *v } else { 0.0 };
+                }
+            }
+        }
+        if residual {
+            want.iter_mut().zip(&before).for_each(|(v, b)| *v += b);
+        }
+        let mut y = if residual { before.clone() } else { poison(rows * d_out) };
+        let ep = matmul::cpu::GemmEpilogue { bias: with_bias.then_some(&bias[..]), relu, residual };
+        matmul::cpu::linear_forward_with(&d, &x, &w, ep, &mut y);
+        prop_assert_eq!(bits(&y), bits(&want), "{:?} {:?}", d, ep);
+    }
+}
+
 /// Kernels write their whole output even when an input axis is empty: an
 /// attention with no keys and a mean over zero steps give zeros, not
 /// whatever the output buffer held.

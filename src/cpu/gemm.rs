@@ -71,23 +71,101 @@ pub(crate) fn gemm<T: Float>(
     let a = Strided::new(a.as_ptr(), m, k, a_t);
     let b = Strided::new(b.as_ptr(), k, n, b_t);
     let c = Strided::new(c.as_mut_ptr().cast_const(), m, n, c_t);
+    // SAFETY: the lengths were checked above; C is a distinct mutable slice,
+    // and the blocks write disjoint rows of it.
+    in_row_blocks(m, n, k, |rows| unsafe {
+        gemm_block(rows, 0..n, k, a, b, c, beta)
+    });
+}
+
+/// Work a GEMM's store does on each element of row-major C after the
+/// product, fused into the kernel (see [`gemm_with_epilogue`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GemmEpilogue<'a, T> {
+    /// Added to every row of C (one value per column).
+    pub bias: Option<&'a [T]>,
+    /// relu, after the bias.
+    pub relu: bool,
+    /// C's previous value added last (C += the rest): a residual connection.
+    pub residual: bool,
+}
+
+/// C [m, n] (row-major) ← op(A)·op(B), then `ep` in the GEMM's store: the bits
+/// of [`gemm`] at beta = 0 followed by separate passes (C += bias per row,
+/// relu, C = C_before + the rest), without those passes over C. Returns
+/// false, C untouched, where it does not fuse: f64, a CPU without AVX2 and
+/// FMA, a product that [`gemm`] runs transposed (m < n), k = 0, or a
+/// residual over more than one block of K; the caller then runs the passes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_with_epilogue<T: Float>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    a_t: bool,
+    b: &[T],
+    b_t: bool,
+    c: &mut [T],
+    ep: GemmEpilogue<'_, T>,
+) -> bool {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    if let Some(bias) = ep.bias {
+        assert_eq!(bias.len(), n, "one bias per column of C");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if TypeId::of::<T>() == TypeId::of::<f32>()
+        && m >= n
+        && n > 0
+        && super::sgemm::fuses_epilogue(k, ep.residual)
+    {
+        use super::sgemm_blocked::{Epilogue, Mats};
+        let a = Strided::new(a.as_ptr().cast::<f32>(), m, k, a_t);
+        let b = Strided::new(b.as_ptr().cast::<f32>(), k, n, b_t);
+        let c = Strided::new(c.as_mut_ptr().cast_const().cast::<f32>(), m, n, false);
+        let fused = Epilogue {
+            bias: ep.bias.map_or(std::ptr::null(), |v| v.as_ptr().cast()),
+            relu: ep.relu,
+            residual: ep.residual,
+        };
+        in_row_blocks(m, n, k, |rows| {
+            let mats = Mats {
+                a: a.at(rows.start, 0),
+                rsa: a.rs,
+                csa: a.cs,
+                b: b.at(0, 0),
+                rsb: b.rs,
+                csb: b.cs,
+                c: c.at(rows.start, 0).cast_mut(),
+                rsc: c.rs,
+                csc: c.cs,
+            };
+            // SAFETY: the lengths were checked above and the bias holds n
+            // values; the blocks write disjoint rows of C, a distinct slice.
+            let done = unsafe { super::sgemm::sgemm_with_epilogue(rows.len(), k, n, mats, fused) };
+            debug_assert!(done);
+        });
+        return true;
+    }
+    let _ = (a_t, b_t, c);
+    false
+}
+
+/// Runs `block` over the rows [0, m) of an m×n×k product: at once, or cut
+/// into rayon tasks of rows when the product is large enough and this thread
+/// is not already one of several parallel pieces.
+fn in_row_blocks(m: usize, n: usize, k: usize, block: impl Fn(std::ops::Range<usize>) + Sync) {
     let threads = rayon::current_num_threads();
     let blocks = (m * n * k / GEMM_SPLIT_WORK)
         .min(4 * threads)
         .min(m / GEMM_MIN_BLOCK)
         .max(1);
     if blocks == 1 || threads == 1 || WITHIN_PARALLEL_PIECE.with(|w| w.get()) {
-        // SAFETY: the lengths were checked above; C is a distinct mutable slice.
-        unsafe { gemm_block(0..m, 0..n, k, a, b, c, beta) };
-        return;
+        return block(0..m);
     }
-    // m ≥ n here: blocks of rows.
     let step = m.div_ceil(blocks);
-    (0..m.div_ceil(step)).into_par_iter().for_each(|i| {
-        let rows = i * step..((i + 1) * step).min(m);
-        // SAFETY: as above; the blocks write disjoint rows of C.
-        unsafe { gemm_block(rows, 0..n, k, a, b, c, beta) };
-    });
+    (0..m.div_ceil(step))
+        .into_par_iter()
+        .for_each(|i| block(i * step..((i + 1) * step).min(m)));
 }
 
 /// A rows×cols matrix inside a slice: element (r, c) at offset + r·rs + c·cs.

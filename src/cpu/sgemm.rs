@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 
 #[cfg(target_arch = "x86_64")]
-use super::sgemm_blocked::{Mats, KC};
+use super::sgemm_blocked::{Epilogue, Mats, KC};
 
 /// Rows of C per micro-kernel call.
 const MR: usize = 6;
@@ -70,28 +70,64 @@ pub unsafe fn sgemm(
             rsc,
             csc,
         };
-        if n <= NR && k <= KC && csb == 1 && csc == 1 {
-            return avx2::sgemm_narrow(m, k, n, alpha, beta, mats);
-        }
-        PACKED_B.with(|buf| {
-            let packed = &mut buf.borrow_mut();
-            if super::fastmath::has_avx512f() {
-                super::sgemm_avx512::sgemm(m, k, n, alpha, beta, mats, packed)
-            } else {
-                avx2::sgemm(m, k, n, alpha, beta, mats, packed)
-            }
-        });
-        return;
+        return simd(m, k, n, alpha, beta, mats, Epilogue::NONE);
     }
     matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
 }
 
+/// Whether [`sgemm_with_epilogue`] runs a product of depth k: on AVX2 and
+/// FMA, k > 0, and a residual only over one block of K (a second block would
+/// add to what the first wrote over the residual).
+#[cfg(target_arch = "x86_64")]
+pub(super) fn fuses_epilogue(k: usize, residual: bool) -> bool {
+    super::fastmath::has_avx2_fma() && k > 0 && (!residual || k <= KC)
+}
+
+/// C ← A·B, then `ep`'s steps in the store (see [`Epilogue`]) on row-major C
+/// (`x.csc` = 1): the bits of the plain product followed by separate passes.
+/// Returns false, having written nothing, unless [`fuses_epilogue`].
+///
+/// # Safety
+/// As [`sgemm`], and `ep.bias`, when not null, must hold n floats.
+#[cfg(target_arch = "x86_64")]
+pub(super) unsafe fn sgemm_with_epilogue(
+    m: usize,
+    k: usize,
+    n: usize,
+    x: Mats,
+    ep: Epilogue,
+) -> bool {
+    assert_eq!(x.csc, 1, "an epilogue needs row-major C");
+    if !fuses_epilogue(k, ep.residual) {
+        return false;
+    }
+    simd(m, k, n, 1.0, 0.0, x, ep);
+    true
+}
+
+/// The AVX2 or AVX-512 kernels (the CPU has AVX2 and FMA, and k > 0).
+#[cfg(target_arch = "x86_64")]
+unsafe fn simd(m: usize, k: usize, n: usize, alpha: f32, beta: f32, x: Mats, ep: Epilogue) {
+    if n <= NR && k <= KC && x.csb == 1 && x.csc == 1 {
+        return avx2::sgemm_narrow(m, k, n, alpha, beta, x, ep);
+    }
+    PACKED_B.with(|buf| {
+        let packed = &mut buf.borrow_mut();
+        if super::fastmath::has_avx512f() {
+            super::sgemm_avx512::sgemm(m, k, n, alpha, beta, x, packed, ep)
+        } else {
+            avx2::sgemm(m, k, n, alpha, beta, x, packed, ep)
+        }
+    });
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::super::sgemm_blocked::{blocked, Kernel};
+    use super::super::sgemm_blocked::{blocked, Epilogue, Kernel};
     use super::{Mats, MR, NR};
     use std::arch::x86_64::*;
 
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn sgemm(
         m: usize,
@@ -101,8 +137,9 @@ mod avx2 {
         beta: f32,
         x: Mats,
         packed: &mut Vec<f32>,
+        ep: Epilogue,
     ) {
-        blocked::<Avx2>(m, k, n, alpha, beta, x, packed);
+        blocked::<Avx2>(m, k, n, alpha, beta, x, packed, ep);
     }
 
     /// The 6×16 tile in twelve YMM registers.
@@ -143,8 +180,9 @@ mod avx2 {
             c: *mut f32,
             rsc: isize,
             csc: isize,
+            ep: Epilogue,
         ) {
-            store(tile, rows, cols, alpha, beta, c, rsc, csc);
+            store(tile, rows, cols, alpha, beta, c, rsc, csc, ep);
         }
     }
 
@@ -161,6 +199,7 @@ mod avx2 {
         alpha: f32,
         beta: f32,
         x: Mats,
+        ep: Epilogue,
     ) {
         let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         let live = |from: usize| {
@@ -186,7 +225,7 @@ mod avx2 {
                 (_, true) => micro_in_place::<1, 1>(k, a, rsa, csa, b, rsb, masks),
             };
             let c = x.c.offset(i0 as isize * x.rsc);
-            store(&tile, rows, n, alpha, beta, c, x.rsc, 1);
+            store(&tile, rows, n, alpha, beta, c, x.rsc, 1, ep);
         }
     }
 
@@ -222,6 +261,32 @@ mod avx2 {
         acc
     }
 
+    /// `ep`'s steps on the 8 columns from `col` (bias, relu, residual), each
+    /// rounded as its own pass over C would round it; `live` masks the
+    /// columns past n.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn finish(
+        v: __m256,
+        ep: Epilogue,
+        col: usize,
+        live: __m256i,
+        dst: *const f32,
+    ) -> __m256 {
+        let mut v = v;
+        if !ep.bias.is_null() {
+            v = _mm256_add_ps(v, _mm256_maskload_ps(ep.bias.add(col), live));
+        }
+        if ep.relu {
+            // max(v, +0): +0 for NaN and −0, as relu's `v > 0 ? v : 0`.
+            v = _mm256_max_ps(v, _mm256_setzero_ps());
+        }
+        if ep.residual {
+            v = _mm256_add_ps(_mm256_maskload_ps(dst, live), v);
+        }
+        v
+    }
+
     /// a·b + c rounded once (the vector paths' FMA), as an instruction: a
     /// plain `mul_add` here may become a call to libm's software fmaf.
     #[target_feature(enable = "avx2,fma")]
@@ -255,8 +320,10 @@ mod avx2 {
         acc
     }
 
-    /// C[rows, cols] ← alpha·tile + beta·C; C is not read when beta = 0.
-    /// Rounding is the same on every path: alpha·t, then one FMA with beta·C.
+    /// C[rows, cols] ← alpha·tile + beta·C, then `ep`; C is not read when
+    /// beta = 0 and there is no residual. Rounding is the same on every path:
+    /// alpha·t, then one FMA with beta·C, then each step of `ep` (row-major C
+    /// only).
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn store(
@@ -268,6 +335,7 @@ mod avx2 {
         c: *mut f32,
         rsc: isize,
         csc: isize,
+        ep: Epilogue,
     ) {
         let (va, vb) = (_mm256_set1_ps(alpha), _mm256_set1_ps(beta));
         if csc == 1 {
@@ -286,6 +354,7 @@ mod avx2 {
                         } else {
                             _mm256_fmadd_ps(vb, _mm256_loadu_ps(dst), v)
                         };
+                        let v = finish(v, ep, 8 * h, _mm256_set1_epi32(-1), dst);
                         _mm256_storeu_ps(dst, v);
                     } else {
                         let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(live as i32), lane);
@@ -294,6 +363,7 @@ mod avx2 {
                         } else {
                             _mm256_fmadd_ps(vb, _mm256_maskload_ps(dst, mask), v)
                         };
+                        let v = finish(v, ep, 8 * h, mask, dst);
                         _mm256_maskstore_ps(dst, mask, v);
                     }
                 }
@@ -318,7 +388,7 @@ mod avx2 {
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
-    use super::{avx2, Mats, KC};
+    use super::{avx2, Epilogue, Mats, KC};
     use crate::cpu::sgemm_avx512;
     use crate::rng::splitmix64;
     use proptest::prelude::*;
@@ -367,9 +437,9 @@ mod tests {
         // SAFETY: the strides describe a, b and c; the CPU was checked.
         unsafe {
             if wide {
-                sgemm_avx512::sgemm(m, k, n, alpha, beta, mats, &mut packed);
+                sgemm_avx512::sgemm(m, k, n, alpha, beta, mats, &mut packed, Epilogue::NONE);
             } else {
-                avx2::sgemm(m, k, n, alpha, beta, mats, &mut packed);
+                avx2::sgemm(m, k, n, alpha, beta, mats, &mut packed, Epilogue::NONE);
             }
         }
         c

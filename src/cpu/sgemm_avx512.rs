@@ -8,7 +8,7 @@
 //! blocks of K, then alpha·t and one FMA with beta·C), so both paths give
 //! the same bits; `tests` in `sgemm.rs` compare them.
 
-use super::sgemm_blocked::{blocked, Kernel, Mats};
+use super::sgemm_blocked::{blocked, Epilogue, Kernel, Mats};
 use std::arch::x86_64::*;
 
 /// Rows of C per micro-kernel call.
@@ -22,6 +22,7 @@ const NR: usize = 16 * VECS;
 ///
 /// # Safety
 /// As [`super::sgemm::sgemm`]; the CPU must have AVX-512F.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) unsafe fn sgemm(
     m: usize,
@@ -31,8 +32,9 @@ pub(super) unsafe fn sgemm(
     beta: f32,
     x: Mats,
     packed: &mut Vec<f32>,
+    ep: Epilogue,
 ) {
-    blocked::<Avx512>(m, k, n, alpha, beta, x, packed);
+    blocked::<Avx512>(m, k, n, alpha, beta, x, packed, ep);
 }
 
 /// The 8×48 tile in 24 ZMM registers.
@@ -66,8 +68,9 @@ impl Kernel for Avx512 {
         c: *mut f32,
         rsc: isize,
         csc: isize,
+        ep: Epilogue,
     ) {
-        store(tile, rows, cols, alpha, beta, c, rsc, csc);
+        store(tile, rows, cols, alpha, beta, c, rsc, csc, ep);
     }
 }
 
@@ -134,8 +137,9 @@ unsafe fn micro<const R: usize, const V: usize>(
     acc
 }
 
-/// C[rows, cols] ← alpha·tile + beta·C; C is not read when beta = 0.
-/// Rounding as on the AVX2 path: alpha·t, then one FMA with beta·C.
+/// C[rows, cols] ← alpha·tile + beta·C, then `ep`; C is not read when beta =
+/// 0 and there is no residual. Rounding as on the AVX2 path: alpha·t, then
+/// one FMA with beta·C, then each step of `ep` (row-major C only).
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn store(
@@ -147,6 +151,7 @@ unsafe fn store(
     c: *mut f32,
     rsc: isize,
     csc: isize,
+    ep: Epilogue,
 ) {
     let (va, vb) = (_mm512_set1_ps(alpha), _mm512_set1_ps(beta));
     if csc == 1 {
@@ -164,6 +169,7 @@ unsafe fn store(
                 } else {
                     _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask, dst), v)
                 };
+                let v = finish(v, ep, 16 * h, mask, dst);
                 _mm512_mask_storeu_ps(dst, mask, v);
             }
         }
@@ -183,6 +189,25 @@ unsafe fn store(
             };
         }
     }
+}
+
+/// `ep`'s steps on the 16 columns from `col` (bias, relu, residual), each
+/// rounded as its own pass over C would round it.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn finish(v: __m512, ep: Epilogue, col: usize, mask: __mmask16, dst: *const f32) -> __m512 {
+    let mut v = v;
+    if !ep.bias.is_null() {
+        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, ep.bias.add(col)));
+    }
+    if ep.relu {
+        // max(v, +0): +0 for NaN and −0, as relu's `v > 0 ? v : 0`.
+        v = _mm512_max_ps(v, _mm512_setzero_ps());
+    }
+    if ep.residual {
+        v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), v);
+    }
+    v
 }
 
 /// a·b + c rounded once, as an instruction (see the AVX2 path's `fma`).

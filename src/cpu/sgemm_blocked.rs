@@ -25,6 +25,48 @@ pub(super) struct Mats {
     pub csc: isize,
 }
 
+/// What a kernel's store does to a tile of row-major C after alpha·A·B (with
+/// beta = 0): add a bias per column, then relu, then C's previous value (a
+/// residual). Each step is the one rounding a separate pass over C would
+/// make, in that pass's order, so the bits are those of the unfused passes.
+#[derive(Clone, Copy)]
+pub(crate) struct Epilogue {
+    /// One float per column of the tile, or null for no bias.
+    pub bias: *const f32,
+    pub relu: bool,
+    pub residual: bool,
+}
+
+// SAFETY: the bias is only read, by GEMM tasks that run while its slice is
+// borrowed by the caller.
+unsafe impl Send for Epilogue {}
+unsafe impl Sync for Epilogue {}
+
+impl Epilogue {
+    /// A plain store.
+    pub const NONE: Epilogue = Epilogue {
+        bias: std::ptr::null(),
+        relu: false,
+        residual: false,
+    };
+
+    fn is_none(&self) -> bool {
+        self.bias.is_null() && !self.relu && !self.residual
+    }
+
+    /// The same steps for the tile whose first column is `j0`.
+    unsafe fn at_column(self, j0: usize) -> Self {
+        Epilogue {
+            bias: if self.bias.is_null() {
+                self.bias
+            } else {
+                self.bias.add(j0)
+            },
+            ..self
+        }
+    }
+}
+
 /// What [`blocked`] runs: a micro-kernel over one tile of C and its store.
 pub(super) trait Kernel {
     /// Rows of C per tile.
@@ -44,7 +86,8 @@ pub(super) trait Kernel {
         csa: isize,
         panel: *const f32,
     ) -> Self::Tile;
-    /// C[rows, cols] ← alpha·tile + beta·C; C is not read when beta = 0.
+    /// C[rows, cols] ← alpha·tile + beta·C, then `ep` (only ever with beta =
+    /// 0 and row-major C); C is not read when beta = 0 and there is no residual.
     #[allow(clippy::too_many_arguments)]
     unsafe fn store(
         tile: &Self::Tile,
@@ -55,12 +98,17 @@ pub(super) trait Kernel {
         c: *mut f32,
         rsc: isize,
         csc: isize,
+        ep: Epilogue,
     );
 }
 
 /// The loops around a kernel's tiles (see the module docs), inlined into
 /// each kernel's entry point, which is compiled for its instruction set.
+/// `ep` runs in the stores of the last block of K; it needs beta = 0,
+/// row-major C, and, for a residual, a single block of K (so that no
+/// earlier block overwrites C first).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn blocked<K: Kernel>(
     m: usize,
     k: usize,
@@ -69,7 +117,9 @@ pub(super) unsafe fn blocked<K: Kernel>(
     beta: f32,
     x: Mats,
     packed: &mut Vec<f32>,
+    ep: Epilogue,
 ) {
+    debug_assert!(ep.is_none() || (beta == 0.0 && x.csc == 1 && (!ep.residual || k <= KC)));
     let panels = n.div_ceil(K::NR);
     packed.resize(KC.min(k) * panels * K::NR, 0.0);
     for k0 in (0..k).step_by(KC) {
@@ -86,6 +136,7 @@ pub(super) unsafe fn blocked<K: Kernel>(
         // Later blocks of K add to what the first one wrote.
         let beta = if k0 == 0 { beta } else { 1.0 };
         let a = x.a.offset(k0 as isize * x.csa);
+        let last = k0 + kc == k;
         // Rows in blocks of MC, then panel by panel: the panel stays in cache
         // while the block's rows of A stream past it.
         for ib in (0..m).step_by(MC) {
@@ -93,12 +144,17 @@ pub(super) unsafe fn blocked<K: Kernel>(
                 let j0 = panel * K::NR;
                 let cols = K::NR.min(n - j0);
                 let b = packed[panel * kc * K::NR..].as_ptr();
+                let ep = if last {
+                    ep.at_column(j0)
+                } else {
+                    Epilogue::NONE
+                };
                 for i0 in (ib..m.min(ib + MC)).step_by(K::MR) {
                     let rows = K::MR.min(m - i0);
                     let a = a.offset(i0 as isize * x.rsa);
                     let tile = K::tile(rows, cols, kc, a, x.rsa, x.csa, b);
                     let c = x.c.offset(i0 as isize * x.rsc + j0 as isize * x.csc);
-                    K::store(&tile, rows, cols, alpha, beta, c, x.rsc, x.csc);
+                    K::store(&tile, rows, cols, alpha, beta, c, x.rsc, x.csc, ep);
                 }
             }
         }

@@ -10,7 +10,9 @@
 //!
 //! Every op is the tape's CPU kernel on the same rows in the same order, so the
 //! output is bit-identical to `ConvFormerNet::forward` on an inference tape
-//! (tests/model_infer.rs checks it).
+//! (tests/model_infer.rs checks it). Where the tape runs a pass over a
+//! product's output (bias, relu, the residual add), the pass runs in the
+//! GEMM's store instead, with the same roundings in the same order.
 
 use std::sync::Mutex;
 
@@ -26,11 +28,11 @@ use crate::float::Float;
 use crate::ops::attention::{cpu::attention_forward_in, AttentionDims, HeadLayout};
 use crate::ops::conv1d::cpu_nwc::{conv1d_forward_taps, taps_major};
 use crate::ops::conv1d::Conv1dDims;
-use crate::ops::elementwise::cpu::add_assign;
 use crate::ops::layer_norm::{cpu::layer_norm_forward, LayerNormDims};
-use crate::ops::matmul::{cpu::linear_forward, LinearDims};
+use crate::ops::matmul::cpu::{linear_forward_with, GemmEpilogue};
+use crate::ops::matmul::LinearDims;
 use crate::ops::pool::{cpu::mean_pool_forward, PoolDims};
-use crate::ops::unary::cpu::{gelu_forward, relu_inplace};
+use crate::ops::unary::cpu::gelu_forward;
 
 /// Token rows (samples × time steps) a task runs through the network at once:
 /// at the default width the chunk's largest buffer (the feed-forward's
@@ -54,8 +56,6 @@ struct Workspace<T> {
     cols: Vec<T>,
     conv: [Vec<T>; 2],
     normed: Vec<T>,
-    /// A sub-layer's output, before it joins the residual stream.
-    sub: Vec<T>,
     stats: NormStats<T>,
     attn: AttentionBuffers<T>,
     ff: FeedForwardBuffers<T>,
@@ -173,9 +173,12 @@ impl<'a, T: Float> Inference<'a, T> {
             let c_in = if i == 0 { c.in_channels } else { f };
             let d = conv_dims(self.model, i, s, c_in);
             let y = sized(&mut spare, d.y_len());
-            let bias = Some(self.w(conv.bias)?);
-            conv1d_forward_taps(&d, input, &self.conv_taps[i], bias, y, &mut ws.cols);
-            relu_inplace(y);
+            let ep = GemmEpilogue {
+                bias: Some(self.w(conv.bias)?),
+                relu: true,
+                residual: false,
+            };
+            conv1d_forward_taps(&d, input, &self.conv_taps[i], ep, y, &mut ws.cols);
             std::mem::swap(&mut stream, &mut spare);
         }
         let encoded = self
@@ -203,26 +206,28 @@ impl<'a, T: Float> Inference<'a, T> {
     ) -> Result<()> {
         let Workspace {
             normed,
-            sub,
             stats,
             attn,
             ff,
             ..
         } = ws;
         let normed = sized(normed, x.len());
+        // Each sub-layer's last product adds itself to the residual stream in
+        // its store, as the tape's `x + sublayer(x)` does after it.
+        let (out_proj, ff2) = (&block.attn.out_proj, &block.ff2);
         if block.norm_first {
             self.layer_norm(&block.norm1, x, normed, stats)?;
-            self.attention(&block.attn, s, normed, attn, sub)?;
-            add_assign(x, sub);
+            self.attention_heads(&block.attn, s, normed, attn)?;
+            self.add_linear(out_proj, &attn.heads, x)?;
             self.layer_norm(&block.norm2, x, normed, stats)?;
-            self.feed_forward(block, normed, ff, sub)?;
-            add_assign(x, sub);
+            let hidden = self.feed_forward_hidden(block, normed, ff)?;
+            self.add_linear(ff2, hidden, x)?;
         } else {
-            self.attention(&block.attn, s, x, attn, sub)?;
-            add_assign(x, sub);
+            self.attention_heads(&block.attn, s, x, attn)?;
+            self.add_linear(out_proj, &attn.heads, x)?;
             self.layer_norm(&block.norm1, x, normed, stats)?;
-            self.feed_forward(block, normed, ff, sub)?;
-            add_assign(normed, sub);
+            let hidden = self.feed_forward_hidden(block, normed, ff)?;
+            self.add_linear(ff2, hidden, normed)?;
             self.layer_norm(&block.norm2, normed, x, stats)?;
         }
         Ok(())
@@ -255,19 +260,19 @@ impl<'a, T: Float> Inference<'a, T> {
         Ok(())
     }
 
-    /// out ← self-attention of h [s·t, d_model].
-    fn attention(
+    /// bufs.heads ← the attention heads of h [s·t, d_model], before the
+    /// output projection.
+    fn attention_heads(
         &self,
         a: &MultiHeadAttention,
         s: usize,
         h: &[T],
         bufs: &mut AttentionBuffers<T>,
-        out: &mut Vec<T>,
     ) -> Result<()> {
         let t = self.model.config.seq_len;
-        self.linear(&a.q_proj, h, &mut bufs.q)?;
-        self.linear(&a.k_proj, h, &mut bufs.k)?;
-        self.linear(&a.v_proj, h, &mut bufs.v)?;
+        self.linear(&a.q_proj, h, &mut bufs.q, false)?;
+        self.linear(&a.k_proj, h, &mut bufs.k, false)?;
+        self.linear(&a.v_proj, h, &mut bufs.v, false)?;
         let dims = AttentionDims {
             batch: s,
             heads: a.num_heads,
@@ -286,47 +291,60 @@ impl<'a, T: Float> Inference<'a, T> {
             sized(&mut bufs.heads, dims.out_len()),
             sized(&mut bufs.probs, dims.probs_len()),
         );
-        self.linear(&a.out_proj, &bufs.heads, out)
+        Ok(())
     }
 
-    /// out ← the feed-forward of h [rows, d_model].
-    fn feed_forward(
+    /// The feed-forward's activated hidden layer of h [rows, d_model], the
+    /// input of its second product.
+    fn feed_forward_hidden<'b>(
         &self,
         block: &TransformerEncoderBlock,
         h: &[T],
-        bufs: &mut FeedForwardBuffers<T>,
-        out: &mut Vec<T>,
-    ) -> Result<()> {
-        let hidden = &mut bufs.hidden;
-        self.linear(&block.ff1, h, hidden)?;
+        bufs: &'b mut FeedForwardBuffers<T>,
+    ) -> Result<&'b [T]> {
         match block.activation {
             Activation::Relu => {
-                relu_inplace(hidden);
-                self.linear(&block.ff2, hidden, out)
+                self.linear(&block.ff1, h, &mut bufs.hidden, true)?;
+                Ok(&bufs.hidden)
             }
             Activation::Gelu => {
-                gelu_forward(hidden, sized(&mut bufs.gelu, hidden.len()));
-                self.linear(&block.ff2, &bufs.gelu, out)
+                self.linear(&block.ff1, h, &mut bufs.hidden, false)?;
+                gelu_forward(&bufs.hidden, sized(&mut bufs.gelu, bufs.hidden.len()));
+                Ok(&bufs.gelu)
             }
         }
     }
 
-    /// y ← x·Wᵀ + b, `y` resized to the rows of x.
-    fn linear(&self, layer: &Linear, x: &[T], y: &mut Vec<T>) -> Result<()> {
-        let d = LinearDims {
+    /// y ← x·Wᵀ + b, relu'd if asked, `y` resized to the rows of x.
+    fn linear(&self, layer: &Linear, x: &[T], y: &mut Vec<T>, relu: bool) -> Result<()> {
+        let d = self.linear_dims(layer, x);
+        let ep = GemmEpilogue {
+            bias: layer.bias.map(|b| self.w(b)).transpose()?,
+            relu,
+            residual: false,
+        };
+        linear_forward_with(&d, x, self.w(layer.weight)?, ep, sized(y, d.rows * d.d_out));
+        Ok(())
+    }
+
+    /// y ← y + (x·Wᵀ + b): a sub-layer's output joining the residual stream y.
+    fn add_linear(&self, layer: &Linear, x: &[T], y: &mut [T]) -> Result<()> {
+        let d = self.linear_dims(layer, x);
+        let ep = GemmEpilogue {
+            bias: layer.bias.map(|b| self.w(b)).transpose()?,
+            relu: false,
+            residual: true,
+        };
+        linear_forward_with(&d, x, self.w(layer.weight)?, ep, y);
+        Ok(())
+    }
+
+    fn linear_dims(&self, layer: &Linear, x: &[T]) -> LinearDims {
+        LinearDims {
             rows: x.len() / layer.in_features.max(1),
             d_in: layer.in_features,
             d_out: layer.out_features,
-        };
-        let bias = layer.bias.map(|b| self.w(b)).transpose()?;
-        linear_forward(
-            &d,
-            x,
-            self.w(layer.weight)?,
-            bias,
-            sized(y, d.rows * d.d_out),
-        );
-        Ok(())
+        }
     }
 
     /// Dense(relu) → out, plus the skip, over the whole batch as the tape
@@ -334,14 +352,11 @@ impl<'a, T: Float> Inference<'a, T> {
     fn head(&self, inputs: &[T], pooled: &[T], batch: usize) -> Result<Vec<T>> {
         let m = self.model;
         let mut dense = Vec::new();
-        self.linear(&m.dense, pooled, &mut dense)?;
-        relu_inplace(&mut dense);
+        self.linear(&m.dense, pooled, &mut dense, true)?;
         let mut y = Vec::new();
-        self.linear(&m.out, &dense, &mut y)?;
+        self.linear(&m.out, &dense, &mut y, false)?;
         if let Some(skip) = &m.skip {
-            let mut linear = Vec::new();
-            self.linear(skip, inputs, &mut linear)?;
-            add_assign(&mut y, &linear);
+            self.add_linear(skip, inputs, &mut y)?;
         }
         debug_assert_eq!(y.len(), batch);
         Ok(y)

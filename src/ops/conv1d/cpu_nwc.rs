@@ -16,6 +16,7 @@ use super::Conv1dDims;
 use crate::cpu::gemm::gemm;
 use crate::cpu::sum_rows;
 use crate::float::Float;
+use crate::ops::matmul::cpu::{product_with_epilogue, GemmEpilogue};
 use rayon::prelude::*;
 
 /// Each rows×cols block of `src` (blocks one after another), transposed into
@@ -96,7 +97,11 @@ pub fn conv1d_forward_nwc<T: Float>(
     y: &mut [T],
 ) {
     assert_eq!(w.len(), d.w_len());
-    conv1d_forward_taps(d, x, &taps_major(d, w), bias, y, &mut Vec::new());
+    let ep = GemmEpilogue {
+        bias,
+        ..Default::default()
+    };
+    conv1d_forward_taps(d, x, &taps_major(d, w), ep, y, &mut Vec::new());
 }
 
 /// [`conv1d_forward_nwc`] with the weights already in [`taps_major`] order and
@@ -106,7 +111,7 @@ pub(crate) fn conv1d_forward_taps<T: Float>(
     d: &Conv1dDims,
     x: &[T],
     w_taps: &[T],
-    bias: Option<&[T]>,
+    ep: GemmEpilogue<'_, T>,
     y: &mut [T],
     cols: &mut Vec<T>,
 ) {
@@ -117,22 +122,7 @@ pub(crate) fn conv1d_forward_taps<T: Float>(
     let (rows, width) = (d.batch * d.out_len(), d.kernel * d.c_in);
     cols.resize(rows * width, T::ZERO);
     im2col(d, x, cols);
-    gemm(
-        rows,
-        width,
-        d.c_out,
-        cols,
-        false,
-        w_taps,
-        true,
-        y,
-        false,
-        T::ZERO,
-    );
-    if let Some(bias) = bias {
-        assert_eq!(bias.len(), d.c_out);
-        crate::ops::elementwise::cpu::add_bias_inplace(y, bias);
-    }
+    product_with_epilogue(rows, width, d.c_out, cols, w_taps, ep, y);
 }
 
 /// dx, dw and dbias (all overwritten) from x, w and the output gradient

@@ -19,6 +19,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::on_gpu;
+use crate::ops::matmul::cpu::GemmEpilogue;
 use crate::ops::unary::{self, Unary};
 use crate::tensor::Tensor;
 
@@ -119,15 +120,22 @@ impl<T: Float> Tape<'_, T> {
                 let bias = b.map(|b| self.data(b)).transpose()?;
                 let (xs, ws) = (self.data(x)?, self.data(w)?);
                 let shape = if channels_last {
-                    cpu_nwc::conv1d_forward_nwc(&dims, xs, ws, bias, &mut y);
+                    // relu in the GEMM's store, with the bias.
+                    let ep = GemmEpilogue {
+                        bias,
+                        relu,
+                        residual: false,
+                    };
+                    let taps = cpu_nwc::taps_major(&dims, ws);
+                    cpu_nwc::conv1d_forward_taps(&dims, xs, &taps, ep, &mut y, &mut Vec::new());
                     [dims.batch, dims.out_len(), dims.c_out]
                 } else {
                     cpu::conv1d_forward(&dims, xs, ws, bias, &mut y);
+                    if relu {
+                        unary::cpu::relu_inplace(&mut y);
+                    }
                     [dims.batch, dims.c_out, dims.out_len()]
                 };
-                if relu {
-                    unary::cpu::relu_inplace(&mut y);
-                }
                 Tensor::from_vec(y, &shape)?
             }
             dev => {

@@ -1,9 +1,12 @@
 //! Batched matrix products and the linear layer.
 
 use super::{LinearDims, MatmulDims};
-use crate::cpu::gemm::gemm;
+pub use crate::cpu::gemm::GemmEpilogue;
+use crate::cpu::gemm::{gemm, gemm_with_epilogue};
 use crate::cpu::sum_rows;
 use crate::float::Float;
+use crate::ops::elementwise::cpu::{add_assign, add_bias_inplace};
+use crate::ops::unary::cpu::relu_inplace;
 use rayon::prelude::*;
 
 impl MatmulDims {
@@ -86,15 +89,62 @@ pub fn matmul_backward<T: Float>(
 }
 
 pub fn linear_forward<T: Float>(d: &LinearDims, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
+    let ep = GemmEpilogue {
+        bias,
+        ..Default::default()
+    };
+    linear_forward_with(d, x, w, ep, y);
+}
+
+/// y ← x·wᵀ, then `ep` (bias, relu, y's previous value added last).
+pub fn linear_forward_with<T: Float>(
+    d: &LinearDims,
+    x: &[T],
+    w: &[T],
+    ep: GemmEpilogue<'_, T>,
+    y: &mut [T],
+) {
     let LinearDims { rows, d_in, d_out } = *d;
     assert_eq!(
         (x.len(), w.len(), y.len()),
         (rows * d_in, d_out * d_in, rows * d_out)
     );
-    gemm(rows, d_in, d_out, x, false, w, true, y, false, T::ZERO);
-    if let Some(bias) = bias {
-        assert_eq!(bias.len(), d_out);
-        crate::ops::elementwise::cpu::add_bias_inplace(y, bias);
+    product_with_epilogue(rows, d_in, d_out, x, w, ep, y);
+}
+
+/// y [m, n] ← a [m, k] · wᵀ (w stored [n, k]), then `ep`: fused into the
+/// GEMM's store where the backend can, else the GEMM and then one pass per
+/// step, with the same bits either way (tests/ops_reference.rs checks the
+/// fused path against the GEMM and the passes, bit for bit).
+pub(crate) fn product_with_epilogue<T: Float>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    w: &[T],
+    ep: GemmEpilogue<'_, T>,
+    y: &mut [T],
+) {
+    if gemm_with_epilogue(m, k, n, a, false, w, true, y, ep) {
+        return;
+    }
+    let finish = |c: &mut [T]| {
+        if let Some(bias) = ep.bias {
+            assert_eq!(bias.len(), n);
+            add_bias_inplace(c, bias);
+        }
+        if ep.relu {
+            relu_inplace(c);
+        }
+    };
+    if ep.residual {
+        let mut product = vec![T::ZERO; m * n];
+        gemm(m, k, n, a, false, w, true, &mut product, false, T::ZERO);
+        finish(&mut product);
+        add_assign(y, &product);
+    } else {
+        gemm(m, k, n, a, false, w, true, y, false, T::ZERO);
+        finish(y);
     }
 }
 

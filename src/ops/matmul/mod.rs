@@ -139,10 +139,13 @@ impl<T: Float> Tape<'_, T> {
             Device::Cpu => {
                 let mut y = vec![T::ZERO; dims.rows * d_out];
                 let bias = b.map(|b| self.data(b)).transpose()?;
-                cpu::linear_forward(&dims, self.data(x)?, self.data(w)?, bias, &mut y);
-                if relu {
-                    unary::cpu::relu_inplace(&mut y);
-                }
+                // Bias and relu in the GEMM's store.
+                let ep = cpu::GemmEpilogue {
+                    bias,
+                    relu,
+                    residual: false,
+                };
+                cpu::linear_forward_with(&dims, self.data(x)?, self.data(w)?, ep, &mut y);
                 Tensor::from_vec(y, &shape)?
             }
             dev => {
