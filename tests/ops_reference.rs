@@ -456,6 +456,37 @@ proptest! {
         matmul::cpu::linear_forward_with(&d, &x, &w, ep, &mut y);
         prop_assert_eq!(bits(&y), bits(&want), "{:?} {:?}", d, ep);
     }
+
+    /// The linear layer's outputs in new, unzeroed buffers hold the bits of
+    /// the same products written over poisoned ones. The allocator's free
+    /// memory is filled with NaN first, so a new buffer that reuses it shows
+    /// any element the kernels left unwritten.
+    #[test]
+    fn linear_into_new_buffers_matches_overwritten_ones_bit_for_bit(
+        rows in prop_oneof![Just(1usize), Just(7), 1usize..=70, Just(300)],
+        d_in in prop_oneof![Just(1usize), 1usize..=40, Just(257)],
+        d_out in prop_oneof![Just(1usize), Just(16), 1usize..=70],
+        with_bias: bool, relu: bool, seed: u64,
+    ) {
+        let d = LinearDims { rows, d_in, d_out };
+        let x = to_f32(&uniform(seed, rows * d_in));
+        let w = to_f32(&uniform(seed ^ 1, d_out * d_in));
+        let bias = to_f32(&uniform(seed ^ 2, d_out));
+        let g = to_f32(&uniform(seed ^ 3, rows * d_out));
+        let ep = matmul::cpu::GemmEpilogue { bias: with_bias.then_some(&bias[..]), relu, residual: false };
+        let mut y = poison(rows * d_out);
+        matmul::cpu::linear_forward_with(&d, &x, &w, ep, &mut y);
+        let (mut dx, mut dw, mut db) = (poison(rows * d_in), poison(d_out * d_in), poison(d_out));
+        matmul::cpu::linear_backward(&d, &x, &w, &g, &mut dx, &mut dw, Some(&mut db));
+        drop(vec![f32::NAN; rows * d_out]);
+        let y_new = matmul::cpu::linear_forward_new(&d, &x, &w, ep.bias, relu);
+        prop_assert_eq!(bits(&y_new), bits(&y), "forward {:?} {:?}", d, ep);
+        drop((vec![f32::NAN; rows * d_in], vec![f32::NAN; d_out * d_in]));
+        let (dx_new, dw_new, db_new) = matmul::cpu::linear_backward_new(&d, &x, &w, &g, with_bias);
+        prop_assert_eq!(bits(&dx_new), bits(&dx), "dx {:?}", d);
+        prop_assert_eq!(bits(&dw_new), bits(&dw), "dw {:?}", d);
+        prop_assert_eq!(db_new.map(|v| bits(&v)), with_bias.then(|| bits(&db)), "dbias {:?}", d);
+    }
 }
 
 /// Kernels write their whole output even when an input axis is empty: an

@@ -2,7 +2,7 @@
 
 use super::{LinearDims, MatmulDims};
 pub use crate::cpu::gemm::GemmEpilogue;
-use crate::cpu::gemm::{gemm, gemm_with_epilogue};
+use crate::cpu::gemm::{gemm, gemm_new, gemm_new_with_epilogue, gemm_with_epilogue};
 use crate::cpu::sum_rows;
 use crate::float::Float;
 use crate::ops::elementwise::cpu::{add_assign, add_bias_inplace};
@@ -128,24 +128,73 @@ pub(crate) fn product_with_epilogue<T: Float>(
     if gemm_with_epilogue(m, k, n, a, false, w, true, y, ep) {
         return;
     }
-    let finish = |c: &mut [T]| {
-        if let Some(bias) = ep.bias {
-            assert_eq!(bias.len(), n);
-            add_bias_inplace(c, bias);
-        }
-        if ep.relu {
-            relu_inplace(c);
-        }
-    };
     if ep.residual {
-        let mut product = vec![T::ZERO; m * n];
-        gemm(m, k, n, a, false, w, true, &mut product, false, T::ZERO);
-        finish(&mut product);
+        let mut product = gemm_new(m, k, n, a, false, w, true);
+        finish_epilogue(&mut product, ep);
         add_assign(y, &product);
     } else {
         gemm(m, k, n, a, false, w, true, y, false, T::ZERO);
-        finish(y);
+        finish_epilogue(y, ep);
     }
+}
+
+/// The bias and relu of `ep` as passes over a product [rows, bias.len()].
+fn finish_epilogue<T: Float>(c: &mut [T], ep: GemmEpilogue<'_, T>) {
+    if let Some(bias) = ep.bias {
+        add_bias_inplace(c, bias);
+    }
+    if ep.relu {
+        relu_inplace(c);
+    }
+}
+
+/// x·wᵀ, then the bias and relu, into a new [rows, d_out] buffer that is not
+/// zeroed first where the store fuses them (the bits of [`linear_forward_with`]).
+pub fn linear_forward_new<T: Float>(
+    d: &LinearDims,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    relu: bool,
+) -> Vec<T> {
+    let LinearDims { rows, d_in, d_out } = *d;
+    assert_eq!((x.len(), w.len()), (rows * d_in, d_out * d_in));
+    let ep = GemmEpilogue {
+        bias,
+        relu,
+        residual: false,
+    };
+    gemm_new_with_epilogue(rows, d_in, d_out, x, false, w, true, ep).unwrap_or_else(|| {
+        let mut y = gemm_new(rows, d_in, d_out, x, false, w, true);
+        finish_epilogue(&mut y, ep);
+        y
+    })
+}
+
+/// [`linear_backward`]'s dx, dw and (if `has_bias`) dbias as new buffers;
+/// dx and dw are not zeroed first.
+pub fn linear_backward_new<T: Float>(
+    d: &LinearDims,
+    x: &[T],
+    w: &[T],
+    g: &[T],
+    has_bias: bool,
+) -> (Vec<T>, Vec<T>, Option<Vec<T>>) {
+    let LinearDims { rows, d_in, d_out } = *d;
+    assert_eq!(
+        (x.len(), w.len(), g.len()),
+        (rows * d_in, d_out * d_in, rows * d_out)
+    );
+    let dbias = has_bias.then(|| {
+        let mut db = vec![T::ZERO; d_out];
+        sum_rows(g, rows, d_out, &mut db);
+        db
+    });
+    (
+        gemm_new(rows, d_out, d_in, g, false, w, false),
+        gemm_new(d_out, rows, d_in, g, true, x, false),
+        dbias,
+    )
 }
 
 /// dx ← g·w, dw ← gᵀ·x, dbias ← column sums of g (all overwritten).

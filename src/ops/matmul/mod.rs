@@ -137,15 +137,9 @@ impl<T: Float> Tape<'_, T> {
         *shape.last_mut().expect("rank >= 1") = d_out;
         let value = match device {
             Device::Cpu => {
-                let mut y = vec![T::ZERO; dims.rows * d_out];
                 let bias = b.map(|b| self.data(b)).transpose()?;
                 // Bias and relu in the GEMM's store.
-                let ep = cpu::GemmEpilogue {
-                    bias,
-                    relu,
-                    residual: false,
-                };
-                cpu::linear_forward_with(&dims, self.data(x)?, self.data(w)?, ep, &mut y);
+                let y = cpu::linear_forward_new(&dims, self.data(x)?, self.data(w)?, bias, relu);
                 Tensor::from_vec(y, &shape)?
             }
             dev => {
@@ -286,17 +280,8 @@ pub(crate) fn linear_backward<T: Float>(
             .transpose()?;
         return Ok((dx, dw, db));
     }
-    let (mut dx, mut dw) = (vec![T::ZERO; x.numel()], vec![T::ZERO; w.numel()]);
-    let mut db = has_bias.then(|| vec![T::ZERO; d.d_out]);
-    cpu::linear_backward(
-        d,
-        x.as_slice()?,
-        w.as_slice()?,
-        g.as_slice()?,
-        &mut dx,
-        &mut dw,
-        db.as_deref_mut(),
-    );
+    let (dx, dw, db) =
+        cpu::linear_backward_new(d, x.as_slice()?, w.as_slice()?, g.as_slice()?, has_bias);
     Ok((
         Tensor::from_vec(dx, x.shape())?,
         Tensor::from_vec(dw, w.shape())?,
