@@ -47,11 +47,86 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 #[inline]
 pub fn philox4x32_10_lanes<const L: usize>(words: &mut [[u32; L]; 4], key: [u32; 2]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { philox_lanes_avx2(words, key) };
+    {
+        if L >= 16 && crate::cpu::fastmath::has_avx512f() {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            return unsafe { philox_lanes_avx512(words, key) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { philox_lanes_avx2(words, key) };
+        }
     }
     philox_lanes(words, key)
+}
+
+/// [`philox_lanes_avx2`] with sixteen lanes per register (the same bits:
+/// each lane is the scalar generator); lanes past the last multiple of 16
+/// take the AVX2 code.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn philox_lanes_avx512<const L: usize>(words: &mut [[u32; L]; 4], key: [u32; 2]) {
+    use std::arch::x86_64::*;
+    /// (high, low) halves of the 32×32-bit products m·x, lane by lane.
+    #[inline(always)]
+    unsafe fn mul_hi_lo16(m: __m512i, x: __m512i) -> (__m512i, __m512i) {
+        let even = _mm512_mul_epu32(x, m);
+        let odd = _mm512_mul_epu32(_mm512_srli_epi64::<32>(x), m);
+        let hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(even), odd);
+        let lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd));
+        (hi, lo)
+    }
+    let (m0, m1) = (
+        _mm512_set1_epi32(MUL0 as i32),
+        _mm512_set1_epi32(MUL1 as i32),
+    );
+    // Two registers of lanes through the rounds together, as in the AVX2 code.
+    const GROUPS: usize = 2;
+    let full = L / 16 * 16;
+    for start in (0..full).step_by(16 * GROUPS) {
+        let groups = ((full - start) / 16).min(GROUPS);
+        let mut c = [[_mm512_setzero_si512(); 4]; GROUPS];
+        for (g, cg) in c.iter_mut().enumerate().take(groups) {
+            for (v, w) in cg.iter_mut().zip(words.iter()) {
+                *v = _mm512_loadu_si512(w[start + 16 * g..].as_ptr().cast());
+            }
+        }
+        let mut k = key;
+        for r in 0..10 {
+            if r > 0 {
+                k = [k[0].wrapping_add(WEYL0), k[1].wrapping_add(WEYL1)];
+            }
+            let (k0, k1) = (
+                _mm512_set1_epi32(k[0] as i32),
+                _mm512_set1_epi32(k[1] as i32),
+            );
+            for cg in c.iter_mut().take(groups) {
+                let (hi0, lo0) = mul_hi_lo16(m0, cg[0]);
+                let (hi1, lo1) = mul_hi_lo16(m1, cg[2]);
+                *cg = [
+                    _mm512_xor_si512(_mm512_xor_si512(hi1, cg[1]), k0),
+                    lo1,
+                    _mm512_xor_si512(_mm512_xor_si512(hi0, cg[3]), k1),
+                    lo0,
+                ];
+            }
+        }
+        for (g, cg) in c.iter().enumerate().take(groups) {
+            for (w, &v) in words.iter_mut().zip(cg) {
+                _mm512_storeu_si512(w[start + 16 * g..].as_mut_ptr().cast(), v);
+            }
+        }
+    }
+    if full < L {
+        let mut tail = [[0u32; 16]; 4];
+        for (t, w) in tail.iter_mut().zip(words.iter()) {
+            t[..L - full].copy_from_slice(&w[full..]);
+        }
+        philox_lanes_avx2(&mut tail, key);
+        for (w, t) in words.iter_mut().zip(&tail) {
+            w[full..].copy_from_slice(&t[..L - full]);
+        }
+    }
 }
 
 /// The rounds in AVX2, eight lanes per register: `_mm256_mul_epu32` gives
@@ -247,11 +322,14 @@ mod tests {
                 }
             }
         }
-        // Whole registers of 8 lanes, and a tail past them.
+        // Whole registers of 8 and 16 lanes (AVX2, AVX-512), and tails past them.
         check::<8>();
         check::<16>();
+        check::<32>();
         check::<3>();
         check::<13>();
+        check::<29>();
+        check::<48>();
     }
 
     #[test]

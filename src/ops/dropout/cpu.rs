@@ -11,8 +11,8 @@ use rayon::prelude::*;
 
 /// Elements per task.
 const ELEMS_PER_TASK: usize = 1 << 14;
-/// Philox blocks drawn together (two AVX2 registers), i.e. 4·LANES elements.
-const LANES: usize = 16;
+/// Philox blocks drawn together (two AVX-512 registers), i.e. 4·LANES elements.
+const LANES: usize = 32;
 
 /// keep[i] = whether element offset + i survives; true and false as 1 and 0.
 pub fn dropout_mask(d: &DropoutDims, keep: &mut [u8]) {
