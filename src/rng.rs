@@ -60,145 +60,88 @@ pub fn philox4x32_10_lanes<const L: usize>(words: &mut [[u32; L]; 4], key: [u32;
     philox_lanes(words, key)
 }
 
-/// [`philox_lanes_avx2`] with sixteen lanes per register (the same bits:
-/// each lane is the scalar generator); lanes past the last multiple of 16
-/// take the AVX2 code.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2")]
-unsafe fn philox_lanes_avx512<const L: usize>(words: &mut [[u32; L]; 4], key: [u32; 2]) {
-    use std::arch::x86_64::*;
-    /// (high, low) halves of the 32×32-bit products m·x, lane by lane.
-    #[inline(always)]
-    unsafe fn mul_hi_lo16(m: __m512i, x: __m512i) -> (__m512i, __m512i) {
-        let even = _mm512_mul_epu32(x, m);
-        let odd = _mm512_mul_epu32(_mm512_srli_epi64::<32>(x), m);
-        let hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(even), odd);
-        let lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd));
-        (hi, lo)
-    }
-    let (m0, m1) = (
-        _mm512_set1_epi32(MUL0 as i32),
-        _mm512_set1_epi32(MUL1 as i32),
-    );
-    // Two registers of lanes through the rounds together, as in the AVX2 code.
-    const GROUPS: usize = 2;
-    let full = L / 16 * 16;
-    for start in (0..full).step_by(16 * GROUPS) {
-        let groups = ((full - start) / 16).min(GROUPS);
-        let mut c = [[_mm512_setzero_si512(); 4]; GROUPS];
-        for (g, cg) in c.iter_mut().enumerate().take(groups) {
-            for (v, w) in cg.iter_mut().zip(words.iter()) {
-                *v = _mm512_loadu_si512(w[start + 16 * g..].as_ptr().cast());
+/// Defines `$name`: the Philox rounds on `$lanes` lanes per SIMD register.
+/// `mul` (`_mul_epu32`) gives the 64-bit products of the even lanes, a
+/// shifted copy those of the odd ones, and `odd_lanes` (a blend) sorts them
+/// into high and low halves. Two registers of lanes go through the rounds
+/// together (one alone waits on its multiplies; four spilled registers).
+/// Lanes past the last whole register take `$tail`. Each lane computes the
+/// scalar generator's bits.
+macro_rules! philox_simd {
+    ($name:ident, $features:literal, $lanes:literal, $reg:ty, $tail:ident,
+     zero: $zero:ident, splat: $splat:ident, load: $load:ident, store: $store:ident,
+     mul: $mul:ident, shr: $shr:ident, shl: $shl:ident, xor: $xor:ident,
+     odd_lanes: $odd:expr) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const L: usize>(words: &mut [[u32; L]; 4], key: [u32; 2]) {
+            use std::arch::x86_64::*;
+            /// (high, low) halves of the 32×32-bit products m·x, lane by lane.
+            #[inline(always)]
+            unsafe fn mul_hi_lo(m: $reg, x: $reg) -> ($reg, $reg) {
+                let even = $mul(x, m);
+                let odd = $mul($shr::<32>(x), m);
+                ($odd($shr::<32>(even), odd), $odd(even, $shl::<32>(odd)))
+            }
+            let (m0, m1) = ($splat(MUL0 as i32), $splat(MUL1 as i32));
+            const GROUPS: usize = 2;
+            let full = L / $lanes * $lanes;
+            for start in (0..full).step_by($lanes * GROUPS) {
+                let groups = ((full - start) / $lanes).min(GROUPS);
+                let mut c = [[$zero(); 4]; GROUPS];
+                for (g, cg) in c.iter_mut().enumerate().take(groups) {
+                    for (v, w) in cg.iter_mut().zip(words.iter()) {
+                        *v = $load(w[start + $lanes * g..].as_ptr().cast());
+                    }
+                }
+                let mut k = key;
+                for r in 0..10 {
+                    if r > 0 {
+                        k = [k[0].wrapping_add(WEYL0), k[1].wrapping_add(WEYL1)];
+                    }
+                    let (k0, k1) = ($splat(k[0] as i32), $splat(k[1] as i32));
+                    for cg in c.iter_mut().take(groups) {
+                        let (hi0, lo0) = mul_hi_lo(m0, cg[0]);
+                        let (hi1, lo1) = mul_hi_lo(m1, cg[2]);
+                        *cg = [
+                            $xor($xor(hi1, cg[1]), k0),
+                            lo1,
+                            $xor($xor(hi0, cg[3]), k1),
+                            lo0,
+                        ];
+                    }
+                }
+                for (g, cg) in c.iter().enumerate().take(groups) {
+                    for (w, &v) in words.iter_mut().zip(cg) {
+                        $store(w[start + $lanes * g..].as_mut_ptr().cast(), v);
+                    }
+                }
+            }
+            if full < L {
+                let mut tail = [[0u32; $lanes]; 4];
+                for (t, w) in tail.iter_mut().zip(words.iter()) {
+                    t[..L - full].copy_from_slice(&w[full..]);
+                }
+                $tail(&mut tail, key);
+                for (w, t) in words.iter_mut().zip(&tail) {
+                    w[full..].copy_from_slice(&t[..L - full]);
+                }
             }
         }
-        let mut k = key;
-        for r in 0..10 {
-            if r > 0 {
-                k = [k[0].wrapping_add(WEYL0), k[1].wrapping_add(WEYL1)];
-            }
-            let (k0, k1) = (
-                _mm512_set1_epi32(k[0] as i32),
-                _mm512_set1_epi32(k[1] as i32),
-            );
-            for cg in c.iter_mut().take(groups) {
-                let (hi0, lo0) = mul_hi_lo16(m0, cg[0]);
-                let (hi1, lo1) = mul_hi_lo16(m1, cg[2]);
-                *cg = [
-                    _mm512_xor_si512(_mm512_xor_si512(hi1, cg[1]), k0),
-                    lo1,
-                    _mm512_xor_si512(_mm512_xor_si512(hi0, cg[3]), k1),
-                    lo0,
-                ];
-            }
-        }
-        for (g, cg) in c.iter().enumerate().take(groups) {
-            for (w, &v) in words.iter_mut().zip(cg) {
-                _mm512_storeu_si512(w[start + 16 * g..].as_mut_ptr().cast(), v);
-            }
-        }
-    }
-    if full < L {
-        let mut tail = [[0u32; 16]; 4];
-        for (t, w) in tail.iter_mut().zip(words.iter()) {
-            t[..L - full].copy_from_slice(&w[full..]);
-        }
-        philox_lanes_avx2(&mut tail, key);
-        for (w, t) in words.iter_mut().zip(&tail) {
-            w[full..].copy_from_slice(&t[..L - full]);
-        }
-    }
+    };
 }
 
-/// The rounds in AVX2, eight lanes per register: `_mm256_mul_epu32` gives
-/// the 64-bit products of the even lanes, a shifted copy those of the odd
-/// ones, and blends sort them into high and low halves. Lanes past the last
-/// multiple of 8 take the portable code.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn philox_lanes_avx2<const L: usize>(words: &mut [[u32; L]; 4], key: [u32; 2]) {
-    use std::arch::x86_64::*;
-    /// (high, low) halves of the 32×32-bit products m·x, lane by lane.
-    #[inline(always)]
-    unsafe fn mul_hi_lo8(m: __m256i, x: __m256i) -> (__m256i, __m256i) {
-        let even = _mm256_mul_epu32(x, m);
-        let odd = _mm256_mul_epu32(_mm256_srli_epi64::<32>(x), m);
-        let hi = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(even), odd);
-        let lo = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
-        (hi, lo)
-    }
-    let (m0, m1) = (
-        _mm256_set1_epi32(MUL0 as i32),
-        _mm256_set1_epi32(MUL1 as i32),
-    );
-    // Two registers of lanes go through the rounds together: one alone
-    // waits on its multiplies; four ran slower again (registers spill).
-    const GROUPS: usize = 2;
-    let full = L / 8 * 8;
-    for start in (0..full).step_by(8 * GROUPS) {
-        let groups = ((full - start) / 8).min(GROUPS);
-        let mut c = [[_mm256_setzero_si256(); 4]; GROUPS];
-        for (g, cg) in c.iter_mut().enumerate().take(groups) {
-            for (v, w) in cg.iter_mut().zip(words.iter()) {
-                *v = _mm256_loadu_si256(w[start + 8 * g..].as_ptr().cast());
-            }
-        }
-        let mut k = key;
-        for r in 0..10 {
-            if r > 0 {
-                k = [k[0].wrapping_add(WEYL0), k[1].wrapping_add(WEYL1)];
-            }
-            let (k0, k1) = (
-                _mm256_set1_epi32(k[0] as i32),
-                _mm256_set1_epi32(k[1] as i32),
-            );
-            for cg in c.iter_mut().take(groups) {
-                let (hi0, lo0) = mul_hi_lo8(m0, cg[0]);
-                let (hi1, lo1) = mul_hi_lo8(m1, cg[2]);
-                *cg = [
-                    _mm256_xor_si256(_mm256_xor_si256(hi1, cg[1]), k0),
-                    lo1,
-                    _mm256_xor_si256(_mm256_xor_si256(hi0, cg[3]), k1),
-                    lo0,
-                ];
-            }
-        }
-        for (g, cg) in c.iter().enumerate().take(groups) {
-            for (w, &v) in words.iter_mut().zip(cg) {
-                _mm256_storeu_si256(w[start + 8 * g..].as_mut_ptr().cast(), v);
-            }
-        }
-    }
-    if full < L {
-        let mut tail = [[0u32; 8]; 4];
-        for (t, w) in tail.iter_mut().zip(words.iter()) {
-            t[..L - full].copy_from_slice(&w[full..]);
-        }
-        philox_lanes(&mut tail, key);
-        for (w, t) in words.iter_mut().zip(&tail) {
-            w[full..].copy_from_slice(&t[..L - full]);
-        }
-    }
-}
+philox_simd!(philox_lanes_avx2, "avx2", 8, __m256i, philox_lanes,
+    zero: _mm256_setzero_si256, splat: _mm256_set1_epi32,
+    load: _mm256_loadu_si256, store: _mm256_storeu_si256,
+    mul: _mm256_mul_epu32, shr: _mm256_srli_epi64, shl: _mm256_slli_epi64,
+    xor: _mm256_xor_si256, odd_lanes: _mm256_blend_epi32::<0b1010_1010>);
+
+philox_simd!(philox_lanes_avx512, "avx512f,avx2", 16, __m512i, philox_lanes_avx2,
+    zero: _mm512_setzero_si512, splat: _mm512_set1_epi32,
+    load: _mm512_loadu_si512, store: _mm512_storeu_si512,
+    mul: _mm512_mul_epu32, shr: _mm512_srli_epi64, shl: _mm512_slli_epi64,
+    xor: _mm512_xor_si512, odd_lanes: |a, b| _mm512_mask_blend_epi32(0xAAAA, a, b));
 
 // Indexing by lane keeps all four words of a lane in one loop body, which is
 // what the vectoriser needs.
